@@ -1,0 +1,99 @@
+"""Typed SQLAlchemy 2 models of the tables in ``sql/`` (the SQL files are the source of truth)."""
+
+from __future__ import annotations
+
+from datetime import datetime, time
+
+from sqlalchemy import BigInteger, ForeignKey, SmallInteger, Text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+STATUSES = ("pending", "confirmed", "cancelled", "completed", "no_show")
+LIVE_STATUSES = ("pending", "confirmed")  # visits still to come that hold their time
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Dentist(Base):
+    __tablename__ = "dentists"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    full_name: Mapped[str] = mapped_column(Text)
+    specialty: Mapped[str | None] = mapped_column(Text)
+    email: Mapped[str | None] = mapped_column(Text)
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(server_default="now()")
+
+
+class Patient(Base):
+    __tablename__ = "patients"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    full_name: Mapped[str] = mapped_column(Text)
+    phone: Mapped[str | None] = mapped_column(Text, unique=True)
+    email: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(server_default="now()")
+
+
+class Service(Base):
+    __tablename__ = "services"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    name: Mapped[str] = mapped_column(Text, unique=True)
+    duration_minutes: Mapped[int]
+    price_cents: Mapped[int]
+    description: Mapped[str | None] = mapped_column(Text)
+    buffer_before_minutes: Mapped[int] = mapped_column(default=0)
+    buffer_after_minutes: Mapped[int] = mapped_column(default=0)
+
+
+class WorkingHours(Base):
+    __tablename__ = "working_hours"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    dentist_id: Mapped[int] = mapped_column(ForeignKey("dentists.id"))
+    weekday: Mapped[int] = mapped_column(SmallInteger)  # ISO, 1 = Monday
+    start_time: Mapped[time]
+    end_time: Mapped[time]
+
+
+class TimeOff(Base):
+    __tablename__ = "time_off"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    dentist_id: Mapped[int] = mapped_column(ForeignKey("dentists.id"))
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime]
+    reason: Mapped[str | None] = mapped_column(Text)
+
+
+class Appointment(Base):
+    __tablename__ = "appointments"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"))
+    dentist_id: Mapped[int] = mapped_column(ForeignKey("dentists.id"))
+    service_id: Mapped[int] = mapped_column(ForeignKey("services.id"))
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(Text, default="pending")
+    notes: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(server_default="now()")
+    updated_at: Mapped[datetime] = mapped_column(server_default="now()")
+
+    patient: Mapped[Patient] = relationship(lazy="joined")
+    dentist: Mapped[Dentist] = relationship(lazy="joined")
+    service: Mapped[Service] = relationship(lazy="joined")
+
+
+class RealtimeEvent(Base):
+    __tablename__ = "realtime_events"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    type: Mapped[str] = mapped_column(Text)
+    dentist_id: Mapped[int | None] = mapped_column(BigInteger)
+    patient_id: Mapped[int | None] = mapped_column(BigInteger)
+    payload: Mapped[dict] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(server_default="now()")

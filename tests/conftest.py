@@ -1,0 +1,80 @@
+"""Shared fixtures: a real PostgreSQL, a migrated template database, one clone per test.
+
+The server is TEST_DATABASE_URL when set, else 127.0.0.1:5432 when it answers
+(these machines run one), else the embedded server the project ships.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from bot.migrate import migrate
+from bot.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _server_url() -> str:
+    if os.environ.get("TEST_DATABASE_URL"):
+        return os.environ["TEST_DATABASE_URL"]
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        if sock.connect_ex(("127.0.0.1", 5432)) == 0:
+            return "postgresql://postgres@127.0.0.1:5432/postgres"
+    from bot import embedded
+
+    embedded.start(ROOT / ".pgdata", 5433)
+    return "postgresql://postgres@127.0.0.1:5433/postgres"
+
+
+def _with_db(url: str, name: str) -> str:
+    base, _, _ = url.rpartition("/")
+    return f"{base}/{name}"
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> str:
+    return _server_url()
+
+
+@pytest.fixture(scope="session")
+def template_db(pg_server: str):
+    name = f"clinic_tpl_{os.getpid()}"
+    with psycopg.connect(pg_server, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    migrate(_with_db(pg_server, name))
+    yield name
+    with psycopg.connect(pg_server, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def db_url(pg_server: str, template_db: str):
+    """A fresh, migrated, empty database of its own for one test (libpq URL)."""
+    name = f"clinic_t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_server, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
+    yield _with_db(pg_server, name)
+    with psycopg.connect(pg_server, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def settings(db_url: str) -> Settings:
+    return Settings(database_url=db_url, env="test", jwt_secret="t" * 40, _env_file=None)
+
+
+@pytest.fixture
+def engine(settings: Settings):
+    from bot.db import make_engine
+
+    eng = make_engine(settings.database_url, pool_size=25, max_overflow=5)
+    yield eng
+    eng.dispose()
