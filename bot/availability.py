@@ -1,0 +1,203 @@
+"""The availability engine: free slots = working hours − time off − booked visits − the past.
+
+Pure functions over a ``DentistSchedule`` (what one dentist's diary holds), so the
+same code answers from SQL (``load_schedules``) and from the action server's
+in-memory cache. Working hours are wall-clock times in the clinic's zone; every
+instant is an aware UTC datetime. A day's blocks are placed on that day's own
+offset, so a DST change moves the UTC times, never the local ones.
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta, timezone
+from typing import Iterable, Iterator, Mapping
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from .models import Appointment, Dentist, Service, TimeOff, WorkingHours
+
+UTC = timezone.utc
+Interval = tuple[datetime, datetime]
+
+
+@dataclass(frozen=True, order=True)
+class Slot:
+    starts_at: datetime
+    dentist_id: int
+    ends_at: datetime
+
+    def as_dict(self) -> dict:
+        return {"dentist_id": self.dentist_id, "starts_at": self.starts_at.isoformat(),
+                "ends_at": self.ends_at.isoformat()}
+
+
+@dataclass
+class DentistSchedule:
+    """One dentist's diary. ``busy`` and ``time_off`` are keyed by row id so a cache can
+    apply single-row changes; busy intervals already include their service's buffers."""
+
+    dentist_id: int
+    hours: dict[int, list[tuple[time, time]]] = field(default_factory=dict)  # ISO weekday -> blocks
+    time_off: dict[int, Interval] = field(default_factory=dict)
+    busy: dict[int, Interval] = field(default_factory=dict)
+
+    def blocked(self) -> list[Interval]:
+        """Every interval that refuses a visit, sorted and merged."""
+        return _merge(sorted([*self.time_off.values(), *self.busy.values()]))
+
+
+def _merge(intervals: list[Interval]) -> list[Interval]:
+    merged: list[Interval] = []
+    for start, end in intervals:
+        if merged and start <= merged[-1][1]:
+            if end > merged[-1][1]:
+                merged[-1] = (merged[-1][0], end)
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def _overlaps(blocked: list[Interval], ends: list[datetime], start: datetime, end: datetime) -> bool:
+    i = bisect.bisect_right(ends, start)  # first blocked interval ending after `start`
+    return i < len(blocked) and blocked[i][0] < end
+
+
+def local_block(day: date, start: time, end: time, tz: ZoneInfo) -> Interval:
+    """A working block of ``day`` as UTC instants, each end on its own offset."""
+    return (datetime.combine(day, start, tzinfo=tz).astimezone(UTC),
+            datetime.combine(day, end, tzinfo=tz).astimezone(UTC))
+
+
+def within_hours(schedule: DentistSchedule, starts_at: datetime, ends_at: datetime, tz: ZoneInfo) -> bool:
+    """Whether [starts_at, ends_at) lies inside one working block and outside all time off."""
+    day = starts_at.astimezone(tz).date()
+    inside = any(bs <= starts_at and ends_at <= be
+                 for bs, be in (local_block(day, s, e, tz) for s, e in schedule.hours.get(day.isoweekday(), ())))
+    if not inside:
+        return False
+    return not any(s < ends_at and starts_at < e for s, e in schedule.time_off.values())
+
+
+def iter_free_slots(
+    schedule: DentistSchedule,
+    duration: timedelta,
+    start: datetime,
+    end: datetime,
+    *,
+    tz: ZoneInfo,
+    step: timedelta = timedelta(minutes=15),
+    buffer_before: timedelta = timedelta(0),
+    buffer_after: timedelta = timedelta(0),
+) -> Iterator[Slot]:
+    """Free slots of one dentist starting in [start, end), in time order.
+
+    Slots start at a block's start and every ``step`` after it; a slot (with the
+    service's buffers around it) must fit in the block and touch nothing blocked.
+    ``start`` should already be "now" or later: nothing before it is offered.
+    """
+    if duration <= timedelta(0) or step <= timedelta(0) or end <= start:
+        return
+    blocked = schedule.blocked()
+    ends = [e for _, e in blocked]
+    day = start.astimezone(tz).date() - timedelta(days=1)
+    last_day = end.astimezone(tz).date()
+    while day <= last_day:
+        for block_start, block_end in sorted(local_block(day, s, e, tz)
+                                             for s, e in schedule.hours.get(day.isoweekday(), ())):
+            t = block_start
+            if t < start:  # jump to the first step at or after `start`
+                t += -(-(start - t) // step) * step
+            while t < end and t + duration <= block_end:
+                if not _overlaps(blocked, ends, t - buffer_before, t + duration + buffer_after):
+                    yield Slot(t, schedule.dentist_id, t + duration)
+                t += step
+        day += timedelta(days=1)
+
+
+def free_slots(
+    schedules: Iterable[DentistSchedule],
+    duration: timedelta,
+    start: datetime,
+    end: datetime,
+    *,
+    tz: ZoneInfo,
+    limit: int | None = None,
+    **kwargs,
+) -> list[Slot]:
+    """Free slots of one or several dentists ("any dentist"), merged in time order."""
+    merged = heapq.merge(*(iter_free_slots(s, duration, start, end, tz=tz, **kwargs) for s in schedules))
+    out: list[Slot] = []
+    for slot in merged:
+        out.append(slot)
+        if limit is not None and len(out) >= limit:
+            break
+    return out
+
+
+def nearest_slots(
+    schedules: Iterable[DentistSchedule],
+    duration: timedelta,
+    around: datetime,
+    *,
+    tz: ZoneInfo,
+    not_before: datetime,
+    window: timedelta = timedelta(days=14),
+    count: int = 3,
+    **kwargs,
+) -> list[Slot]:
+    """The ``count`` free slots closest to ``around`` (before or after), in time order."""
+    lo = max(not_before, around - window)
+    slots = free_slots(schedules, duration, lo, around + window, tz=tz, **kwargs)
+    best = heapq.nsmallest(count, slots, key=lambda s: (abs(s.starts_at - around), s.starts_at, s.dentist_id))
+    return sorted(best)
+
+
+# --- loading from PostgreSQL -------------------------------------------------------------------
+
+def buffered(starts_at: datetime, ends_at: datetime, service: Service | None) -> Interval:
+    if service is None:
+        return starts_at, ends_at
+    return (starts_at - timedelta(minutes=service.buffer_before_minutes),
+            ends_at + timedelta(minutes=service.buffer_after_minutes))
+
+
+def load_schedules(
+    session: Session, start: datetime, end: datetime, dentist_ids: Iterable[int] | None = None,
+) -> dict[int, DentistSchedule]:
+    """Every (or the named) active dentist's diary for [start, end), read in one transaction."""
+    ids_filter = list(dentist_ids) if dentist_ids is not None else None
+    q = select(Dentist.id).where(Dentist.active.is_(True))
+    if ids_filter is not None:
+        q = q.where(Dentist.id.in_(ids_filter))
+    schedules = {i: DentistSchedule(i) for i in session.scalars(q.order_by(Dentist.id))}
+    if not schedules:
+        return schedules
+    wanted = list(schedules)
+    for wh in session.scalars(select(WorkingHours).where(WorkingHours.dentist_id.in_(wanted))):
+        schedules[wh.dentist_id].hours.setdefault(wh.weekday, []).append((wh.start_time, wh.end_time))
+    for off in session.scalars(select(TimeOff).where(
+            TimeOff.dentist_id.in_(wanted), TimeOff.ends_at > start, TimeOff.starts_at < end)):
+        schedules[off.dentist_id].time_off[off.id] = (off.starts_at, off.ends_at)
+    margin = timedelta(hours=4)  # buffers reach a little outside the window
+    rows = session.execute(
+        select(Appointment.id, Appointment.dentist_id, Appointment.starts_at, Appointment.ends_at, Service)
+        .join(Service, Service.id == Appointment.service_id)
+        .where(Appointment.dentist_id.in_(wanted), Appointment.status != "cancelled",
+               Appointment.ends_at > start - margin, Appointment.starts_at < end + margin)
+    )
+    for appt_id, dentist_id, s, e, service in rows:
+        schedules[dentist_id].busy[appt_id] = buffered(s, e, service)
+    for sched in schedules.values():
+        for blocks in sched.hours.values():
+            blocks.sort()
+    return schedules
+
+
+def service_buffers(service: Service) -> Mapping[str, timedelta]:
+    return {"buffer_before": timedelta(minutes=service.buffer_before_minutes),
+            "buffer_after": timedelta(minutes=service.buffer_after_minutes)}
