@@ -222,7 +222,7 @@ class BookingService:
         service_id = dentist = None
         try:
             with session_scope(self.engine) as s:
-                appt = s.get(Appointment, appointment_id, with_for_update=True)
+                appt = self._locked(s, appointment_id)
                 refusal = self._check_access(actor, appt)
                 if refusal:
                     return refusal
@@ -248,7 +248,7 @@ class BookingService:
     @_guard
     def cancel(self, actor: Identity, appointment_id: int) -> Result:
         with session_scope(self.engine) as s:
-            appt = s.get(Appointment, appointment_id, with_for_update=True)
+            appt = self._locked(s, appointment_id)
             refusal = self._check_access(actor, appt)
             if refusal:
                 return refusal
@@ -269,7 +269,7 @@ class BookingService:
         if actor.role not in ("admin", "dentist"):
             return Result(Outcome.NOT_ALLOWED, "Only staff can change a visit's status.")
         with session_scope(self.engine) as s:
-            appt = s.get(Appointment, appointment_id, with_for_update=True)
+            appt = self._locked(s, appointment_id)
             refusal = self._check_access(actor, appt)
             if refusal:
                 return refusal
@@ -301,6 +301,14 @@ class BookingService:
             return Result(Outcome.FOUND, appointment=AppointmentView.of(appt))
 
     # --- helpers -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _locked(s: Session, appointment_id: int) -> Appointment | None:
+        """The visit, row-locked until the transaction ends (two edits of one visit queue up)."""
+        if not isinstance(appointment_id, int) or isinstance(appointment_id, bool):
+            return None
+        return s.scalars(select(Appointment).where(Appointment.id == appointment_id)
+                         .with_for_update(of=Appointment)).one_or_none()
 
     def _after_write(self, outcome: Outcome, appointment_id: int) -> Result:
         with session_scope(self.engine) as s:

@@ -83,9 +83,9 @@ class Appointment(Base):
     created_at: Mapped[datetime] = mapped_column(server_default="now()")
     updated_at: Mapped[datetime] = mapped_column(server_default="now()")
 
-    patient: Mapped[Patient] = relationship(lazy="joined")
-    dentist: Mapped[Dentist] = relationship(lazy="joined")
-    service: Mapped[Service] = relationship(lazy="joined")
+    patient: Mapped[Patient] = relationship(lazy="joined", innerjoin=True)
+    dentist: Mapped[Dentist] = relationship(lazy="joined", innerjoin=True)
+    service: Mapped[Service] = relationship(lazy="joined", innerjoin=True)
 
 
 class RealtimeEvent(Base):

@@ -1,0 +1,178 @@
+"""``python -m bot up``: the database, migrated and seeded, then every service that exists.
+
+Starts, in order: PostgreSQL (the embedded one when DATABASE_URL is unset), the
+migrations, the demo seed when the clinic is empty, Rasa training when its data
+changed, then the sync service, the action server and the Rasa server as child
+processes. Prints the URLs, and on Ctrl-C (or when any child dies) stops them all.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from sqlalchemy.engine import make_url
+
+from .settings import Settings, get_settings
+
+log = logging.getLogger("bot.up")
+ROOT = Path(__file__).resolve().parent.parent
+RASA = ROOT / ".venv-rasa" / "bin" / "rasa"
+
+
+@dataclass
+class Service:
+    name: str
+    argv: list[str]
+    port: int
+    url: str
+    env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen | None = None
+
+
+def rasa_env(database_url: str, redis_url: str | None) -> dict[str, str]:
+    """The variables endpoints.yml reads for the SQL tracker store (and the Redis lock store)."""
+    url = make_url(database_url)
+    env = {"DB_HOST": url.host or "127.0.0.1", "DB_PORT": str(url.port or 5432),
+           "DB_NAME": url.database or "postgres", "DB_USER": url.username or "postgres",
+           "DB_PASSWORD": url.password or ""}
+    if redis_url:
+        r = urlsplit(redis_url)
+        env.update({"REDIS_HOST": r.hostname or "127.0.0.1", "REDIS_PORT": str(r.port or 6379),
+                    "REDIS_DB": r.path.lstrip("/") or "0", "REDIS_PASSWORD": r.password or ""})
+    return env
+
+
+def plan(settings: Settings, database_url: str) -> list[Service]:
+    """What exists in this checkout, in start order."""
+    python = sys.executable
+    services: list[Service] = []
+    if (ROOT / "sync" / "__main__.py").exists():
+        services.append(Service("sync", [python, "-m", "sync"], settings.sync_port,
+                                f"http://127.0.0.1:{settings.sync_port}/"))
+    if (ROOT / "actions" / "__main__.py").exists():
+        services.append(Service("actions", [python, "-m", "actions"], settings.actions_port,
+                                f"http://127.0.0.1:{settings.actions_port}/health"))
+    if RASA.exists() and (ROOT / "domain.yml").exists() and any((ROOT / "models").glob("*.tar.gz")):
+        endpoints = "endpoints.redis.yml" if settings.redis_url and (ROOT / "endpoints.redis.yml").exists() \
+            else "endpoints.yml"
+        services.append(Service(
+            "rasa",
+            [str(RASA), "run", "--enable-api", "--cors", "*", "--port", str(settings.rasa_port),
+             "--endpoints", endpoints, "--credentials", "credentials.yml", "--model", "models"],
+            settings.rasa_port, f"http://127.0.0.1:{settings.rasa_port}/",
+            env=rasa_env(database_url, settings.redis_url)))
+    return services
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.3)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _train() -> None:
+    script = ROOT / "scripts" / "train.sh"
+    if RASA.exists() and script.exists():
+        log.info("training the Rasa model if its data changed ...")
+        subprocess.run(["bash", str(script)], cwd=ROOT, check=True)
+
+
+def _stop(services: list[Service], timeout: float = 15.0) -> None:
+    for svc in reversed(services):
+        if svc.proc and svc.proc.poll() is None:
+            svc.proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for svc in reversed(services):
+        if svc.proc and svc.proc.poll() is None:
+            try:
+                svc.proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.warning("%s did not stop in time; killing it", svc.name)
+                svc.proc.kill()
+                svc.proc.wait()
+
+
+def run(*, train: bool = True) -> int:
+    from .db import conninfo, make_engine, resolve_database_url
+    from .migrate import migrate
+    from .seed import is_empty, seed
+
+    settings = get_settings()
+    embedded = not settings.database_url
+    database_url = resolve_database_url(settings)
+    log.info("database: %s%s", make_url(database_url).render_as_string(hide_password=True),
+             " (embedded)" if embedded else "")
+    applied = migrate(conninfo(database_url))
+    log.info("migrations: %s", ", ".join(applied) or "up to date")
+    engine = make_engine(database_url, pool_size=1, max_overflow=0)
+    try:
+        if is_empty(engine):
+            log.info("empty clinic: seeding the demo data")
+            seed(engine, settings)
+    finally:
+        engine.dispose()
+    if train:
+        _train()
+
+    services = plan(settings, database_url)
+    busy = [s for s in services if _port_open(s.port)]
+    if busy:
+        for s in busy:
+            log.error("port %d (%s) is already in use; stop what runs there or set its port variable",
+                      s.port, s.name)
+        return 1
+    stopping = False
+
+    def _on_signal(signum, frame):  # noqa: ARG001
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
+    env = {**os.environ, "DATABASE_URL": os.environ.get("DATABASE_URL", database_url)}
+    code = 0
+    try:
+        for svc in services:
+            log.info("starting %s: %s", svc.name, " ".join(svc.argv))
+            svc.proc = subprocess.Popen(svc.argv, cwd=ROOT, env={**env, **svc.env})
+        deadline = time.monotonic() + 180
+        pending = list(services)
+        while pending and not stopping and time.monotonic() < deadline:
+            pending = [s for s in pending if not _port_open(s.port)]
+            if any(s.proc and s.proc.poll() is not None for s in services):
+                break
+            time.sleep(0.3)
+        print("\nDental booking backend is up:", flush=True)
+        for svc in services:
+            state = "ready" if _port_open(svc.port) else "starting"
+            print(f"  {svc.name:8} {svc.url}  ({state})", flush=True)
+        if not services:
+            print("  (no services in this checkout yet: the database is ready)")
+        print(f"  database {make_url(database_url).render_as_string(hide_password=True)}")
+        print("Press Ctrl-C to stop.", flush=True)
+        while not stopping:
+            dead = [s for s in services if s.proc and s.proc.poll() is not None]
+            if dead:
+                for s in dead:
+                    log.error("%s exited with code %s; stopping everything", s.name, s.proc.returncode)
+                code = 1
+                break
+            time.sleep(0.5)
+    finally:
+        _stop(services)
+        if embedded:
+            from . import embedded as emb
+
+            emb.stop(settings.embedded_pg_dir)
+            log.info("embedded PostgreSQL stopped")
+    log.info("stopped")
+    return code
