@@ -1,0 +1,98 @@
+"""Build the aiohttp application: Socket.IO server, hub, outbox listener, REST, lifecycle.
+
+Resources live in ``app.cleanup_ctx`` (the replay pool and the listener task) and
+``on_shutdown`` (disconnecting clients), so ``python -m sync`` and tests share one
+wiring. With ``REDIS_URL`` set, python-socketio's ``AsyncRedisManager`` is the client
+manager; outbox events are still fanned out by each node to its own clients (see
+docs/realtime.md, "Scale-out").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator
+
+import socketio
+from aiohttp import web
+from psycopg_pool import AsyncConnectionPool
+
+from bot.db import conninfo, resolve_database_url
+from bot.settings import Settings, get_settings
+
+from . import keys, rest
+from .handlers import SocketHandlers
+from .hub import Hub
+from .listener import OutboxListener
+from .stats import Stats
+
+log = logging.getLogger(__name__)
+
+PING_INTERVAL = 25  # seconds; clients are told to answer within PING_TIMEOUT
+PING_TIMEOUT = 20
+MAX_MESSAGE_BYTES = 256 * 1024  # a bigger client message closes its socket (engine.io's own limit)
+
+
+def create_app(settings: Settings | None = None, *, node_id: str | None = None,
+               redis_channel: str | None = None, listener_options: dict | None = None) -> web.Application:
+    settings = settings or get_settings()
+    app = web.Application()
+    app[keys.SETTINGS] = settings
+    app[keys.NODE_ID] = node_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+    manager = None
+    if settings.redis_url:
+        manager = socketio.AsyncRedisManager(
+            settings.redis_url, channel=redis_channel or os.environ.get("SYNC_REDIS_CHANNEL", "realtime-sync"))
+    sio = socketio.AsyncServer(
+        async_mode="aiohttp", client_manager=manager, cors_allowed_origins="*",
+        ping_interval=PING_INTERVAL, ping_timeout=PING_TIMEOUT, max_http_buffer_size=MAX_MESSAGE_BYTES,
+        logger=False, engineio_logger=False)
+    sio.attach(app)
+    app[keys.SIO] = sio
+    app[keys.STATS] = stats = Stats()
+    app[keys.HUB] = hub = Hub(sio, stats)
+
+    dsn = conninfo(resolve_database_url(settings))
+    app[keys.LISTENER] = listener = OutboxListener(dsn, hub.dispatch, **(listener_options or {}))
+    app[keys.POOL] = pool = AsyncConnectionPool(dsn, min_size=1, max_size=4, open=False,
+                                                kwargs={"autocommit": True}, name="sync-replay")
+    handlers = SocketHandlers(sio, hub, listener, pool, settings)
+    handlers.register()
+    app[keys.HANDLERS] = handlers
+
+    rest.setup(app)
+    app.cleanup_ctx.append(_database)
+    app.on_shutdown.append(_disconnect_clients)
+    return app
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    """The replay pool and the listener task: opened at start-up, closed at shutdown."""
+    pool, listener = app[keys.POOL], app[keys.LISTENER]
+    await pool.open(wait=False)
+    listener.start()
+    try:
+        yield
+    finally:
+        await listener.stop()
+        await app[keys.HANDLERS].close()
+        await pool.close()
+        thread = getattr(app[keys.SIO].manager, "thread", None)  # the Redis manager's reader
+        if thread is not None:
+            thread.cancel()
+            await asyncio.gather(thread, return_exceptions=True)
+
+
+async def _disconnect_clients(app: web.Application) -> None:
+    """Graceful shutdown: stop reading the outbox, then close every client's connection."""
+    await app[keys.LISTENER].stop()
+    sio = app[keys.SIO]
+    count = len(sio.eio.sockets)
+    if count:
+        log.info("shutting down: disconnecting %d client(s)", count)
+        await sio.eio.disconnect()
+    await sio.shutdown()

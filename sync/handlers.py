@@ -1,0 +1,159 @@
+"""Socket.IO events: connect (auth + resume), subscribe, unsubscribe, disconnect.
+
+Resume: a client connecting with ``since`` is registered *pending* before anything
+is read, with the listener's current last id as the replay's upper bound. Live
+events that arrive meanwhile are buffered. The replay then reads the outbox rows
+in ``(since, bound]`` it may see, in id order; afterwards the buffer is flushed
+(skipping ids already sent) and the client goes live — all without an ``await``
+between the last replayed packet and the switch, so nothing can slip between.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import socketio
+from psycopg_pool import AsyncConnectionPool
+
+from bot.settings import Settings
+from bot.tokens import TokenError, verify
+
+from . import outbox, rooms
+from .hub import Client, Hub
+from .listener import OutboxListener
+
+log = logging.getLogger(__name__)
+
+MAX_SUBSCRIPTIONS = 64
+REPLAY_BATCH = 1000
+
+
+class SocketHandlers:
+    def __init__(self, sio: socketio.AsyncServer, hub: Hub, listener: OutboxListener,
+                 pool: AsyncConnectionPool, settings: Settings, *, connect_wait: float = 5.0):
+        self.sio = sio
+        self.hub = hub
+        self.listener = listener
+        self.pool = pool
+        self.settings = settings
+        self.connect_wait = connect_wait
+        self._tasks: set[asyncio.Task] = set()
+
+    def register(self) -> None:
+        self.sio.on("connect", self.connect)
+        self.sio.on("disconnect", self.disconnect)
+        self.sio.on("subscribe", self.subscribe)
+        self.sio.on("unsubscribe", self.unsubscribe)
+
+    # -- connect ----------------------------------------------------------------------
+    async def connect(self, sid: str, environ: dict, auth: Any = None) -> None:
+        if not isinstance(auth, dict):
+            raise socketio.exceptions.ConnectionRefusedError("missing token")
+        try:
+            who = verify(auth.get("token"), settings=self.settings)
+        except TokenError as exc:
+            raise socketio.exceptions.ConnectionRefusedError(str(exc)) from None
+        since = auth.get("since")
+        if since is not None and (isinstance(since, bool) or not isinstance(since, int) or since < 0):
+            raise socketio.exceptions.ConnectionRefusedError("invalid since: expected a non-negative integer")
+        bound = self.listener.last_id
+        if bound is None:
+            raise socketio.exceptions.ConnectionRefusedError("service unavailable: not connected to the database yet")
+        eio_sid = self.sio.manager.eio_sid_from_sid(sid, "/")
+        client = Client(sid, eio_sid, who, last_id=bound if since is None else since)
+        self.hub.add(client)  # pending: live events are buffered from here on
+        task = asyncio.get_running_loop().create_task(self._start(client, since, bound))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        log.info("connect %s %s since=%s", sid, who.sub, since)
+
+    async def _start(self, client: Client, since: int | None, bound: int) -> None:
+        """After the CONNECT packet is out: replay (if asked), flush the buffer, go live."""
+        try:
+            deadline = asyncio.get_running_loop().time() + self.connect_wait
+            while not self.sio.manager.is_connected(client.sid, "/"):
+                if client.sid not in self.hub.clients or asyncio.get_running_loop().time() > deadline:
+                    return
+                await asyncio.sleep(0.002)
+            if since is not None:
+                await self._replay(client, since, bound)
+            if client.sid not in self.hub.clients:
+                return
+            if not self.hub.go_live(client):
+                self._resync(client, "buffer_overflow", None, None, self.listener.last_id or 0)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("resume for %s failed (%s); disconnecting it so it retries", client.sid, exc)
+            self.hub.remove(client.sid)
+            await self.sio.disconnect(client.sid)
+
+    async def _replay(self, client: Client, since: int, bound: int) -> None:
+        async with self.pool.connection() as conn:
+            oldest, last_seq = await outbox.bounds(conn)
+            if since > last_seq:
+                self._resync(client, "since_ahead", oldest, since, bound)
+                return
+            if (oldest is None and since < bound) or (oldest is not None and since < oldest - 1):
+                self._resync(client, "outbox_pruned", oldest, since, bound)
+                return
+            after = since
+            while after < bound:
+                rows = await outbox.fetch_range(conn, after, bound, REPLAY_BATCH)
+                if not rows:
+                    break
+                for ev in rows:
+                    if self.hub.visible(client, ev):
+                        self.hub.deliver(client, ev)
+                after = rows[-1].id
+                if client.sid not in self.hub.clients:
+                    return
+
+    def _resync(self, client: Client, reason: str, oldest: int | None, since: int | None,
+                upto: int) -> None:
+        """Tell the client to reload; it then gets live events after ``upto`` (its new ``since``)."""
+        client.last_id = upto
+        self.hub.send(client, "resync_required",
+                      {"reason": reason, "since": since, "oldestId": oldest, "lastId": client.last_id})
+
+    async def disconnect(self, sid: str, reason: Any = None) -> None:
+        client = self.hub.remove(sid)
+        if client is not None:
+            log.info("disconnect %s %s (%s)", sid, client.who.sub, reason)
+
+    # -- subscriptions ----------------------------------------------------------------
+    async def subscribe(self, sid: str, data: Any = None) -> dict:
+        client = self.hub.clients.get(sid)
+        if client is None:
+            return {"ok": False, "error": "not_connected", "message": "connection is closing"}
+        try:
+            channel = rooms.channel_for(client.who, data)
+        except rooms.SubscribeError as exc:
+            return exc.ack()
+        if channel not in client.channels and len(client.channels) >= MAX_SUBSCRIPTIONS:
+            return {"ok": False, "error": "too_many_subscriptions",
+                    "message": f"at most {MAX_SUBSCRIPTIONS} channels per connection"}
+        self.hub.join(client, channel)
+        return {"ok": True, "channel": channel}
+
+    async def unsubscribe(self, sid: str, data: Any = None) -> dict:
+        client = self.hub.clients.get(sid)
+        if client is None:
+            return {"ok": False, "error": "not_connected", "message": "connection is closing"}
+        try:
+            channel = rooms.channel_for(client.who, data)
+        except rooms.SubscribeError as exc:
+            return exc.ack()
+        if client.channels.get(channel) == "role":
+            return {"ok": False, "error": "role_channel",
+                    "message": f"{channel} comes with the {client.who.role} role and cannot be left"}
+        if not self.hub.leave(client, channel):
+            return {"ok": False, "error": "not_subscribed", "message": f"not subscribed to {channel}"}
+        return {"ok": True, "channel": channel}
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -1,0 +1,23 @@
+"""Typed keys for the objects the aiohttp app shares between its parts."""
+
+from __future__ import annotations
+
+import socketio
+from aiohttp import web
+from psycopg_pool import AsyncConnectionPool
+
+from bot.settings import Settings
+
+from .handlers import SocketHandlers
+from .hub import Hub
+from .listener import OutboxListener
+from .stats import Stats
+
+SETTINGS = web.AppKey("settings", Settings)
+NODE_ID = web.AppKey("node_id", str)
+SIO = web.AppKey("sio", socketio.AsyncServer)
+HUB = web.AppKey("hub", Hub)
+STATS = web.AppKey("stats", Stats)
+LISTENER = web.AppKey("listener", OutboxListener)
+POOL = web.AppKey("pool", AsyncConnectionPool)
+HANDLERS = web.AppKey("handlers", SocketHandlers)

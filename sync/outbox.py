@@ -1,0 +1,101 @@
+"""Reading ``realtime_events`` rows and turning each into the packet clients receive.
+
+The database builds the client-facing JSON itself (``{"id", "type", "at"} || payload``),
+so Python never parses or re-serialises a payload: each event is encoded once, as an
+Engine.IO packet that every recipient's socket queue shares.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from engineio import packet as eio_packet
+from psycopg import AsyncConnection
+
+APPOINTMENT_TYPES = frozenset({"appointment_created", "appointment_updated", "appointment_deleted"})
+AVAILABILITY = "availability_changed"
+
+# One row → routing columns + the body every allowed recipient gets; for an update that
+# took a visit away from a patient, a body without the new visit's data for that patient.
+# ISO-8601 with microseconds and an explicit offset, whatever the session's time zone
+_AT = """to_char(e.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')"""
+_COLUMNS = """
+    e.id, e.type, e.dentist_id, e.patient_id,
+    (e.payload->'previous'->>'dentist_id')::bigint AS prev_dentist_id,
+    (e.payload->'previous'->>'patient_id')::bigint AS prev_patient_id,
+    e.created_at,
+    (jsonb_build_object('id', e.id, 'type', e.type, 'at', $AT$) || e.payload)::text AS body,
+    CASE WHEN e.type = 'appointment_updated'
+              AND (e.payload->'previous'->>'patient_id')::bigint IS DISTINCT FROM e.patient_id
+         THEN jsonb_build_object(
+                'id', e.id, 'type', e.type, 'at', $AT$,
+                'appointment', jsonb_build_object('id', e.payload->'appointment'->'id'),
+                'previous', e.payload->'previous', 'moved_away', true)::text
+    END AS redacted_body
+""".replace("$AT$", _AT)
+FETCH_AFTER = f"SELECT {_COLUMNS} FROM realtime_events e WHERE e.id > %s ORDER BY e.id LIMIT %s"
+FETCH_RANGE = (f"SELECT {_COLUMNS} FROM realtime_events e WHERE e.id > %s AND e.id <= %s "
+               "ORDER BY e.id LIMIT %s")
+
+
+def _encode(name: str, body: str) -> eio_packet.Packet:
+    # Socket.IO EVENT packet on the default namespace: 2["name",{...}]
+    return eio_packet.Packet(eio_packet.MESSAGE, f'2["{name}",{body}]')
+
+
+@dataclass(slots=True, eq=False)
+class OutboxEvent:
+    id: int
+    type: str
+    dentist_id: int | None
+    patient_id: int | None
+    prev_dentist_id: int | None
+    prev_patient_id: int | None
+    created_at: datetime
+    body: str
+    redacted_body: str | None = None
+    _packet: eio_packet.Packet | None = field(default=None, repr=False)
+    _redacted: eio_packet.Packet | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_row(cls, row: tuple) -> "OutboxEvent":
+        return cls(*row)
+
+    @property
+    def is_availability(self) -> bool:
+        return self.type == AVAILABILITY
+
+    def packet(self, redacted: bool = False) -> eio_packet.Packet:
+        """The encoded packet, built on first use and shared by every recipient."""
+        if redacted and self.redacted_body is not None:
+            if self._redacted is None:
+                self._redacted = _encode(self.type, self.redacted_body)
+            return self._redacted
+        if self._packet is None:
+            self._packet = _encode(self.type, self.body)
+        return self._packet
+
+
+async def fetch_after(conn: AsyncConnection, after: int, limit: int) -> list[OutboxEvent]:
+    cur = await conn.execute(FETCH_AFTER, (after, limit))
+    return [OutboxEvent.from_row(r) for r in await cur.fetchall()]
+
+
+async def fetch_range(conn: AsyncConnection, after: int, upto: int, limit: int) -> list[OutboxEvent]:
+    cur = await conn.execute(FETCH_RANGE, (after, upto, limit))
+    return [OutboxEvent.from_row(r) for r in await cur.fetchall()]
+
+
+async def bounds(conn: AsyncConnection) -> tuple[int | None, int]:
+    """(oldest id kept, last id the sequence handed out) — to tell a pruned ``since``."""
+    cur = await conn.execute(
+        "SELECT (SELECT min(id) FROM realtime_events),"
+        " (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM realtime_events_id_seq)")
+    oldest, last = await cur.fetchone()
+    return oldest, int(last or 0)
+
+
+async def last_id(conn: AsyncConnection) -> int:
+    cur = await conn.execute("SELECT coalesce(max(id), 0) FROM realtime_events")
+    return int((await cur.fetchone())[0])
