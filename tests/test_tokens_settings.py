@@ -48,11 +48,11 @@ def _raw(claims: dict, secret: str = S.jwt_secret, alg: str = "HS256") -> str:
     (mint("admin", settings=OTHER), "invalid token signature"),
     (mint("admin", settings=S, now=time.time() - 10 * 24 * 3600), "token expired"),
     (_raw({"sub": "x", "role": "admin"}), "invalid token"),                       # no exp
-    (_raw({"sub": "x", "role": "root", "exp": time.time() + 60}), "unknown role"),
-    (_raw({"sub": "p", "role": "patient", "exp": time.time() + 60}), "carries patient_id"),
-    (_raw({"sub": "p", "role": "patient", "patient_id": "7", "exp": time.time() + 60}), "positive integer"),
-    (_raw({"sub": "p", "role": "patient", "patient_id": True, "exp": time.time() + 60}), "positive integer"),
-    (_raw({"sub": "x", "role": "admin", "exp": time.time() + 60}, secret="s" * 64, alg="HS512"), "invalid token"),
+    (_raw({"sub": "x", "role": "root", "exp": time.time() + 86400}), "unknown role"),
+    (_raw({"sub": "p", "role": "patient", "exp": time.time() + 86400}), "carries patient_id"),
+    (_raw({"sub": "p", "role": "patient", "patient_id": "7", "exp": time.time() + 86400}), "positive integer"),
+    (_raw({"sub": "p", "role": "patient", "patient_id": True, "exp": time.time() + 86400}), "positive integer"),
+    (_raw({"sub": "x", "role": "admin", "exp": time.time() + 86400}, secret="s" * 64, alg="HS512"), "invalid token"),
 ])
 def test_verify_refuses_with_a_reason(token, reason):
     with pytest.raises(TokenError, match=reason):
@@ -60,7 +60,7 @@ def test_verify_refuses_with_a_reason(token, reason):
 
 
 def test_alg_none_is_refused():
-    forged = jwt.encode({"sub": "admin", "role": "admin", "exp": time.time() + 60}, key=None, algorithm="none")
+    forged = jwt.encode({"sub": "admin", "role": "admin", "exp": time.time() + 86400}, key=None, algorithm="none")
     with pytest.raises(TokenError):
         verify(forged, settings=S)
 
