@@ -77,7 +77,7 @@ def _cmd_db(args) -> int:
 def _cmd_up(args) -> int:
     from .launcher import run
 
-    return run(train=not args.no_train)
+    return run(train=not args.no_train, skip=frozenset(args.skip))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     db.set_defaults(fn=_cmd_db)
     up = sub.add_parser("up", help="start everything; Ctrl-C stops it all")
     up.add_argument("--no-train", action="store_true", help="do not train the Rasa model")
+    up.add_argument("--skip", action="append", default=[], choices=["sync", "actions", "rasa"],
+                    help="do not start this service (repeatable)")
     up.set_defaults(fn=_cmd_up)
     args = parser.parse_args(argv)
     try:

@@ -101,7 +101,7 @@ def _stop(services: list[Service], timeout: float = 15.0) -> None:
                 svc.proc.wait()
 
 
-def run(*, train: bool = True) -> int:
+def run(*, train: bool = True, skip: frozenset[str] = frozenset()) -> int:
     from .db import conninfo, make_engine, resolve_database_url
     from .migrate import migrate
     from .seed import is_empty, seed
@@ -123,7 +123,7 @@ def run(*, train: bool = True) -> int:
     if train:
         _train()
 
-    services = plan(settings, database_url)
+    services = [s for s in plan(settings, database_url) if s.name not in skip]
     busy = [s for s in services if _port_open(s.port)]
     if busy:
         for s in busy:
