@@ -1,0 +1,158 @@
+"""Free times: choosing which slots to offer, and "what's free?" without booking.
+
+Offers come from the gateway's availability source (the cache when it runs), never
+more than ``MAX_OFFERS`` buttons, spread over the window asked for; when the window
+is full, the nearest free times around it are offered instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from rasa_sdk import Action, Tracker
+from rasa_sdk.events import SlotSet
+from rasa_sdk.executor import CollectingDispatcher
+
+from bot.availability import Slot
+
+from .common import entity_values, guarded
+from .dates import PastTime, When, parse_clock, parse_when
+from .formatting import decode_choice, short_dentist, slot_button, spread
+from .gateway import Catalogue, DentistInfo, Gateway, ServiceInfo, get_gateway
+
+MAX_OFFERS = 6
+SCAN_LIMIT = 2000  # free slots read from one window before spreading (a month of three diaries)
+DEFAULT_SERVICE = "consultation"
+
+
+@dataclass(frozen=True)
+class Offer:
+    slots: list[Slot]
+    nearest: bool  # nothing in the window: these are the closest around it
+
+
+def find_offer(gw: Gateway, service: ServiceInfo, dentist: DentistInfo | None, when: When) -> Offer:
+    dentist_id = dentist.id if dentist else None
+    found = [s for s in gw.free_slots(service.id, when.start, when.end, dentist_id, limit=SCAN_LIMIT)
+             if when.contains(s.starts_at, gw.tz)]
+    if found:
+        if when.at is not None:  # an exact time: the closest ones to it that day
+            closest = sorted(spread(found, len(found)), key=lambda s: (abs(s.starts_at - when.at), s.starts_at))
+            return Offer(sorted(closest[:MAX_OFFERS]), False)
+        if when.asap:
+            return Offer(spread(found, len(found))[:MAX_OFFERS], False)
+        return Offer(spread(found, MAX_OFFERS), False)
+    around = when.at or when.start
+    return Offer(spread(gw.nearest(service.id, around, dentist_id, count=MAX_OFFERS * 2), MAX_OFFERS), True)
+
+
+def store_offer(slots: list[Slot]) -> list[dict[str, Any]]:
+    """The ``offered_slots`` slot value (JSON-safe), so a typed "the second one" can be resolved."""
+    return [{"starts_at": s.starts_at.isoformat(), "dentist_id": s.dentist_id,
+             "ends_at": s.ends_at.isoformat()} for s in slots]
+
+
+def load_offer(value: Any) -> list[Slot]:
+    out = []
+    for item in value or ():
+        try:
+            out.append(Slot(datetime.fromisoformat(item["starts_at"]), int(item["dentist_id"]),
+                            datetime.fromisoformat(item["ends_at"])))
+        except (KeyError, TypeError, ValueError):
+            continue
+    return out
+
+
+def buttons(gw: Gateway, slots: list[Slot], *, dentist: DentistInfo | None, intent: str = "inform",
+            extra: str = "") -> list[dict]:
+    names = {d.id: d.full_name for d in gw.catalogue().dentists.values()}
+    return [slot_button(s, gw.tz, names, intent=intent, now=gw.now(), show_dentist=dentist is None, extra=extra)
+            for s in slots]
+
+
+def for_whom(service: ServiceInfo, dentist: DentistInfo | None) -> str:
+    who = f" with {short_dentist(dentist.full_name)}" if dentist else ""
+    return f" for a {service.name.lower()}{who}"
+
+
+def requested_time(tracker: Tracker) -> str | None:
+    """The time phrase: every ``time`` entity of the latest message joined ("10am" + "on Wednesday")."""
+    values = entity_values(tracker, "time")
+    if len(values) > 1:
+        return " ".join(values)
+    return tracker.get_slot("time")
+
+
+def dentist_of(catalogue: Catalogue, value: Any) -> DentistInfo | None:
+    if value in (None, "any"):
+        return None
+    return catalogue.dentist(str(value))
+
+
+def offer_events(gw: Gateway, dispatcher: CollectingDispatcher, service: ServiceInfo,
+                 dentist: DentistInfo | None, when: When, *, intent: str = "inform", extra: str = "",
+                 when_text: str = "then") -> list[dict]:
+    """Say what is free (or nearest) with buttons; the events remember the offer."""
+    offer = find_offer(gw, service, dentist, when)
+    whom = for_whom(service, dentist)
+    if not offer.slots:
+        dispatcher.utter_message(response="utter_no_slots", for_whom=whom, phone=gw.settings.clinic_phone)
+        return [SlotSet("offered_slots", [])]
+    response = "utter_offer_nearest" if offer.nearest else "utter_offer_slots"
+    dispatcher.utter_message(response=response, for_whom=whom, when=when_text,
+                             buttons=buttons(gw, offer.slots, dentist=dentist, intent=intent, extra=extra))
+    return [SlotSet("offered_slots", store_offer(offer.slots))]
+
+
+class ActionCheckAvailability(Action):
+    """ "What's free on Friday?": offer times; a tap on one starts the booking form with it."""
+
+    def name(self) -> str:
+        return "action_check_availability"
+
+    @guarded
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list[dict]:
+        gw = get_gateway()
+        catalogue = gw.catalogue()
+        service = catalogue.service(tracker.get_slot("service")) or catalogue.service(DEFAULT_SERVICE)
+        dentist = dentist_of(catalogue, tracker.get_slot("dentist"))
+        if service is None:
+            dispatcher.utter_message(response="utter_invalid_service")
+            return []
+        text = requested_time(tracker) or "asap"
+        try:
+            when = parse_when(text, gw.now(), gw.tz)
+        except PastTime:
+            dispatcher.utter_message(response="utter_time_in_past")
+            return [SlotSet("time", None)]
+        if when is None:
+            dispatcher.utter_message(response="utter_time_not_understood")
+            return [SlotSet("time", None)]
+        extra = f', "service": "{service.key}"'
+        if dentist is not None:
+            extra += f', "dentist": "{dentist.key}"'
+        events = offer_events(gw, dispatcher, service, dentist, when, intent="book_appointment", extra=extra,
+                              when_text=text)
+        return events + [SlotSet("time", text), SlotSet("time_window", when.encode())]
+
+
+def chosen_slot(value: Any, offered: list[Slot], tz) -> tuple[datetime, int] | None:
+    """A button value, or a typed pick among the offered slots ("the second one", "2:30", "3pm")."""
+    decoded = decode_choice(value)
+    if decoded is not None or not isinstance(value, str) or not offered:
+        return decoded
+    text = value.lower()
+    ordinals = {"first": 0, "1st": 0, "second": 1, "2nd": 1, "third": 2, "3rd": 2, "fourth": 3, "4th": 3,
+                "fifth": 4, "5th": 4, "sixth": 5, "6th": 5, "last": len(offered) - 1}
+    for word, index in ordinals.items():
+        if f"{word}" in text.split() or f"{word} one" in text:
+            if index < len(offered):
+                return offered[index].starts_at, offered[index].dentist_id
+    clock = parse_clock(text)
+    if clock is not None:
+        matches = [s for s in offered if s.starts_at.astimezone(tz).time() == clock]
+        if len(matches) >= 1:
+            return matches[0].starts_at, matches[0].dentist_id
+    return None

@@ -1,0 +1,72 @@
+"""What every action shares: the failure guard, outcome -> response, slot resets."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Any, Awaitable, Callable
+
+from rasa_sdk import Tracker
+from rasa_sdk.events import SlotSet
+from rasa_sdk.executor import CollectingDispatcher
+
+from bot.booking import Outcome
+
+log = logging.getLogger("actions")
+
+# One response per outcome of bot.booking.BookingService that a chat can meet.
+OUTCOME_RESPONSES = {
+    Outcome.BOOKED: "utter_booked",
+    Outcome.RESCHEDULED: "utter_rescheduled",
+    Outcome.CANCELLED: "utter_cancelled",
+    Outcome.UPDATED: "utter_anything_else",
+    Outcome.LISTED: "utter_your_appointments",
+    Outcome.FOUND: "utter_anything_else",
+    Outcome.SLOT_TAKEN: "utter_slot_taken",
+    Outcome.OUTSIDE_HOURS: "utter_outside_hours",
+    Outcome.IN_PAST: "utter_in_past",
+    Outcome.NOT_FOUND: "utter_appointment_not_found",
+    Outcome.NOT_ALLOWED: "utter_not_allowed",
+    Outcome.ALREADY_CANCELLED: "utter_already_cancelled",
+    Outcome.INVALID: "utter_invalid_request",
+    Outcome.UNAVAILABLE: "utter_unavailable",
+}
+# Outcomes after which the patient picks another time from the alternatives offered.
+RETRY_OUTCOMES = {Outcome.SLOT_TAKEN, Outcome.OUTSIDE_HOURS, Outcome.IN_PAST}
+
+# Slots one booking / change fills; cleared when it ends, however it ends. The caller's
+# own details (full_name, phone, patient_id, my_appointment_ids) stay for the chat.
+REQUEST_SLOTS = ("service", "dentist", "time", "time_window", "offered_slots", "slot_choice", "confirmed",
+                 "appointment_id", "outcome")
+
+
+def reset_request() -> list[dict[str, Any]]:
+    return [SlotSet(name, None) for name in REQUEST_SLOTS]
+
+
+def guarded(run: Callable[..., Awaitable[list]]) -> Callable[..., Awaitable[list]]:
+    """No exception text reaches a chat: log it, apologise, carry on with no events."""
+
+    @functools.wraps(run)
+    async def wrapper(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list:
+        try:
+            return await run(self, dispatcher, tracker, domain)
+        except Exception:
+            log.exception("%s failed (conversation %s)", self.name(), tracker.sender_id)
+            dispatcher.messages.clear()
+            dispatcher.utter_message(response="utter_sorry_error")
+            return []
+
+    return wrapper
+
+
+def entity_values(tracker: Tracker, entity: str) -> list[str]:
+    """Every value of ``entity`` in the latest message, in the order typed."""
+    found = [e for e in tracker.latest_message.get("entities", []) if e.get("entity") == entity]
+    found.sort(key=lambda e: e.get("start") or 0)
+    return [str(e.get("value")) for e in found if e.get("value") is not None]
+
+
+def changed_this_turn(tracker: Tracker, *names: str) -> bool:
+    """Whether any of ``names`` was set since the user's latest message."""
+    return any(name in tracker.slots_to_validate() for name in names)

@@ -1,0 +1,253 @@
+"""The actions' one door to the data layer.
+
+Reads of free time go to an *availability source*: the in-memory cache
+(``actions.cache.get_cache()``) when the action server runs one, else
+``SqlAvailability`` (the booking service's SQL path). Writes always go through
+``bot.booking.BookingService``: the database's no-overlap constraint has the last word.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time as _time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Callable, Protocol
+
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+
+from bot.availability import Slot, load_schedules, nearest_slots, service_buffers
+from bot.booking import BookingService, Outcome, Result
+from bot.db import DatabaseError, session_scope
+from bot.models import Dentist, Service
+from bot.settings import Settings
+from bot.tokens import Identity
+
+log = logging.getLogger(__name__)
+
+CATALOGUE_TTL = 300.0  # seconds; services and dentists change rarely
+
+
+class GatewayError(RuntimeError):
+    """The data layer could not answer (the caller apologises; no detail reaches the chat)."""
+
+
+class Availability(Protocol):
+    def free_slots(self, service_id: int, start: datetime, end: datetime, dentist_id: int | None = None,
+                   limit: int | None = None) -> list[Slot]: ...
+
+    def nearest(self, service_id: int, around: datetime, dentist_id: int | None = None,
+                count: int = 3) -> list[Slot]: ...
+
+
+@dataclass(frozen=True)
+class ServiceInfo:
+    id: int
+    name: str
+    duration_minutes: int
+    price_cents: int
+
+    @property
+    def key(self) -> str:  # the canonical entity value: "root canal"
+        return self.name.lower()
+
+
+@dataclass(frozen=True)
+class DentistInfo:
+    id: int
+    full_name: str
+
+    @property
+    def key(self) -> str:  # the canonical entity value: "alvarez"
+        return self.full_name.split()[-1].lower()
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    services: dict[int, ServiceInfo]
+    dentists: dict[int, DentistInfo]
+
+    def service(self, text: object) -> ServiceInfo | None:
+        if not isinstance(text, str):
+            return None
+        wanted = " ".join(text.lower().replace("-", " ").split())
+        for s in self.services.values():
+            if wanted == s.key or wanted.rstrip("s") == s.key or (len(wanted) >= 4 and s.key.startswith(wanted)):
+                return s
+        return None
+
+    def dentist(self, text: object) -> DentistInfo | None:
+        if not isinstance(text, str):
+            return None
+        words = [w.strip(".,").lower() for w in text.split()]
+        words = [w for w in words if w not in ("dr", "doctor", "dentist")]
+        for d in self.dentists.values():
+            names = [n.strip(".").lower() for n in d.full_name.split()[1:]]
+            if words and all(w in names for w in words):
+                return d
+        return None
+
+
+class SqlAvailability:
+    """The availability source used when no cache is running: SQL through the booking service."""
+
+    def __init__(self, booking: BookingService):
+        self.booking = booking
+
+    def free_slots(self, service_id: int, start: datetime, end: datetime, dentist_id: int | None = None,
+                   limit: int | None = None) -> list[Slot]:
+        found = self.booking.available_slots(service_id, start, end, dentist_id=dentist_id, limit=limit)
+        if isinstance(found, Result):  # the service's guard turned a database error into an outcome
+            raise GatewayError(found.message)
+        return found
+
+    def nearest(self, service_id: int, around: datetime, dentist_id: int | None = None,
+                count: int = 3) -> list[Slot]:
+        now = self.booking.now()
+        window = timedelta(days=14)
+        try:
+            with session_scope(self.booking.engine) as s:
+                service = s.get(Service, service_id)
+                if service is None:
+                    return []
+                schedules = load_schedules(s, max(now, around - window), max(now, around) + window,
+                                           None if dentist_id is None else [dentist_id])
+                return nearest_slots(schedules.values(), timedelta(minutes=service.duration_minutes), around,
+                                     tz=self.booking.tz, not_before=now, window=window, count=count,
+                                     step=self.booking.step, **service_buffers(service))
+        except DatabaseError as exc:
+            raise GatewayError(str(exc)) from exc
+
+
+def chat_identity(patient_id: int, sender_id: str | None = None) -> Identity:
+    """How the action server acts for the chat's patient: a patient actor, never more."""
+    return Identity(role="patient", sub=f"chat:{sender_id or patient_id}", patient_id=patient_id)
+
+
+class Gateway:
+    def __init__(self, engine: Engine, settings: Settings, *, availability: Availability | None = None,
+                 clock: Callable[[], datetime] | None = None):
+        self.settings = settings
+        self.tz = settings.tz
+        self.booking = BookingService(engine, settings, clock=clock)
+        self._availability = availability
+        self._catalogue: Catalogue | None = None
+        self._catalogue_at = 0.0
+        self._lock = threading.Lock()
+
+    def now(self) -> datetime:
+        return self.booking.now()
+
+    @property
+    def availability(self) -> Availability:
+        if self._availability is not None:
+            return self._availability
+        return _running_cache() or SqlAvailability(self.booking)
+
+    # --- reads -------------------------------------------------------------------------------
+
+    def catalogue(self) -> Catalogue:
+        with self._lock:
+            if self._catalogue is None or _time.monotonic() - self._catalogue_at > CATALOGUE_TTL:
+                try:
+                    with session_scope(self.booking.engine) as s:
+                        services = {r.id: ServiceInfo(r.id, r.name, r.duration_minutes, r.price_cents)
+                                    for r in s.scalars(select(Service).order_by(Service.id))}
+                        dentists = {r.id: DentistInfo(r.id, r.full_name)
+                                    for r in s.scalars(select(Dentist).where(Dentist.active.is_(True))
+                                                       .order_by(Dentist.id))}
+                except DatabaseError as exc:
+                    if self._catalogue is None:
+                        raise GatewayError(str(exc)) from exc
+                    log.warning("catalogue refresh failed, keeping the old one: %s", exc)
+                else:
+                    self._catalogue, self._catalogue_at = Catalogue(services, dentists), _time.monotonic()
+            return self._catalogue
+
+    def free_slots(self, service_id: int, start: datetime, end: datetime, dentist_id: int | None = None,
+                   limit: int | None = None) -> list[Slot]:
+        start = max(start, self.now())
+        if end <= start:
+            return []
+        return list(self.availability.free_slots(service_id, start, end, dentist_id=dentist_id, limit=limit))
+
+    def nearest(self, service_id: int, around: datetime, dentist_id: int | None = None,
+                count: int = 3) -> list[Slot]:
+        return list(self.availability.nearest(service_id, around, dentist_id=dentist_id, count=count))
+
+    def is_free(self, service_id: int, dentist_id: int, starts_at: datetime) -> bool:
+        found = self.free_slots(service_id, starts_at, starts_at + timedelta(seconds=1), dentist_id=dentist_id)
+        return any(s.starts_at == starts_at and s.dentist_id == dentist_id for s in found)
+
+    def own_appointments(self, patient_id: int, only_ids: list[int] | None = None) -> Result:
+        """The caller's upcoming visits; ``only_ids`` narrows them (an anonymous chat's own bookings)."""
+        result = self.booking.list_appointments(chat_identity(patient_id), patient_id)
+        if result.outcome is Outcome.LISTED and only_ids is not None:
+            allowed = set(only_ids)
+            result.appointments = [a for a in result.appointments if a.id in allowed]
+        return result
+
+    # --- writes ------------------------------------------------------------------------------
+
+    def find_or_create_patient(self, full_name: str, phone: str) -> Result:
+        return self.booking.find_or_create_patient(full_name, phone)
+
+    def book(self, patient_id: int, *, dentist_id: int, service_id: int, starts_at: datetime) -> Result:
+        """Book; a retried identical request finds the visit it already made (one appointment)."""
+        result = self.booking.book(chat_identity(patient_id), patient_id=patient_id, dentist_id=dentist_id,
+                                   service_id=service_id, starts_at=starts_at)
+        if result.outcome is Outcome.SLOT_TAKEN:
+            mine = self.booking.list_appointments(chat_identity(patient_id), patient_id)
+            for a in mine.appointments:
+                if (a.dentist_id, a.service_id, a.starts_at) == (dentist_id, service_id, starts_at):
+                    log.info("book: patient %s already holds appointment %s for this slot", patient_id, a.id)
+                    return Result(Outcome.BOOKED, appointment=a)
+        return result
+
+    def cancel(self, patient_id: int, appointment_id: int) -> Result:
+        return self.booking.cancel(chat_identity(patient_id), appointment_id)
+
+    def reschedule(self, patient_id: int, appointment_id: int, starts_at: datetime,
+                   dentist_id: int | None = None) -> Result:
+        return self.booking.reschedule(chat_identity(patient_id), appointment_id, starts_at, dentist_id=dentist_id)
+
+
+def _running_cache() -> Availability | None:
+    try:
+        from actions.cache import get_cache  # built alongside; absent until it lands
+    except ImportError:
+        return None
+    try:
+        return get_cache()
+    except Exception:  # a cache that cannot answer must not stop the bot: SQL answers instead
+        log.exception("availability cache unavailable; answering from SQL")
+        return None
+
+
+_gateway: Gateway | None = None
+_gateway_lock = threading.Lock()
+
+
+def get_gateway() -> Gateway:
+    """The process-wide gateway (built on first use from the settings)."""
+    global _gateway
+    with _gateway_lock:
+        if _gateway is None:
+            from bot.db import get_engine
+            from bot.settings import get_settings
+
+            _gateway = Gateway(get_engine(), get_settings())
+        return _gateway
+
+
+def use_gateway(gateway: Gateway | None) -> None:
+    """Install a gateway (tests, or the server entry point with its cache); None resets."""
+    global _gateway
+    with _gateway_lock:
+        _gateway = gateway
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)

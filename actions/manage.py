@@ -1,0 +1,259 @@
+"""Listing, moving and cancelling the caller's own visits.
+
+"Own" means: every upcoming visit of the patient a verified token names, or, in an
+anonymous chat, only the visits booked in this conversation (``my_appointment_ids``).
+An id typed or sent by the user is accepted only if it is among those; anything else
+gets the same polite "can't find that among yours" (no probing of other people's ids),
+and the booking service refuses it again anyway (a patient actor sees only their own).
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from typing import Any
+
+from rasa_sdk import Action, FormValidationAction, Tracker
+from rasa_sdk.events import SlotSet
+from rasa_sdk.executor import CollectingDispatcher
+
+from bot.booking import AppointmentView, Outcome
+
+from .booking import AskSlotChoice, SlotChoiceMixin, announce
+from .common import RETRY_OUTCOMES, guarded, reset_request
+from .availability import store_offer
+from .formatting import decode_choice, short_dentist, when_label
+from .gateway import Gateway, get_gateway
+from .session import Caller, caller
+
+
+def own_appointments(gw: Gateway, who: Caller) -> list[AppointmentView] | None:
+    """The caller's upcoming visits; None when the booking system could not answer."""
+    if who.patient_id is None:
+        return []
+    result = gw.own_appointments(who.patient_id, who.only_ids)
+    if result.outcome is not Outcome.LISTED:
+        return None
+    return result.appointments
+
+
+def describe(gw: Gateway, a: AppointmentView) -> str:
+    return f"{a.service_name} with {short_dentist(a.dentist_name)}, {when_label(a.starts_at, gw.tz, now=gw.now())}"
+
+
+def no_visits(dispatcher: CollectingDispatcher, gw: Gateway, who: Caller) -> None:
+    if who.authenticated:
+        dispatcher.utter_message(response="utter_no_appointments")
+    else:
+        dispatcher.utter_message(response="utter_no_appointments_anonymous", phone=gw.settings.clinic_phone)
+
+
+class ActionListAppointments(Action):
+    def name(self) -> str:
+        return "action_list_appointments"
+
+    @guarded
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list[dict]:
+        gw = get_gateway()
+        who = caller(tracker)
+        visits = own_appointments(gw, who)
+        if visits is None:
+            dispatcher.utter_message(response="utter_unavailable")
+        elif not visits:
+            no_visits(dispatcher, gw, who)
+        else:
+            lines = "\n".join(f"• #{a.id} {describe(gw, a)}" for a in visits)
+            dispatcher.utter_message(response="utter_your_appointments", appointments=lines)
+        return []
+
+
+class AppointmentMixin:
+    """``appointment_id``: one of the caller's own visits, filled in when there is only one."""
+
+    async def extract_appointment_id(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+                                     domain: dict) -> dict[str, Any]:
+        if tracker.get_slot("appointment_id") is not None or tracker.get_slot("requested_slot") is not None:
+            return {}
+        visits = own_appointments(get_gateway(), caller(tracker))
+        if visits is not None and len(visits) == 1:
+            return {"appointment_id": str(visits[0].id)}
+        if not visits:  # nothing to act on (or no answer): end the form at once
+            gw = get_gateway()
+            if visits is None:
+                dispatcher.utter_message(response="utter_unavailable")
+            else:
+                no_visits(dispatcher, gw, caller(tracker))
+            return {"outcome": "none"}
+        return {}
+
+    def validate_appointment_id(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker,
+                                domain: dict) -> dict[str, Any]:
+        gw = get_gateway()
+        visits = own_appointments(gw, caller(tracker)) or []
+        try:
+            wanted = int(str(value).strip().lstrip("#"))
+        except ValueError:
+            wanted = None
+        if wanted is None or wanted not in {a.id for a in visits}:
+            dispatcher.utter_message(response="utter_appointment_not_found")
+            return {"appointment_id": None}
+        return {"appointment_id": str(wanted)}
+
+
+def _visit(gw: Gateway, tracker: Tracker) -> AppointmentView | None:
+    wanted = tracker.get_slot("appointment_id")
+    for a in own_appointments(gw, caller(tracker)) or []:
+        if str(a.id) == str(wanted):
+            return a
+    return None
+
+
+class ManageFormValidation(AppointmentMixin, FormValidationAction):
+    """End the form at once when there is nothing of the caller's to act on."""
+
+    @abstractmethod
+    def name(self) -> str: ...
+
+    async def required_slots(self, domain_slots: list[str], dispatcher: CollectingDispatcher, tracker: Tracker,
+                             domain: dict) -> list[str]:
+        return [] if tracker.get_slot("outcome") == "none" else domain_slots
+
+
+class ValidateCancelForm(ManageFormValidation):
+    def name(self) -> str:
+        return "validate_cancel_form"
+
+    @guarded
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list[dict]:
+        return await super().run(dispatcher, tracker, domain)
+
+    def validate_confirmed(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker,
+                           domain: dict) -> dict[str, Any]:
+        if value is not True:
+            dispatcher.utter_message(response="utter_cancel_kept")
+            return {"confirmed": False, "outcome": "declined"}
+        gw = get_gateway()
+        visit = _visit(gw, tracker)
+        who = caller(tracker)
+        if visit is None or who.patient_id is None:
+            dispatcher.utter_message(response="utter_appointment_not_found")
+            return {"confirmed": False, "outcome": "failed"}
+        result = gw.cancel(who.patient_id, visit.id)
+        announce(dispatcher, gw, result)
+        return {"confirmed": True, "outcome": "done" if result.outcome is Outcome.CANCELLED else "failed"}
+
+
+class ValidateRescheduleForm(SlotChoiceMixin, ManageFormValidation):
+    def name(self) -> str:
+        return "validate_reschedule_form"
+
+    @guarded
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list[dict]:
+        return await super().run(dispatcher, tracker, domain)
+
+    def service_for(self, gw, tracker):
+        visit = _visit(gw, tracker)
+        return gw.catalogue().services.get(visit.service_id) if visit else None
+
+    def dentist_id_for(self, gw, tracker):
+        visit = _visit(gw, tracker)
+        return visit.dentist_id if visit else None
+
+    def validate_confirmed(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker,
+                           domain: dict) -> dict[str, Any]:
+        if value is not True:
+            dispatcher.utter_message(response="utter_reschedule_kept")
+            return {"confirmed": False, "outcome": "declined"}
+        gw = get_gateway()
+        visit = _visit(gw, tracker)
+        who = caller(tracker)
+        choice = decode_choice(tracker.get_slot("slot_choice"))
+        if visit is None or who.patient_id is None or choice is None:
+            dispatcher.utter_message(response="utter_appointment_not_found")
+            return {"confirmed": False, "outcome": "failed"}
+        result = gw.reschedule(who.patient_id, visit.id, choice[0])
+        announce(dispatcher, gw, result)
+        if result.outcome is Outcome.RESCHEDULED:
+            return {"confirmed": True, "outcome": "done"}
+        if result.outcome in RETRY_OUTCOMES and result.alternatives:
+            same = [s for s in result.alternatives if s.dentist_id == visit.dentist_id]
+            if same:
+                return {"confirmed": None, "slot_choice": None, "offered_slots": store_offer(same)}
+        return {"confirmed": False, "outcome": "failed"}
+
+
+class AskAppointmentId(Action):
+    """Which visit? The caller's own, as buttons."""
+
+    def name(self) -> str:
+        return "action_ask_appointment_id"
+
+    @guarded
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list[dict]:
+        gw = get_gateway()
+        intent = "reschedule_appointment" if tracker.active_loop_name == "reschedule_form" else "cancel_appointment"
+        visits = own_appointments(gw, caller(tracker)) or []
+        dispatcher.utter_message(response="utter_ask_appointment_id", buttons=[
+            {"title": describe(gw, a), "payload": f'/{intent}{{"appointment_id": "{a.id}"}}'} for a in visits])
+        return []
+
+
+class AskRescheduleSlotChoice(AskSlotChoice):
+    form = "reschedule_form"
+
+    def target(self, gw, tracker):
+        visit = _visit(gw, tracker)
+        if visit is None:
+            return None, None
+        catalogue = gw.catalogue()
+        return catalogue.services.get(visit.service_id), catalogue.dentists.get(visit.dentist_id)
+
+
+class AskConfirmCancel(Action):
+    def name(self) -> str:
+        return "action_ask_cancel_form_confirmed"
+
+    @guarded
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list[dict]:
+        gw = get_gateway()
+        visit = _visit(gw, tracker)
+        if visit is None:
+            dispatcher.utter_message(response="utter_appointment_not_found")
+            return [SlotSet("appointment_id", None)]
+        dispatcher.utter_message(response="utter_confirm_cancel", service=visit.service_name,
+                                 dentist=visit.dentist_name, when=when_label(visit.starts_at, gw.tz, now=gw.now()))
+        return []
+
+
+class AskConfirmReschedule(Action):
+    def name(self) -> str:
+        return "action_ask_reschedule_form_confirmed"
+
+    @guarded
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list[dict]:
+        gw = get_gateway()
+        visit = _visit(gw, tracker)
+        choice = decode_choice(tracker.get_slot("slot_choice"))
+        if visit is None or choice is None:
+            dispatcher.utter_message(response="utter_sorry_error")
+            return []
+        dentist = gw.catalogue().dentists.get(choice[1])
+        dispatcher.utter_message(response="utter_confirm_reschedule", service=visit.service_name,
+                                 dentist=dentist.full_name if dentist else visit.dentist_name,
+                                 when=when_label(choice[0], gw.tz, now=gw.now()))
+        return []
+
+
+class ActionFinishCancel(Action):
+    """The cancel form ended (done, kept, refused or nothing to cancel): clear the request."""
+
+    def name(self) -> str:
+        return "action_finish_cancel"
+
+    @guarded
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list[dict]:
+        return reset_request()
+
+
+class ActionFinishReschedule(ActionFinishCancel):
+    def name(self) -> str:
+        return "action_finish_reschedule"

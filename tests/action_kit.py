@@ -1,0 +1,94 @@
+"""Drive custom actions the way Rasa does: a ``Tracker.from_dict`` snapshot per turn,
+a ``CollectingDispatcher``, the real domain, and a gateway on a real (seeded) database
+with a pinned clock. ``Chat`` keeps the slots between turns like the Rasa server would.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+
+from rasa_sdk import Action, Tracker
+from rasa_sdk.executor import CollectingDispatcher
+from ruamel.yaml import YAML
+
+from actions.gateway import Gateway, SqlAvailability
+
+ROOT = Path(__file__).resolve().parent.parent
+DOMAIN: dict = YAML(typ="safe").load((ROOT / "domain.yml").read_text())
+_ids = itertools.count(1)
+
+
+def next_weekday(after: datetime, iso_weekday: int, at: time) -> datetime:
+    """The first ``iso_weekday`` strictly after ``after``'s date, at local ``at``."""
+    day = after.date() + timedelta(days=1)
+    while day.isoweekday() != iso_weekday:
+        day += timedelta(days=1)
+    return datetime.combine(day, at, tzinfo=after.tzinfo)
+
+
+def make_gateway(engine, settings, now: datetime) -> Gateway:
+    gw = Gateway(engine, settings, clock=lambda: now)
+    gw._availability = SqlAvailability(gw.booking)
+    return gw
+
+
+@dataclass
+class Turn:
+    events: list[dict]
+    responses: list[str | None]
+    messages: list[dict]
+
+    def slots(self) -> dict[str, Any]:
+        return {e["name"]: e["value"] for e in self.events if e.get("event") == "slot"}
+
+    def buttons(self) -> list[dict]:
+        return [b for m in self.messages for b in m.get("buttons") or []]
+
+
+@dataclass
+class Chat:
+    sender_id: str = "chat-1"
+    slots: dict[str, Any] = field(default_factory=dict)
+    active_loop: str | None = None
+    metadata: dict = field(default_factory=dict)
+    latest: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name, spec in DOMAIN["slots"].items():
+            self.slots.setdefault(name, spec.get("initial_value"))
+        self.slots.setdefault("requested_slot", None)
+        self.say("/greet", "greet")
+
+    def say(self, text: str, intent: str, entities: dict[str, str] | None = None, **slot_values: Any) -> None:
+        """A user message; ``slot_values`` are what Rasa's slot mappings extracted from it."""
+        ents = [{"entity": k, "value": v, "start": i, "end": i + 1} for i, (k, v) in enumerate((entities or {}).items())]
+        self.latest = {"text": text, "intent": {"name": intent, "confidence": 1.0}, "entities": ents,
+                       "metadata": dict(self.metadata), "message_id": f"m{next(_ids)}"}
+        self.extracted = dict(slot_values)
+
+    def tracker(self) -> Tracker:
+        slots = {**self.slots, **self.extracted}
+        events = [{"event": "user", "text": self.latest["text"], "parse_data": self.latest,
+                   "metadata": self.latest["metadata"]}]
+        events += [{"event": "slot", "name": k, "value": v} for k, v in self.extracted.items()]
+        return Tracker.from_dict({
+            "sender_id": self.sender_id, "slots": slots, "latest_message": self.latest, "events": events,
+            "paused": False, "followup_action": None, "latest_action_name": "action_listen",
+            "active_loop": {"name": self.active_loop} if self.active_loop else {},
+        })
+
+    async def run(self, action: Action) -> Turn:
+        dispatcher = CollectingDispatcher()
+        events = await action.run(dispatcher, self.tracker(), DOMAIN)
+        self.slots.update(self.extracted)
+        self.extracted = {}
+        for e in events:
+            if e.get("event") == "slot":
+                self.slots[e["name"]] = e["value"]
+            elif e.get("event") == "active_loop":
+                self.active_loop = e.get("name")
+        return Turn(events, [m.get("response") for m in dispatcher.messages], dispatcher.messages)

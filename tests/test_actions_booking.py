@@ -1,0 +1,264 @@
+"""The booking form's actions against a real, seeded PostgreSQL (pinned clock)."""
+
+from __future__ import annotations
+
+from datetime import datetime, time
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import func, select
+
+from actions import gateway as gateway_module
+from actions.booking import ActionFinishBooking, AskBookingConfirmed, AskSlotChoice, ValidateBookingForm
+from actions.formatting import decode_choice
+from bot.booking import BookingService
+from bot.db import session_scope
+from bot.models import Appointment, Patient
+from bot.seed import seed
+from bot.tokens import Identity
+from action_kit import Chat, make_gateway
+
+TZ = ZoneInfo("America/New_York")
+NOW = datetime(2027, 3, 1, 8, 0, tzinfo=TZ)  # a Monday morning
+
+
+@pytest.fixture
+def gw(engine, settings):
+    seed(engine, settings, today=NOW.date())
+    gateway = make_gateway(engine, settings, NOW)
+    gateway_module.use_gateway(gateway)
+    yield gateway
+    gateway_module.use_gateway(None)
+
+
+def count_appointments(engine, **where) -> int:
+    with session_scope(engine) as s:
+        q = select(func.count()).select_from(Appointment)
+        for k, v in where.items():
+            q = q.where(getattr(Appointment, k) == v)
+        return s.scalar(q)
+
+
+async def fill_until_confirmation(chat: Chat, *, name: str = "Ada Lovelace", phone: str = "(212) 555-0199"):
+    """One-shot request, pick the first offer, give name and phone: returns the chosen button value."""
+    form = ValidateBookingForm()
+    chat.active_loop = "booking_form"
+    chat.say("I'd like a cleaning with dr alvarez tomorrow afternoon", "book_appointment",
+             {"service": "cleaning", "dentist": "alvarez", "time": "tomorrow afternoon"},
+             service="cleaning", dentist="alvarez", time="tomorrow afternoon")
+    await chat.run(form)
+    offer = await chat.run(AskSlotChoice())
+    choice = offer.buttons()[0]["payload"].split('"slot_choice": "')[1].split('"')[0]
+    chat.say(offer.buttons()[0]["payload"], "inform", {"slot_choice": choice}, slot_choice=choice)
+    await chat.run(form)
+    chat.say(name, "inform", full_name=name)
+    await chat.run(form)
+    chat.say(phone, "inform", {"phone": phone}, phone=phone)
+    await chat.run(form)
+    return choice
+
+
+async def test_one_shot_booking_offers_spread_slots_and_books_after_confirmation(gw, engine):
+    chat = Chat()
+    form = ValidateBookingForm()
+    chat.active_loop = "booking_form"
+    chat.say("I'd like a cleaning with dr alvarez tomorrow afternoon", "book_appointment",
+             {"service": "cleaning", "dentist": "alvarez", "time": "tomorrow afternoon"},
+             service="cleaning", dentist="alvarez", time="tomorrow afternoon")
+    turn = await chat.run(form)
+    window = "2027-03-02T12:00:00-05:00|2027-03-02T17:00:00-05:00|||"
+    assert turn.events == [
+        {"event": "slot", "timestamp": None, "name": "service", "value": "cleaning"},
+        {"event": "slot", "timestamp": None, "name": "dentist", "value": "alvarez"},
+        {"event": "slot", "timestamp": None, "name": "time", "value": "tomorrow afternoon"},
+        {"event": "slot", "timestamp": None, "name": "time_window", "value": window},
+        {"event": "slot", "timestamp": None, "name": "slot_choice", "value": None},
+        {"event": "slot", "timestamp": None, "name": "offered_slots", "value": None},
+        {"event": "slot", "timestamp": None, "name": "confirmed", "value": None},
+    ]
+    assert turn.responses == []
+
+    offer = await chat.run(AskSlotChoice())
+    assert offer.responses == ["utter_offer_slots"]
+    buttons = offer.buttons()
+    assert 2 <= len(buttons) <= 6
+    starts = [decode_choice(b["payload"].split('"slot_choice": "')[1].split('"')[0])[0] for b in buttons]
+    assert all(datetime(2027, 3, 2, 12, tzinfo=TZ) <= s < datetime(2027, 3, 2, 17, tzinfo=TZ) for s in starts)
+    assert starts == sorted(starts) and starts[-1] - starts[0] >= (starts[1] - starts[0]) * (len(starts) - 1)
+    assert buttons[0]["title"] == "tomorrow, 1:30 PM"  # Dr. Alvarez's lunch ends at 13:30
+    assert [e["name"] for e in offer.events] == ["offered_slots"]
+
+    choice = buttons[1]["payload"].split('"slot_choice": "')[1].split('"')[0]
+    chat.say(buttons[1]["payload"], "inform", {"slot_choice": choice}, slot_choice=choice)
+    turn = await chat.run(form)
+    assert turn.events == [
+        {"event": "slot", "timestamp": None, "name": "slot_choice", "value": choice},
+        {"event": "slot", "timestamp": None, "name": "confirmed", "value": None},
+    ]
+    chat.say("Ada Lovelace", "inform", full_name="Ada Lovelace")
+    assert (await chat.run(form)).slots() == {"full_name": "Ada Lovelace"}
+    chat.say("212 555 0199", "inform", {"phone": "212 555 0199"}, phone="212 555 0199")
+    assert (await chat.run(form)).slots() == {"phone": "+12125550199"}
+
+    summary = await chat.run(AskBookingConfirmed())
+    assert summary.responses == ["utter_confirm_booking"]
+    assert summary.messages[0]["service"] == "Cleaning" and summary.messages[0]["price"] == "$140"
+    assert summary.messages[0]["dentist"] == "Dr. Maria Alvarez"
+    assert count_appointments(engine) == 9  # nothing written before the yes
+
+    chat.say("yes", "affirm", confirmed=True)
+    turn = await chat.run(form)
+    assert turn.responses == ["utter_booked"]
+    booked_id = chat.slots["booked_appointment_id"]
+    assert turn.slots() == {"patient_id": chat.slots["patient_id"], "confirmed": True, "outcome": "done",
+                            "booked_appointment_id": booked_id, "my_appointment_ids": [booked_id]}
+    with session_scope(engine) as s:
+        appt = s.get(Appointment, booked_id)
+        assert appt.starts_at == decode_choice(choice)[0] and appt.service.name == "Cleaning"
+        assert appt.patient.full_name == "Ada Lovelace" and appt.patient.phone == "+12125550199"
+
+    done = await chat.run(ActionFinishBooking())
+    assert done.responses == []
+    assert {e["name"] for e in done.events} == {"service", "dentist", "time", "time_window", "offered_slots",
+                                                  "slot_choice", "confirmed", "appointment_id", "outcome"}
+    assert all(e["value"] is None for e in done.events)
+
+
+async def test_slot_taken_meanwhile_offers_nearest_alternatives_and_keeps_the_form(gw, engine, settings):
+    chat = Chat()
+    choice = await fill_until_confirmation(chat)
+    starts_at, dentist_id = decode_choice(choice)
+    rival = BookingService(engine, settings, clock=lambda: NOW)
+    taken = rival.book(Identity("patient", "patient:2", patient_id=2), patient_id=2, dentist_id=dentist_id,
+                       service_id=1, starts_at=starts_at)
+    assert taken.outcome.value == "booked"
+
+    chat.say("yes", "affirm", confirmed=True)
+    turn = await chat.run(ValidateBookingForm())
+    assert turn.responses == ["utter_slot_taken"]
+    slots = turn.slots()
+    assert slots["confirmed"] is None and slots["slot_choice"] is None and "outcome" not in slots
+    alternatives = slots["offered_slots"]
+    assert alternatives and all(a["starts_at"] != starts_at.isoformat() for a in alternatives)
+    assert count_appointments(engine, patient_id=chat.slots["patient_id"]) == 0
+
+    again = await chat.run(AskSlotChoice())
+    assert again.responses == ["utter_pick_alternative"]
+    assert len(again.buttons()) == len(alternatives)
+
+
+async def test_double_confirmation_books_once(gw, engine):
+    chat = Chat()
+    await fill_until_confirmation(chat)
+    before = count_appointments(engine)
+    chat.say("yes", "affirm", confirmed=True)
+    tracker_slots = dict(chat.slots)
+    first = await chat.run(ValidateBookingForm())
+    # the same "yes" delivered again (a retried request sees the same conversation state)
+    chat.slots = tracker_slots
+    chat.say("yes", "affirm", confirmed=True)
+    second = await chat.run(ValidateBookingForm())
+    assert first.responses == second.responses == ["utter_booked"]
+    assert first.slots()["booked_appointment_id"] == second.slots()["booked_appointment_id"]
+    assert count_appointments(engine) == before + 1
+
+
+async def test_invalid_phone_is_asked_again(gw):
+    chat = Chat()
+    chat.active_loop = "booking_form"
+    chat.slots["requested_slot"] = "phone"
+    chat.say("12345", "inform", phone="12345")
+    turn = await chat.run(ValidateBookingForm())
+    assert turn.responses == ["utter_invalid_phone"]
+    assert turn.events == [{"event": "slot", "timestamp": None, "name": "phone", "value": None}]
+
+
+async def test_hostile_name_is_stored_verbatim(gw, engine):
+    hostile = "Robert'); DROP TABLE patients;--"
+    chat = Chat()
+    await fill_until_confirmation(chat, name=hostile, phone="+1 212 555 0177")
+    chat.say("yes", "affirm", confirmed=True)
+    turn = await chat.run(ValidateBookingForm())
+    assert turn.responses == ["utter_booked"]
+    with session_scope(engine) as s:
+        assert s.scalar(select(Patient.full_name).where(Patient.phone == "+12125550177")) == hostile
+        assert s.scalar(select(func.count()).select_from(Patient)) == 25
+
+
+async def test_declining_the_summary_books_nothing(gw, engine):
+    chat = Chat()
+    await fill_until_confirmation(chat)
+    chat.say("no", "deny", confirmed=False)
+    turn = await chat.run(ValidateBookingForm())
+    assert turn.responses == ["utter_booking_declined"]
+    assert turn.slots() == {"confirmed": False, "outcome": "declined"}
+    assert count_appointments(engine) == 9
+
+
+async def test_signed_in_patient_is_not_asked_for_name_or_phone(gw, engine, settings):
+    from bot.tokens import mint
+
+    chat = Chat(metadata={"token": mint("patient", 3, settings=settings)})
+    form = ValidateBookingForm()
+    chat.active_loop = "booking_form"
+    chat.say("a filling next monday morning with anyone", "book_appointment",
+             {"service": "filling", "dentist": "any", "time": "next monday morning"},
+             service="filling", dentist="any", time="next monday morning")
+    turn = await chat.run(form)
+    assert turn.events[-1] == {"event": "slot", "timestamp": None, "name": "requested_slot", "value": "slot_choice"}
+    offer = await chat.run(AskSlotChoice())
+    choice = offer.buttons()[0]["payload"].split('"slot_choice": "')[1].split('"')[0]
+    assert " · Dr. " in offer.buttons()[0]["title"]  # "any dentist": the button says who
+    chat.say("first", "inform", {"slot_choice": choice}, slot_choice=choice)
+    turn = await chat.run(form)
+    assert turn.events[-1] == {"event": "slot", "timestamp": None, "name": "requested_slot", "value": "confirmed"}
+    chat.say("yes", "affirm", confirmed=True)
+    turn = await chat.run(form)
+    assert turn.responses == ["utter_booked"]
+    assert count_appointments(engine, patient_id=3, service_id=3) == 1
+
+
+async def test_a_typed_pick_among_the_offers_and_an_unknown_service(gw):
+    chat = Chat()
+    form = ValidateBookingForm()
+    chat.active_loop = "booking_form"
+    chat.say("a facelift please", "book_appointment", {"service": "facelift"}, service="facelift")
+    turn = await chat.run(form)
+    assert turn.responses == ["utter_invalid_service"]
+    chat.say("cleaning with chen on wednesday", "inform", {"service": "cleaning", "dentist": "chen"},
+             service="cleaning", dentist="chen", time="on wednesday")
+    await chat.run(form)
+    offer = await chat.run(AskSlotChoice())
+    second = offer.buttons()[1]
+    chat.say("the second one", "inform", slot_choice="the second one")
+    turn = await chat.run(form)
+    assert turn.responses == []
+    assert turn.slots()["slot_choice"] == second["payload"].split('"slot_choice": "')[1].split('"')[0]
+
+
+async def test_a_forged_slot_button_is_refused(gw):
+    chat = Chat()
+    chat.active_loop = "booking_form"
+    chat.slots.update(service="cleaning", dentist="alvarez", time="tomorrow")
+    forged = "2027-03-02T03:00:00-05:00|1"  # 3 in the night
+    chat.say(f'/inform{{"slot_choice": "{forged}"}}', "inform", {"slot_choice": forged}, slot_choice=forged)
+    turn = await chat.run(ValidateBookingForm())
+    assert turn.responses == ["utter_slot_not_offered"]
+    assert turn.slots()["slot_choice"] is None
+
+
+async def test_an_error_in_the_data_layer_never_reaches_the_chat(gw, monkeypatch):
+    def boom(*args, **kwargs):
+        raise RuntimeError("psycopg.OperationalError: secret connection string")
+
+    monkeypatch.setattr(gw, "free_slots", boom)
+    chat = Chat()
+    chat.slots.update(service="cleaning", dentist="alvarez", time="tomorrow")
+    turn = await chat.run(AskSlotChoice())
+    assert turn.responses == ["utter_sorry_error"]
+    assert turn.events == []
+    assert "secret" not in repr(turn.messages)
+
+
+def test_the_pinned_clock_is_a_monday_morning():
+    assert NOW.isoweekday() == 1 and NOW.timetz() == time(8, 0, tzinfo=TZ)
