@@ -1,4 +1,6 @@
-"""The availability engine: free slots = working hours − time off − booked visits − the past.
+"""The availability engine: free slots = working hours (or that date's override) − clinic
+closures − time off − booked visits and their buffers − other people's live holds −
+what is too soon (minimum notice) or too far (booking horizon).
 
 Pure functions over a ``DentistSchedule`` (what one dentist's diary holds), so the
 same code answers from SQL (``load_schedules``) and from the action server's
@@ -16,10 +18,10 @@ from datetime import date, datetime, time, timedelta, timezone
 from typing import Iterable, Iterator, Mapping
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from .models import Appointment, Dentist, Service, TimeOff, WorkingHours
+from .models import Appointment, ClinicClosure, DateOverride, Dentist, Service, SlotHold, TimeOff, WorkingHours
 
 UTC = timezone.utc
 Interval = tuple[datetime, datetime]
@@ -36,19 +38,67 @@ class Slot:
                 "ends_at": self.ends_at.isoformat()}
 
 
+@dataclass(frozen=True)
+class Hold:
+    starts_at: datetime
+    ends_at: datetime
+    expires_at: datetime
+    holder: str
+
+
+@dataclass(frozen=True)
+class Rules:
+    """Minimum notice, booking horizon and slot step, from the clinic's settings."""
+
+    min_notice: timedelta = timedelta(hours=2)
+    horizon_days: int = 90
+    step: timedelta = timedelta(minutes=15)
+    hold: timedelta = timedelta(minutes=5)
+
+    @classmethod
+    def from_settings(cls, settings) -> "Rules":
+        return cls(timedelta(minutes=settings.min_notice_minutes), settings.horizon_days,
+                   timedelta(minutes=settings.slot_step_minutes), timedelta(minutes=settings.hold_minutes))
+
+    def notice_for(self, service=None) -> timedelta:
+        minutes = getattr(service, "min_notice_minutes", None)
+        return self.min_notice if minutes is None else timedelta(minutes=minutes)
+
+    def window(self, now: datetime, tz: ZoneInfo, service=None) -> Interval:
+        """[earliest, latest): from now + notice to the end of the horizon's last local day."""
+        last_day = now.astimezone(tz).date() + timedelta(days=self.horizon_days)
+        end = datetime.combine(last_day + timedelta(days=1), time(0), tz).astimezone(UTC)
+        return now + self.notice_for(service), end
+
+
 @dataclass
 class DentistSchedule:
-    """One dentist's diary. ``busy`` and ``time_off`` are keyed by row id so a cache can
-    apply single-row changes; busy intervals already include their service's buffers."""
+    """One dentist's diary. ``busy``, ``time_off`` and ``holds`` are keyed by row id so a
+    cache can apply single-row changes; busy intervals already include their service's
+    buffers. ``overrides`` replace a date's weekly hours (an empty list: not working);
+    ``closures`` are the clinic's closed dates."""
 
     dentist_id: int
     hours: dict[int, list[tuple[time, time]]] = field(default_factory=dict)  # ISO weekday -> blocks
     time_off: dict[int, Interval] = field(default_factory=dict)
     busy: dict[int, Interval] = field(default_factory=dict)
+    overrides: dict[date, list[tuple[time, time]]] = field(default_factory=dict)
+    closures: set[date] = field(default_factory=set)
+    holds: dict[int, Hold] = field(default_factory=dict)
 
-    def blocked(self) -> list[Interval]:
-        """Every interval that refuses a visit, sorted and merged."""
-        return _merge(sorted([*self.time_off.values(), *self.busy.values()]))
+    def blocks_for(self, day: date) -> list[tuple[time, time]]:
+        if day in self.closures:
+            return []
+        if day in self.overrides:
+            return self.overrides[day]
+        return self.hours.get(day.isoweekday(), [])
+
+    def blocked(self, *, now: datetime | None = None, holder: str | None = None) -> list[Interval]:
+        """Every interval that refuses a visit, sorted and merged. Holds count while live
+        (``expires_at`` after ``now``) unless they belong to ``holder``."""
+        holds = [(h.starts_at, h.ends_at) for h in self.holds.values()
+                 if (now is None or h.expires_at > now) and (holder is None or h.holder != holder)]
+        return _merge(sorted([*self.time_off.values(), *self.busy.values(), *holds]))
 
 
 def _merge(intervals: list[Interval]) -> list[Interval]:
@@ -77,7 +127,7 @@ def within_hours(schedule: DentistSchedule, starts_at: datetime, ends_at: dateti
     """Whether [starts_at, ends_at) lies inside one working block and outside all time off."""
     day = starts_at.astimezone(tz).date()
     inside = any(bs <= starts_at and ends_at <= be
-                 for bs, be in (local_block(day, s, e, tz) for s, e in schedule.hours.get(day.isoweekday(), ())))
+                 for bs, be in (local_block(day, s, e, tz) for s, e in schedule.blocks_for(day)))
     if not inside:
         return False
     return not any(s < ends_at and starts_at < e for s, e in schedule.time_off.values())
@@ -93,22 +143,26 @@ def iter_free_slots(
     step: timedelta = timedelta(minutes=15),
     buffer_before: timedelta = timedelta(0),
     buffer_after: timedelta = timedelta(0),
+    now: datetime | None = None,
+    holder: str | None = None,
 ) -> Iterator[Slot]:
     """Free slots of one dentist starting in [start, end), in time order.
 
     Slots start at a block's start and every ``step`` after it; a slot (with the
     service's buffers around it) must fit in the block and touch nothing blocked.
-    ``start`` should already be "now" or later: nothing before it is offered.
+    ``start`` should already be the earliest bookable instant (``Rules.window``): nothing
+    before it is offered. ``now`` decides which holds are still live; ``holder``'s own
+    holds do not block it.
     """
     if duration <= timedelta(0) or step <= timedelta(0) or end <= start:
         return
-    blocked = schedule.blocked()
+    blocked = schedule.blocked(now=now, holder=holder)
     ends = [e for _, e in blocked]
     day = start.astimezone(tz).date() - timedelta(days=1)
     last_day = end.astimezone(tz).date()
     while day <= last_day:
         for block_start, block_end in sorted(local_block(day, s, e, tz)
-                                             for s, e in schedule.hours.get(day.isoweekday(), ())):
+                                             for s, e in schedule.blocks_for(day)):
             t = block_start
             if t < start:  # jump to the first step at or after `start`
                 t += -(-(start - t) // step) * step
@@ -146,13 +200,16 @@ def nearest_slots(
     *,
     tz: ZoneInfo,
     not_before: datetime,
+    not_after: datetime | None = None,
     window: timedelta = timedelta(days=14),
     count: int = 3,
     **kwargs,
 ) -> list[Slot]:
-    """The ``count`` free slots closest to ``around`` (before or after), in time order."""
+    """The ``count`` free slots closest to ``around`` (before or after) within
+    [not_before, not_after), in time order."""
     lo = max(not_before, around - window)
-    slots = free_slots(schedules, duration, lo, around + window, tz=tz, **kwargs)
+    hi = around + window if not_after is None else min(around + window, not_after)
+    slots = free_slots(schedules, duration, lo, hi, tz=tz, **kwargs)
     best = heapq.nsmallest(count, slots, key=lambda s: (abs(s.starts_at - around), s.starts_at, s.dentist_id))
     return sorted(best)
 
@@ -192,8 +249,21 @@ def load_schedules(
     )
     for appt_id, dentist_id, s, e, service in rows:
         schedules[dentist_id].busy[appt_id] = buffered(s, e, service)
+    first_day, last_day = (start - timedelta(days=1)).date(), (end + timedelta(days=1)).date()
+    for ov in session.scalars(select(DateOverride).where(
+            DateOverride.dentist_id.in_(wanted), DateOverride.on_date.between(first_day, last_day))):
+        blocks = schedules[ov.dentist_id].overrides.setdefault(ov.on_date, [])
+        if ov.start_time is not None and ov.end_time is not None:
+            blocks.append((ov.start_time, ov.end_time))
+    closures = set(session.scalars(select(ClinicClosure.on_date).where(
+        ClinicClosure.on_date.between(first_day, last_day))))
+    for hold in session.scalars(select(SlotHold).where(
+            SlotHold.dentist_id.in_(wanted), SlotHold.expires_at > func.now(),
+            SlotHold.ends_at > start, SlotHold.starts_at < end)):
+        schedules[hold.dentist_id].holds[hold.id] = Hold(hold.starts_at, hold.ends_at, hold.expires_at, hold.holder)
     for sched in schedules.values():
-        for blocks in sched.hours.values():
+        sched.closures = closures
+        for blocks in (*sched.hours.values(), *sched.overrides.values()):
             blocks.sort()
     return schedules
 

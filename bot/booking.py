@@ -16,14 +16,15 @@ from datetime import datetime, timedelta, timezone
 from enum import Enum
 from typing import Callable
 
-from sqlalchemy import select
+from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from .availability import Slot, buffered, free_slots, load_schedules, nearest_slots, service_buffers, within_hours
+from .availability import (Rules, Slot, buffered, free_slots, load_schedules, nearest_slots, service_buffers,
+                           within_hours)
 from .db import DatabaseError, DatabaseUnavailable, InvalidData, SlotTaken, session_scope
-from .models import STATUSES, Appointment, Dentist, Patient, Service
+from .models import STATUSES, Appointment, Dentist, Patient, Service, SlotHold
 from .phone import InvalidPhone, normalise_phone
 from .settings import Settings
 from .tokens import Identity
@@ -41,9 +42,13 @@ class Outcome(str, Enum):
     UPDATED = "updated"
     LISTED = "listed"
     FOUND = "found"
+    HELD = "held"
+    RELEASED = "released"
     SLOT_TAKEN = "slot_taken"
     OUTSIDE_HOURS = "outside_hours"
     IN_PAST = "in_past"
+    TOO_SOON = "too_soon"      # inside the minimum notice
+    TOO_FAR = "too_far"        # beyond the booking horizon
     NOT_FOUND = "not_found"
     NOT_ALLOWED = "not_allowed"
     ALREADY_CANCELLED = "already_cancelled"
@@ -52,7 +57,7 @@ class Outcome(str, Enum):
 
 
 SUCCESS = {Outcome.BOOKED, Outcome.RESCHEDULED, Outcome.CANCELLED, Outcome.UPDATED, Outcome.LISTED,
-           Outcome.FOUND}
+           Outcome.FOUND, Outcome.HELD, Outcome.RELEASED}
 
 
 @dataclass(frozen=True)
@@ -89,6 +94,10 @@ class Result:
     appointments: list[AppointmentView] = field(default_factory=list)
     field: str | None = None  # the input a not_found / invalid outcome is about
     patient_id: int | None = None
+    slot: Slot | None = None              # the held slot (outcome held)
+    hold_expires_at: datetime | None = None
+    replayed: bool = False                # a repeated idempotency key: the first result again
+    earliest: datetime | None = None      # too_soon: the earliest bookable instant
 
     @property
     def ok(self) -> bool:
@@ -124,7 +133,8 @@ class BookingService:
         self.engine = engine
         self.settings = settings
         self.tz = settings.tz
-        self.step = timedelta(minutes=settings.slot_step_minutes)
+        self.rules = Rules.from_settings(settings)
+        self.step = self.rules.step
         self._clock = clock or (lambda: datetime.now(timezone.utc))
 
     def now(self) -> datetime:
@@ -134,24 +144,34 @@ class BookingService:
 
     @_guard
     def available_slots(self, service_id: int, start: datetime, end: datetime, *,
-                        dentist_id: int | None = None, limit: int | None = None) -> list[Slot]:
-        """Free slots from SQL (the reference the action server's cache is compared with)."""
+                        dentist_id: int | None = None, limit: int | None = None,
+                        holder: str | None = None) -> list[Slot]:
+        """Free slots from SQL (the reference the action server's cache is compared with),
+        within the minimum notice and the booking horizon."""
         with session_scope(self.engine) as s:
             service = s.get(Service, service_id)
             if service is None:
                 return []
-            start = max(start, self.now())
+            now = self.now()
+            earliest, latest = self.rules.window(now, self.tz, service)
+            start, end = max(start, earliest), min(end, latest)
+            if end <= start:
+                return []
             schedules = load_schedules(s, start, end, None if dentist_id is None else [dentist_id])
         return free_slots(schedules.values(), timedelta(minutes=service.duration_minutes), start, end,
-                          tz=self.tz, step=self.step, limit=limit, **service_buffers(service))
+                          tz=self.tz, step=self.step, limit=limit, now=now, holder=holder,
+                          **service_buffers(service))
 
     def _alternatives(self, s: Session, service: Service, dentist_id: int | None, around: datetime,
-                      count: int = 3) -> list[Slot]:
+                      count: int = 3, holder: str | None = None) -> list[Slot]:
+        """The free slots nearest ``around``: the same dentist's first, else anyone's."""
         now = self.now()
+        earliest, latest = self.rules.window(now, self.tz, service)
+        around = min(max(around, earliest), latest)
         window = timedelta(days=14)
-        lo, hi = max(now, around - window), max(now, around) + window
-        kwargs = dict(tz=self.tz, not_before=now, window=window, count=count, step=self.step,
-                      **service_buffers(service))
+        lo, hi = max(earliest, around - window), min(latest, around + window)
+        kwargs = dict(tz=self.tz, not_before=earliest, not_after=latest, window=window, count=count,
+                      step=self.step, now=now, holder=holder, **service_buffers(service))
         duration = timedelta(minutes=service.duration_minutes)
         if dentist_id is not None:
             found = nearest_slots(load_schedules(s, lo, hi, [dentist_id]).values(), duration, around, **kwargs)
@@ -184,11 +204,28 @@ class BookingService:
 
     @_guard
     def book(self, actor: Identity, *, patient_id: int, dentist_id: int, service_id: int, starts_at: datetime,
-             notes: str | None = None, status: str = "pending") -> Result:
+             notes: str | None = None, status: str = "pending", idempotency_key: str | None = None,
+             holder: str | None = None) -> Result:
+        """Book a visit. ``idempotency_key``: a repeated request returns the first result
+        (``replayed``), never a second visit. ``holder``: whose hold may be turned into
+        this booking (others' live holds refuse the time)."""
         if actor.role == "patient" and actor.patient_id != patient_id:
             return Result(Outcome.NOT_ALLOWED, "You can only book for yourself.")
         if actor.role == "dentist" and actor.dentist_id != dentist_id:
             return Result(Outcome.NOT_ALLOWED, "A dentist can only book visits with themselves.")
+        if idempotency_key is not None and not (isinstance(idempotency_key, str) and 0 < len(idempotency_key) <= 200):
+            return Result(Outcome.INVALID, "An idempotency key is 1 to 200 characters.", field="idempotency_key")
+        if idempotency_key:
+            first = self._replay(idempotency_key, patient_id)
+            if first:
+                return first
+        result = self._book(patient_id, dentist_id, service_id, starts_at, notes, status, idempotency_key, holder)
+        if idempotency_key and not result.ok:  # a concurrent twin with the same key may have won
+            return self._replay(idempotency_key, patient_id) or result
+        return result
+
+    def _book(self, patient_id: int, dentist_id: int, service_id: int, starts_at: datetime, notes: str | None,
+              status: str, idempotency_key: str | None, holder: str | None) -> Result:
         if not _aware(starts_at):
             return Result(Outcome.INVALID, "The start time needs a time zone.", field="starts_at")
         if notes is not None and len(notes) > MAX_NOTES:
@@ -203,16 +240,74 @@ class BookingService:
                 service = s.get(Service, service_id)
                 assert service is not None
                 ends_at = starts_at + timedelta(minutes=service.duration_minutes)
-                refusal = self._check_time(s, service, dentist_id, starts_at, ends_at, ignore=None)
+                refusal = self._check_time(s, service, dentist_id, starts_at, ends_at, ignore=None, holder=holder)
                 if refusal:
                     return refusal
+                if holder:  # the hold becomes the booking, in the same transaction
+                    s.execute(delete(SlotHold).where(SlotHold.holder == holder))
                 appt = Appointment(patient_id=patient_id, dentist_id=dentist_id, service_id=service_id,
-                                   starts_at=starts_at, ends_at=ends_at, status=status, notes=notes)
+                                   starts_at=starts_at, ends_at=ends_at, status=status, notes=notes,
+                                   idempotency_key=idempotency_key)
                 s.add(appt)
                 s.flush()
         except SlotTaken:  # the database's word: someone else committed first
-            return self.slot_taken(service_id, dentist_id, starts_at)
+            return self.slot_taken(service_id, dentist_id, starts_at, holder=holder)
+        except InvalidData as exc:
+            if exc.constraint == "appointments_idempotency_key_key":
+                return Result(Outcome.INVALID, "That request key is in use.", field="idempotency_key")
+            raise
         return self._after_write(Outcome.BOOKED, appt.id)
+
+    def _replay(self, key: str, patient_id: int) -> Result | None:
+        with session_scope(self.engine) as s:
+            appt = s.scalars(select(Appointment).where(Appointment.idempotency_key == key)).one_or_none()
+            if appt is None:
+                return None
+            if appt.patient_id != patient_id:
+                return Result(Outcome.INVALID, "That request key was already used for another booking.",
+                              field="idempotency_key")
+            return Result(Outcome.BOOKED, appointment=AppointmentView.of(appt), replayed=True)
+
+    @_guard
+    def hold(self, *, holder: str, dentist_id: int, service_id: int, starts_at: datetime) -> Result:
+        """Keep a proposed slot for ``holder`` (a conversation, a page) for the clinic's hold
+        time; others do not see it free meanwhile. A holder keeps one hold at a time."""
+        if not (isinstance(holder, str) and 0 < len(holder) <= 200):
+            return Result(Outcome.INVALID, "A holder is 1 to 200 characters.", field="holder")
+        if not _aware(starts_at):
+            return Result(Outcome.INVALID, "The start time needs a time zone.", field="starts_at")
+        try:
+            with session_scope(self.engine) as s:
+                for name, model, value in (("dentist_id", Dentist, dentist_id), ("service_id", Service, service_id)):
+                    if not isinstance(value, int) or isinstance(value, bool) or s.get(model, value) is None:
+                        return Result(Outcome.NOT_FOUND, f"No such {name.removesuffix('_id')}.", field=name)
+                service = s.get(Service, service_id)
+                assert service is not None
+                ends_at = starts_at + timedelta(minutes=service.duration_minutes)
+                s.execute(delete(SlotHold).where(SlotHold.expires_at <= self.now()))
+                s.execute(delete(SlotHold).where(SlotHold.holder == holder))
+                refusal = self._check_time(s, service, dentist_id, starts_at, ends_at, ignore=None, holder=holder)
+                if refusal:
+                    return refusal
+                expires = self.now() + self.rules.hold
+                s.add(SlotHold(dentist_id=dentist_id, service_id=service_id, holder=holder,
+                               starts_at=starts_at, ends_at=ends_at, expires_at=expires))
+                s.flush()
+        except SlotTaken:
+            return self.slot_taken(service_id, dentist_id, starts_at, holder=holder)
+        return Result(Outcome.HELD, slot=Slot(starts_at, dentist_id, ends_at), hold_expires_at=expires)
+
+    @_guard
+    def release_hold(self, holder: str) -> Result:
+        with session_scope(self.engine) as s:
+            s.execute(delete(SlotHold).where(SlotHold.holder == holder))
+        return Result(Outcome.RELEASED)
+
+    @_guard
+    def expire_holds(self) -> int:
+        """Delete expired holds; each deletion announces availability_changed. Returns the count."""
+        with session_scope(self.engine) as s:
+            return s.execute(delete(SlotHold).where(SlotHold.expires_at <= self.now())).rowcount or 0
 
     @_guard
     def reschedule(self, actor: Identity, appointment_id: int, starts_at: datetime, *,
@@ -343,26 +438,40 @@ class BookingService:
         return Result(Outcome.NOT_ALLOWED, "That appointment is not yours to change.")
 
     def _check_time(self, s: Session, service: Service, dentist_id: int, starts_at: datetime,
-                    ends_at: datetime, *, ignore: int | None) -> Result | None:
-        if starts_at < self.now():
-            return Result(Outcome.IN_PAST, "That time has already passed.",
-                          alternatives=self._alternatives(s, service, dentist_id, self.now()))
-        day_start = starts_at - timedelta(days=1)
-        schedule = load_schedules(s, day_start, ends_at + timedelta(days=1), [dentist_id]).get(dentist_id)
+                    ends_at: datetime, *, ignore: int | None, holder: str | None = None) -> Result | None:
+        """Every rule a booking must pass, checked again on every write (the database's
+        constraint is still the last word on overlaps)."""
+        now = self.now()
+        earliest, latest = self.rules.window(now, self.tz, service)
+
+        def refuse(outcome: Outcome, message: str, around: datetime, **extra) -> Result:
+            return Result(outcome, message, alternatives=self._alternatives(s, service, dentist_id, around,
+                                                                            holder=holder), **extra)
+
+        if starts_at < now:
+            return refuse(Outcome.IN_PAST, "That time has already passed.", now)
+        if starts_at < earliest:
+            local = earliest.astimezone(self.tz)
+            return refuse(Outcome.TOO_SOON, f"The earliest I can book is {local:%A %d %B at %H:%M}.", earliest,
+                          earliest=earliest)
+        if starts_at >= latest:
+            return refuse(Outcome.TOO_FAR, f"I can only book up to {self.rules.horizon_days} days ahead.", latest)
+        schedule = load_schedules(s, starts_at - timedelta(days=1), ends_at + timedelta(days=1),
+                                  [dentist_id]).get(dentist_id)
         if schedule is None or not within_hours(schedule, starts_at, ends_at, self.tz):
-            return Result(Outcome.OUTSIDE_HOURS, "The dentist is not working then.",
-                          alternatives=self._alternatives(s, service, dentist_id, starts_at))
+            return refuse(Outcome.OUTSIDE_HOURS, "The dentist is not working then.", starts_at)
         if ignore is not None:
             schedule.busy.pop(ignore, None)
         want = buffered(starts_at, ends_at, service)
-        if any(b0 < want[1] and want[0] < b1 for b0, b1 in schedule.busy.values()):
-            return Result(Outcome.SLOT_TAKEN, "That time has just been taken.",
-                          alternatives=self._alternatives(s, service, dentist_id, starts_at))
+        held = [(h.starts_at, h.ends_at) for h in schedule.holds.values() if h.expires_at > now and h.holder != holder]
+        if any(b0 < want[1] and want[0] < b1 for b0, b1 in [*schedule.busy.values(), *held]):
+            return refuse(Outcome.SLOT_TAKEN, "That time has just been taken.", starts_at)
         return None
 
-    def slot_taken(self, service_id: int, dentist_id: int, starts_at: datetime) -> Result:
+    def slot_taken(self, service_id: int, dentist_id: int, starts_at: datetime,
+                   holder: str | None = None) -> Result:
         with session_scope(self.engine) as s:
             service = s.get(Service, service_id)
             assert service is not None
             return Result(Outcome.SLOT_TAKEN, "That time has just been taken.",
-                          alternatives=self._alternatives(s, service, dentist_id, starts_at))
+                          alternatives=self._alternatives(s, service, dentist_id, starts_at, holder=holder))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, time
+from datetime import date, datetime, time
 
 from sqlalchemy import BigInteger, ForeignKey, SmallInteger, Text
 from sqlalchemy.dialects.postgresql import JSONB
@@ -47,6 +47,7 @@ class Service(Base):
     description: Mapped[str | None] = mapped_column(Text)
     buffer_before_minutes: Mapped[int] = mapped_column(default=0)
     buffer_after_minutes: Mapped[int] = mapped_column(default=0)
+    min_notice_minutes: Mapped[int | None] = mapped_column()  # None: the clinic's default
 
 
 class WorkingHours(Base):
@@ -82,10 +83,43 @@ class Appointment(Base):
     notes: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(server_default="now()")
     updated_at: Mapped[datetime] = mapped_column(server_default="now()")
+    idempotency_key: Mapped[str | None] = mapped_column(Text, unique=True)
 
     patient: Mapped[Patient] = relationship(lazy="joined", innerjoin=True)
     dentist: Mapped[Dentist] = relationship(lazy="joined", innerjoin=True)
     service: Mapped[Service] = relationship(lazy="joined", innerjoin=True)
+
+
+class DateOverride(Base):
+    __tablename__ = "date_overrides"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    dentist_id: Mapped[int] = mapped_column(ForeignKey("dentists.id"))
+    on_date: Mapped[date]
+    start_time: Mapped[time | None]
+    end_time: Mapped[time | None]
+    reason: Mapped[str | None] = mapped_column(Text)
+
+
+class ClinicClosure(Base):
+    __tablename__ = "clinic_closures"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    on_date: Mapped[date] = mapped_column(unique=True)
+    reason: Mapped[str | None] = mapped_column(Text)
+
+
+class SlotHold(Base):
+    __tablename__ = "slot_holds"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    dentist_id: Mapped[int] = mapped_column(ForeignKey("dentists.id"))
+    service_id: Mapped[int] = mapped_column(ForeignKey("services.id"))
+    holder: Mapped[str] = mapped_column(Text)
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    created_at: Mapped[datetime] = mapped_column(server_default="now()")
 
 
 class RealtimeEvent(Base):

@@ -73,7 +73,8 @@ def seed(engine: Engine, settings: Settings, *, today: date | None = None) -> di
         for name, minutes, cents, desc, after in SERVICES:
             if name not in services:
                 services[name] = Service(name=name, duration_minutes=minutes, price_cents=cents,
-                                         description=desc, buffer_after_minutes=after)
+                                         description=desc, buffer_after_minutes=after,
+                                         min_notice_minutes=0 if name == "Emergency visit" else None)
                 s.add(services[name])
                 added["services"] += 1
         dentists = {d.full_name: d for d in s.scalars(select(Dentist))}

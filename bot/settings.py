@@ -54,6 +54,10 @@ class Settings(BaseSettings):
 
     slot_step_minutes: int = Field(default=15, gt=0, le=240)
     cache_days: int = Field(default=60, gt=0, le=366)
+    # scheduling rules (per clinic; a service may set its own minimum notice)
+    min_notice_minutes: int = Field(default=120, ge=0)
+    horizon_days: int = Field(default=90, gt=0, le=730)
+    hold_minutes: int = Field(default=5, gt=0, le=60)
     embedded_pg_port: int = 5433
     embedded_pg_dir: str = ".pgdata"
 
