@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import dateparser
@@ -163,7 +163,17 @@ def _rest_date(rest: str, now_local: datetime, tz: ZoneInfo) -> date | None:
 
 
 def parse_when(text: str, now: datetime, tz: ZoneInfo) -> When | None:
-    """The window ``text`` asks for, None when it cannot be read; raises PastTime if it is over."""
+    """The window ``text`` asks for (UTC instants), None when it cannot be read; raises
+    PastTime if it is over."""
+    when = _parse(text, now.astimezone(timezone.utc), tz)
+    if when is None:
+        return None
+    utc = timezone.utc
+    return When(when.start.astimezone(utc), when.end.astimezone(utc), when.at.astimezone(utc) if when.at else None,
+                when.asap, when.daily)
+
+
+def _parse(text: str, now: datetime, tz: ZoneInfo) -> When | None:
     if not text or not text.strip():
         return None
     now_local = now.astimezone(tz)
@@ -227,7 +237,9 @@ def parse_when(text: str, now: datetime, tz: ZoneInfo) -> When | None:
             s = s[:m.start()] + " " + s[m.end():]
     if first is None and not _MONTH.search(s):
         m = _ORDINAL.search(s)
-        if m and 1 <= int(m.group(1)) <= 31:
+        if m and not 1 <= int(m.group(1)) <= 31:
+            return None
+        if m:
             first = last = _ordinal(today, int(m.group(1)))
             if first is None:
                 return None

@@ -12,7 +12,7 @@ import logging
 import threading
 import time as _time
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Callable, Protocol
 
 from sqlalchemy import select
@@ -216,11 +216,13 @@ class Gateway:
 
 def _running_cache() -> Availability | None:
     try:
-        from actions.cache import get_cache  # built alongside; absent until it lands
+        from actions.cache import CacheNotStarted, get_cache
     except ImportError:
         return None
     try:
         return get_cache()
+    except CacheNotStarted:  # no cache in this process (tests, tools): SQL answers
+        return None
     except Exception:  # a cache that cannot answer must not stop the bot: SQL answers instead
         log.exception("availability cache unavailable; answering from SQL")
         return None
@@ -248,6 +250,3 @@ def use_gateway(gateway: Gateway | None) -> None:
     with _gateway_lock:
         _gateway = gateway
 
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)

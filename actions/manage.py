@@ -71,9 +71,11 @@ class AppointmentMixin:
 
     async def extract_appointment_id(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                                      domain: dict) -> dict[str, Any]:
-        if tracker.get_slot("appointment_id") is not None or tracker.get_slot("requested_slot") is not None:
-            return {}
+        if tracker.get_slot("requested_slot") is not None:
+            return {}  # only when the form starts
         visits = own_appointments(get_gateway(), caller(tracker))
+        if tracker.get_slot("appointment_id") is not None and visits:
+            return {}  # the id named is checked by validate_appointment_id
         if visits is not None and len(visits) == 1:
             return {"appointment_id": str(visits[0].id)}
         if not visits:  # nothing to act on (or no answer): end the form at once
@@ -87,6 +89,8 @@ class AppointmentMixin:
 
     def validate_appointment_id(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker,
                                 domain: dict) -> dict[str, Any]:
+        if tracker.get_slot("outcome") == "none":
+            return {"appointment_id": None}  # already told: nothing of yours to act on
         gw = get_gateway()
         visits = own_appointments(gw, caller(tracker)) or []
         try:

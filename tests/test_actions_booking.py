@@ -66,7 +66,7 @@ async def test_one_shot_booking_offers_spread_slots_and_books_after_confirmation
              {"service": "cleaning", "dentist": "alvarez", "time": "tomorrow afternoon"},
              service="cleaning", dentist="alvarez", time="tomorrow afternoon")
     turn = await chat.run(form)
-    window = "2027-03-02T12:00:00-05:00|2027-03-02T17:00:00-05:00|||"
+    window = "2027-03-02T17:00:00+00:00|2027-03-02T22:00:00+00:00|||"  # 12-17 local, as UTC
     assert turn.events == [
         {"event": "slot", "timestamp": None, "name": "service", "value": "cleaning"},
         {"event": "slot", "timestamp": None, "name": "dentist", "value": "alvarez"},

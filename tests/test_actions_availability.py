@@ -1,0 +1,104 @@
+"""What's free without booking, and the emergency offer."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from actions import gateway as gateway_module
+from actions.availability import ActionCheckAvailability
+from actions.booking import ValidateBookingForm
+from actions.emergency import ActionEmergency
+from actions.formatting import decode_choice
+from bot.seed import seed
+from action_kit import Chat, make_gateway
+
+TZ = ZoneInfo("America/New_York")
+NOW = datetime(2027, 3, 1, 8, 0, tzinfo=TZ)  # Monday
+
+
+def gateway_at(engine, settings, now):
+    seed(engine, settings, today=NOW.date())
+    gateway = make_gateway(engine, settings, now)
+    gateway_module.use_gateway(gateway)
+    return gateway
+
+
+@pytest.fixture
+def gw(engine, settings):
+    yield gateway_at(engine, settings, NOW)
+    gateway_module.use_gateway(None)
+
+
+def choice_of(button: dict) -> str:
+    return button["payload"].split('"slot_choice": "')[1].split('"')[0]
+
+
+async def test_check_availability_offers_bookable_buttons_and_then_books_one(gw):
+    chat = Chat()
+    chat.say("any openings for a filling with dr patel on friday?", "check_availability",
+             {"service": "filling", "dentist": "patel", "time": "on friday"},
+             service="filling", dentist="patel", time="on friday")
+    turn = await chat.run(ActionCheckAvailability())
+    assert turn.responses == ["utter_offer_slots"]
+    buttons = turn.buttons()
+    assert 1 <= len(buttons) <= 6
+    assert all(b["payload"].startswith('/book_appointment{"slot_choice": ') and
+               b["payload"].endswith('"service": "filling", "dentist": "patel"}') for b in buttons)
+    starts = [decode_choice(choice_of(b))[0].astimezone(TZ) for b in buttons]
+    assert {s.date().isoweekday() for s in starts} == {5}
+    assert [e["name"] for e in turn.events] == ["offered_slots", "time", "time_window"]
+
+    # tapping a button starts the booking form with everything it implies
+    chat.active_loop = "booking_form"
+    picked = choice_of(buttons[-1])
+    chat.say(buttons[-1]["payload"], "book_appointment", {"slot_choice": picked, "service": "filling",
+                                                          "dentist": "patel"},
+             slot_choice=picked, service="filling", dentist="patel")
+    form = await chat.run(ValidateBookingForm())
+    assert form.responses == []
+    assert form.slots()["slot_choice"] == picked
+
+
+async def test_check_availability_when_the_day_is_full_offers_the_nearest(gw):
+    chat = Chat()
+    chat.say("is dr chen free on sunday?", "check_availability", {"dentist": "chen", "time": "sunday"},
+             dentist="chen", time="sunday")
+    turn = await chat.run(ActionCheckAvailability())
+    assert turn.responses == ["utter_offer_nearest"]
+    assert turn.messages[0]["for_whom"] == " for a consultation with Dr. Chen"
+    assert 1 <= len(turn.buttons()) <= 6
+
+
+async def test_a_time_in_the_past_is_refused(gw):
+    chat = Chat()
+    chat.say("anything yesterday?", "check_availability", {"time": "yesterday"}, time="yesterday")
+    turn = await chat.run(ActionCheckAvailability())
+    assert turn.responses == ["utter_time_in_past"]
+
+
+async def test_emergency_gives_advice_and_todays_soonest_emergency_slot(gw):
+    chat = Chat()
+    chat.say("my tooth got knocked out and it's bleeding", "emergency")
+    turn = await chat.run(ActionEmergency())
+    assert turn.responses == ["utter_emergency_advice", "utter_emergency_slot"]
+    [button] = turn.buttons()
+    starts_at = decode_choice(choice_of(button))[0]
+    assert starts_at.astimezone(TZ).date() == NOW.date()
+    assert button["payload"].endswith('"service": "emergency visit", "dentist": "any"}')
+    assert turn.events == []
+
+
+async def test_emergency_late_in_the_day_offers_the_next_day(engine, settings):
+    gateway_at(engine, settings, datetime(2027, 3, 1, 18, 30, tzinfo=TZ))
+    try:
+        chat = Chat()
+        chat.say("terrible swelling", "emergency")
+        turn = await chat.run(ActionEmergency())
+    finally:
+        gateway_module.use_gateway(None)
+    assert turn.responses == ["utter_emergency_advice", "utter_emergency_no_slot_today"]
+    [button] = turn.buttons()
+    assert decode_choice(choice_of(button))[0].astimezone(TZ).date().day == 2

@@ -1,0 +1,168 @@
+"""Listing, cancelling and moving visits: only the caller's own, whatever id is typed."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import select
+
+from actions import gateway as gateway_module
+from actions.manage import (ActionListAppointments, AskAppointmentId, AskConfirmCancel, AskRescheduleSlotChoice,
+                            ValidateCancelForm, ValidateRescheduleForm)
+from actions.formatting import decode_choice
+from bot.db import session_scope
+from bot.models import Appointment
+from bot.seed import seed
+from bot.tokens import mint
+from action_kit import Chat, make_gateway
+
+TZ = ZoneInfo("America/New_York")
+NOW = datetime(2027, 3, 1, 8, 0, tzinfo=TZ)
+
+
+@pytest.fixture
+def gw(engine, settings):
+    seed(engine, settings, today=NOW.date())
+    gateway = make_gateway(engine, settings, NOW)
+    gateway_module.use_gateway(gateway)
+    yield gateway
+    gateway_module.use_gateway(None)
+
+
+def visits_of(engine, patient_id: int) -> list[Appointment]:
+    with session_scope(engine) as s:
+        return list(s.scalars(select(Appointment).where(Appointment.patient_id == patient_id)
+                              .order_by(Appointment.starts_at)))
+
+
+def status(engine, appointment_id: int) -> str:
+    with session_scope(engine) as s:
+        return s.get(Appointment, appointment_id).status
+
+
+async def test_token_patient_lists_only_their_own_visits(gw, engine, settings):
+    own = visits_of(engine, 1)
+    assert len(own) == 2  # the seed gives patient 1 a cleaning and a whitening
+    chat = Chat(metadata={"token": mint("patient", 1, settings=settings)})
+    chat.say("what appointments do I have?", "list_appointments")
+    turn = await chat.run(ActionListAppointments())
+    assert turn.responses == ["utter_your_appointments"]
+    assert turn.events == []
+    text = turn.messages[0]["appointments"]
+    assert [line.split()[1] for line in text.splitlines()] == [f"#{a.id}" for a in own]
+    others = [a.id for p in range(2, 9) for a in visits_of(engine, p)]
+    assert not any(f"#{i} " in text for i in others)
+
+
+async def test_a_forged_or_expired_token_counts_as_anonymous(gw, engine, settings):
+    chat = Chat(metadata={"token": mint("patient", 1, settings=settings)[:-3] + "abc"})
+    chat.say("my appointments", "list_appointments")
+    turn = await chat.run(ActionListAppointments())
+    assert turn.responses == ["utter_no_appointments_anonymous"]
+    assert turn.messages[0]["phone"] == settings.clinic_phone
+
+
+async def test_anonymous_cancel_of_a_strangers_appointment_is_refused(gw, engine):
+    stranger = visits_of(engine, 1)[0]
+    chat = Chat()
+    chat.active_loop = "cancel_form"
+    chat.say(f"cancel appointment {stranger.id}", "cancel_appointment", {"appointment_id": str(stranger.id)},
+             appointment_id=str(stranger.id))
+    turn = await chat.run(ValidateCancelForm())
+    assert turn.responses == ["utter_no_appointments_anonymous"]
+    # the form ends at once (action_finish_cancel then clears the id that was named)
+    assert turn.events == [{"event": "slot", "timestamp": None, "name": "requested_slot", "value": None}]
+    assert status(engine, stranger.id) == "confirmed"
+
+
+async def test_a_signed_in_patient_cannot_name_someone_elses_id(gw, engine, settings):
+    stranger = visits_of(engine, 2)[0]
+    chat = Chat(metadata={"token": mint("patient", 1, settings=settings)})
+    chat.active_loop = "cancel_form"
+    chat.slots["requested_slot"] = "appointment_id"
+    chat.say(f"/cancel_appointment{{\"appointment_id\": \"{stranger.id}\"}}", "cancel_appointment",
+             {"appointment_id": str(stranger.id)}, appointment_id=str(stranger.id))
+    turn = await chat.run(ValidateCancelForm())
+    assert turn.responses == ["utter_appointment_not_found"]
+    assert turn.events == [{"event": "slot", "timestamp": None, "name": "appointment_id", "value": None}]
+    assert status(engine, stranger.id) == "confirmed"
+
+
+async def test_signed_in_patient_picks_and_cancels_one_of_two(gw, engine, settings):
+    own = visits_of(engine, 1)
+    chat = Chat(metadata={"token": mint("patient", 1, settings=settings)})
+    chat.active_loop = "cancel_form"
+    chat.say("cancel my appointment", "cancel_appointment")
+    turn = await chat.run(ValidateCancelForm())
+    assert turn.events == []  # two visits: which one is asked, nothing guessed
+    ask = await chat.run(AskAppointmentId())
+    assert [b["payload"] for b in ask.buttons()] == [
+        f'/cancel_appointment{{"appointment_id": "{a.id}"}}' for a in own]
+
+    chat.slots["requested_slot"] = "appointment_id"
+    chat.say(ask.buttons()[1]["payload"], "cancel_appointment", {"appointment_id": str(own[1].id)},
+             appointment_id=str(own[1].id))
+    turn = await chat.run(ValidateCancelForm())
+    assert turn.events == [{"event": "slot", "timestamp": None, "name": "appointment_id", "value": str(own[1].id)}]
+    confirm = await chat.run(AskConfirmCancel())
+    assert confirm.responses == ["utter_confirm_cancel"] and confirm.messages[0]["service"] == "Whitening"
+
+    chat.slots["requested_slot"] = "confirmed"
+    chat.say("yes", "affirm", confirmed=True)
+    turn = await chat.run(ValidateCancelForm())
+    assert turn.responses == ["utter_cancelled"]
+    assert turn.events == [
+        {"event": "slot", "timestamp": None, "name": "confirmed", "value": True},
+        {"event": "slot", "timestamp": None, "name": "outcome", "value": "done"},
+    ]
+    assert status(engine, own[1].id) == "cancelled" and status(engine, own[0].id) == "confirmed"
+
+
+async def test_anonymous_chat_may_cancel_what_it_booked_itself(gw, engine):
+    from test_actions_booking import fill_until_confirmation
+    from actions.booking import ActionFinishBooking, ValidateBookingForm
+
+    chat = Chat()
+    await fill_until_confirmation(chat)
+    chat.say("yes", "affirm", confirmed=True)
+    await chat.run(ValidateBookingForm())
+    await chat.run(ActionFinishBooking())
+    booked = chat.slots["my_appointment_ids"][0]
+
+    chat.active_loop = "cancel_form"
+    chat.slots["requested_slot"] = None
+    chat.say("cancel it", "cancel_appointment")
+    turn = await chat.run(ValidateCancelForm())
+    assert turn.slots() == {"appointment_id": str(booked), "requested_slot": "confirmed"} or \
+        turn.slots() == {"appointment_id": str(booked)}
+    chat.slots["requested_slot"] = "confirmed"
+    chat.say("yes", "affirm", confirmed=True)
+    turn = await chat.run(ValidateCancelForm())
+    assert turn.responses == ["utter_cancelled"]
+    assert status(engine, booked) == "cancelled"
+
+
+async def test_reschedule_offers_the_same_dentist_and_moves_the_visit(gw, engine, settings):
+    visit = visits_of(engine, 2)[0]  # a filling with Dr. Alvarez
+    chat = Chat(metadata={"token": mint("patient", 2, settings=settings)})
+    form = ValidateRescheduleForm()
+    chat.active_loop = "reschedule_form"
+    chat.say("move my appointment to thursday morning", "reschedule_appointment", {"time": "thursday morning"},
+             time="thursday morning")
+    turn = await chat.run(form)
+    assert turn.slots()["appointment_id"] == str(visit.id)
+    offer = await chat.run(AskRescheduleSlotChoice())
+    assert offer.responses == ["utter_offer_slots"]
+    choices = [b["payload"].split('"slot_choice": "')[1].split('"')[0] for b in offer.buttons()]
+    assert all(decode_choice(c)[1] == visit.dentist_id for c in choices)
+    chat.slots["requested_slot"] = "slot_choice"
+    chat.say(offer.buttons()[0]["payload"], "inform", {"slot_choice": choices[0]}, slot_choice=choices[0])
+    await chat.run(form)
+    chat.slots["requested_slot"] = "confirmed"
+    chat.say("yes", "affirm", confirmed=True)
+    turn = await chat.run(form)
+    assert turn.responses == ["utter_rescheduled"]
+    with session_scope(engine) as s:
+        assert s.get(Appointment, visit.id).starts_at == decode_choice(choices[0])[0]
