@@ -9,6 +9,7 @@ alternatives. ``action_finish_booking`` runs when the form ends and clears the r
 from __future__ import annotations
 
 from datetime import timedelta
+import re
 from typing import Any
 
 from rasa_sdk import Action, FormValidationAction, Tracker
@@ -26,6 +27,14 @@ from .gateway import Gateway, ServiceInfo, get_gateway
 from .session import caller
 
 MAX_NAME = 200
+NAME_PREFIX = re.compile(r"^\s*(my name is|my name's|name is|name's|i am|i'm|im|it's|its|this is|call me|"
+                         r"under|book it under|put it under)\s+", re.IGNORECASE)
+
+
+def giving_details(tracker: Tracker) -> bool:
+    """Whether the latest message answered "your name?" / "your phone?" (so "Maria" is a name, not Dr. Alvarez)."""
+    return tracker.get_slot("requested_slot") in ("full_name", "phone") and changed_this_turn(
+        tracker, "full_name", "phone")
 
 
 def announce(dispatcher: CollectingDispatcher, gw: Gateway, result: Result) -> None:
@@ -53,6 +62,17 @@ def window_events(gw: Gateway, dispatcher: CollectingDispatcher, text: str, *, q
     return {"time": text, "time_window": when.encode()}
 
 
+def previous_value(tracker: Tracker, name: str) -> Any:
+    """``name``'s value before the latest user message."""
+    seen_user = False
+    for event in reversed(tracker.events):
+        if event.get("event") == "user":
+            seen_user = True
+        elif seen_user and event.get("event") == "slot" and event.get("name") == name:
+            return event.get("value")
+    return None
+
+
 class SlotChoiceMixin:
     """Validation of ``time`` and ``slot_choice``, shared by the booking and reschedule forms."""
 
@@ -65,6 +85,8 @@ class SlotChoiceMixin:
 
     def validate_time(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker,
                       domain: dict) -> dict[str, Any]:
+        if giving_details(tracker):
+            return {"time": previous_value(tracker, "time")}
         gw = get_gateway()
         text = requested_time(tracker) or value
         if not isinstance(text, str):
@@ -124,6 +146,8 @@ class ValidateBookingForm(SlotChoiceMixin, FormValidationAction):
 
     def validate_service(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker,
                          domain: dict) -> dict[str, Any]:
+        if giving_details(tracker):
+            return {"service": previous_value(tracker, "service")}
         service = get_gateway().catalogue().service(value)
         if service is None:
             dispatcher.utter_message(response="utter_invalid_service")
@@ -135,6 +159,8 @@ class ValidateBookingForm(SlotChoiceMixin, FormValidationAction):
 
     def validate_dentist(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker,
                          domain: dict) -> dict[str, Any]:
+        if giving_details(tracker):
+            return {"dentist": previous_value(tracker, "dentist")}
         if isinstance(value, str) and value.strip().lower() in ("any", "anyone", "any dentist", "no preference"):
             key = "any"
         else:
@@ -150,7 +176,7 @@ class ValidateBookingForm(SlotChoiceMixin, FormValidationAction):
 
     def validate_full_name(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker,
                            domain: dict) -> dict[str, Any]:
-        name = value.strip() if isinstance(value, str) else ""
+        name = NAME_PREFIX.sub("", value).strip() if isinstance(value, str) else ""
         if not name or len(name) > MAX_NAME or not any(c.isalpha() for c in name) or name.startswith("/"):
             dispatcher.utter_message(response="utter_invalid_name")
             return {"full_name": None}

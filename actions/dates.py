@@ -7,7 +7,7 @@ clock. The structure of the phrase (parts of day, clock times, weekdays with
 ``dateparser`` only reads what is left ("Dec 3", "3/12", "in two weeks"), with
 PREFER_DATES_FROM=future and RELATIVE_BASE = now in the clinic's zone.
 
-Conventions (also in docs/assistant.md):
+Conventions:
 - morning 08–12, afternoon 12–17, evening 17–20; "noon"/"lunchtime" 12–14.
 - "Tuesday" and "this Tuesday" = the coming Tuesday (today if today is Tuesday);
   "next Tuesday" = the Tuesday of next week (weeks start on Monday).

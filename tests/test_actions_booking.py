@@ -262,3 +262,22 @@ async def test_an_error_in_the_data_layer_never_reaches_the_chat(gw, monkeypatch
 
 def test_the_pinned_clock_is_a_monday_morning():
     assert NOW.isoweekday() == 1 and NOW.timetz() == time(8, 0, tzinfo=TZ)
+
+
+async def test_a_name_that_looks_like_a_dentist_does_not_change_the_booking(gw):
+    chat = Chat()
+    chat.active_loop = "booking_form"
+    chat.slots.update(service="cleaning", dentist="chen", time="tomorrow", requested_slot="full_name",
+                      slot_choice="2027-03-02T09:00:00-05:00|2")
+    chat.say("my name is Maria Santos", "inform", {"dentist": "alvarez"},
+             dentist="alvarez", full_name="my name is Maria Santos")
+    history = [{"event": "slot", "name": "dentist", "value": "chen"}]
+    tracker = chat.tracker()
+    tracker.events[:0] = history
+    from rasa_sdk.executor import CollectingDispatcher
+    from action_kit import DOMAIN
+
+    events = await ValidateBookingForm().run(CollectingDispatcher(), tracker, DOMAIN)
+    slots = {e["name"]: e["value"] for e in events}
+    assert slots["dentist"] == "chen" and slots["full_name"] == "Maria Santos"
+    assert "slot_choice" not in slots
