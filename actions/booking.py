@@ -73,6 +73,11 @@ def previous_value(tracker: Tracker, name: str) -> Any:
     return None
 
 
+def picked_by_button(tracker: Tracker) -> bool:
+    """Whether this turn brought a slot button (which carries its own service/dentist/time)."""
+    return changed_this_turn(tracker, "slot_choice") and decode_choice(tracker.get_slot("slot_choice")) is not None
+
+
 class SlotChoiceMixin:
     """Validation of ``time`` and ``slot_choice``, shared by the booking and reschedule forms."""
 
@@ -94,8 +99,7 @@ class SlotChoiceMixin:
         # Text taken while asking for the time may really be a dentist or service: stay quiet then.
         quiet = any(e.get("entity") in ("dentist", "service") for e in tracker.latest_message.get("entities", []))
         out = window_events(gw, dispatcher, text, quiet=quiet)
-        if out.get("time_window") != tracker.get_slot("time_window") and not changed_this_turn(tracker,
-                                                                                               "slot_choice"):
+        if out.get("time_window") != tracker.get_slot("time_window") and not picked_by_button(tracker):
             out.update(slot_choice=None, offered_slots=None, confirmed=None)
         return out
 
@@ -153,7 +157,7 @@ class ValidateBookingForm(SlotChoiceMixin, FormValidationAction):
             dispatcher.utter_message(response="utter_invalid_service")
             return {"service": None}
         out: dict[str, Any] = {"service": service.key}
-        if tracker.get_slot("service") not in (None, service.key) and not changed_this_turn(tracker, "slot_choice"):
+        if previous_value(tracker, "service") not in (None, service.key) and not picked_by_button(tracker):
             out.update(slot_choice=None, offered_slots=None, confirmed=None)
         return out
 
@@ -170,7 +174,7 @@ class ValidateBookingForm(SlotChoiceMixin, FormValidationAction):
                 return {"dentist": None}
             key = dentist.key
         out: dict[str, Any] = {"dentist": key}
-        if tracker.get_slot("dentist") not in (None, key) and not changed_this_turn(tracker, "slot_choice"):
+        if previous_value(tracker, "dentist") not in (None, key) and not picked_by_button(tracker):
             out.update(slot_choice=None, offered_slots=None, confirmed=None)
         return out
 

@@ -281,3 +281,23 @@ async def test_a_name_that_looks_like_a_dentist_does_not_change_the_booking(gw):
     slots = {e["name"]: e["value"] for e in events}
     assert slots["dentist"] == "chen" and slots["full_name"] == "Maria Santos"
     assert "slot_choice" not in slots
+
+
+async def test_a_new_time_typed_at_the_offers_brings_new_offers(gw):
+    chat = Chat()
+    form = ValidateBookingForm()
+    chat.active_loop = "booking_form"
+    chat.say("cleaning with alvarez tomorrow afternoon", "book_appointment",
+             {"service": "cleaning", "dentist": "alvarez", "time": "tomorrow afternoon"},
+             service="cleaning", dentist="alvarez", time="tomorrow afternoon")
+    await chat.run(form)
+    first = await chat.run(AskSlotChoice())
+    chat.slots["requested_slot"] = "slot_choice"
+    chat.say("thursday morning instead", "inform", {"time": "thursday morning"},
+             time="thursday morning", slot_choice="thursday morning instead")
+    turn = await chat.run(form)
+    assert turn.slots()["slot_choice"] is None and turn.slots()["offered_slots"] is None
+    again = await chat.run(AskSlotChoice())
+    assert again.responses == ["utter_offer_slots"]
+    assert again.buttons() != first.buttons()
+    assert all(b["title"].startswith("Thu Mar 4") for b in again.buttons())
