@@ -38,10 +38,21 @@ class Service:
     proc: subprocess.Popen | None = None
 
 
-def rasa_env(database_url: str, redis_url: str | None) -> dict[str, str]:
-    """The variables endpoints.yml reads for the SQL tracker store (and the Redis lock store)."""
+def service_env(settings: Settings, database_url: str) -> dict[str, str]:
+    """Every setting as the environment variable a child process reads it from, so all
+    services agree on the database, the secret, the ports and the clinic's rules."""
+    env = {name.upper(): str(value) for name, value in settings.model_dump().items() if value is not None}
+    env["DATABASE_URL"] = database_url
+    env["SYNC_URL"] = settings.resolved_sync_url
+    return env
+
+
+def rasa_env(database_url: str, redis_url: str | None, actions_port: int = 5055) -> dict[str, str]:
+    """The variables endpoints.yml reads: the action server, the SQL tracker store in the
+    clinic's database, and the Redis lock store when REDIS_URL is set."""
     url = make_url(database_url)
-    env = {"DB_HOST": url.host or "127.0.0.1", "DB_PORT": str(url.port or 5432),
+    env = {"ACTION_ENDPOINT_URL": f"http://127.0.0.1:{actions_port}/webhook",
+           "DB_HOST": url.host or "127.0.0.1", "DB_PORT": str(url.port or 5432),
            "DB_NAME": url.database or "postgres", "DB_USER": url.username or "postgres",
            "DB_PASSWORD": url.password or ""}
     if redis_url:
@@ -69,7 +80,7 @@ def plan(settings: Settings, database_url: str) -> list[Service]:
             [str(RASA), "run", "--enable-api", "--cors", "*", "--port", str(settings.rasa_port),
              "--endpoints", endpoints, "--credentials", "credentials.yml", "--model", "models"],
             settings.rasa_port, f"http://127.0.0.1:{settings.rasa_port}/",
-            env=rasa_env(database_url, settings.redis_url)))
+            env=rasa_env(database_url, settings.redis_url, settings.actions_port)))
     return services
 
 
@@ -86,7 +97,7 @@ def _train() -> None:
         subprocess.run(["bash", str(script)], cwd=ROOT, check=True)
 
 
-def _stop(services: list[Service], timeout: float = 15.0) -> None:
+def stop_services(services: list[Service], timeout: float = 15.0) -> None:
     for svc in reversed(services):
         if svc.proc and svc.proc.poll() is None:
             svc.proc.send_signal(signal.SIGTERM)
@@ -99,6 +110,24 @@ def _stop(services: list[Service], timeout: float = 15.0) -> None:
                 log.warning("%s did not stop in time; killing it", svc.name)
                 svc.proc.kill()
                 svc.proc.wait()
+
+
+def start_services(services: list[Service], env: dict[str, str]) -> None:
+    for svc in services:
+        log.info("starting %s: %s", svc.name, " ".join(svc.argv))
+        svc.proc = subprocess.Popen(svc.argv, cwd=ROOT, env={**env, **svc.env})
+
+
+def wait_ready(services: list[Service], *, timeout: float, stop=lambda: False) -> bool:
+    """Until every service accepts connections on its port; False if one died or time ran out."""
+    deadline = time.monotonic() + timeout
+    pending = list(services)
+    while pending and not stop() and time.monotonic() < deadline:
+        pending = [s for s in pending if not _port_open(s.port)]
+        if any(s.proc and s.proc.poll() is not None for s in services):
+            return False
+        time.sleep(0.3)
+    return not pending
 
 
 def run(*, train: bool = True, skip: frozenset[str] = frozenset()) -> int:
@@ -138,19 +167,11 @@ def run(*, train: bool = True, skip: frozenset[str] = frozenset()) -> int:
 
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
-    env = {**os.environ, "DATABASE_URL": os.environ.get("DATABASE_URL", database_url)}
+    env = {**os.environ, **service_env(settings, database_url)}
     code = 0
     try:
-        for svc in services:
-            log.info("starting %s: %s", svc.name, " ".join(svc.argv))
-            svc.proc = subprocess.Popen(svc.argv, cwd=ROOT, env={**env, **svc.env})
-        deadline = time.monotonic() + 180
-        pending = list(services)
-        while pending and not stopping and time.monotonic() < deadline:
-            pending = [s for s in pending if not _port_open(s.port)]
-            if any(s.proc and s.proc.poll() is not None for s in services):
-                break
-            time.sleep(0.3)
+        start_services(services, env)
+        wait_ready(services, timeout=180, stop=lambda: stopping)
         print("\nDental booking backend is up:", flush=True)
         for svc in services:
             state = "ready" if _port_open(svc.port) else "starting"
@@ -168,7 +189,7 @@ def run(*, train: bool = True, skip: frozenset[str] = frozenset()) -> int:
                 break
             time.sleep(0.5)
     finally:
-        _stop(services)
+        stop_services(services)
         if embedded:
             from . import embedded as emb
 
