@@ -23,7 +23,7 @@ from psycopg_pool import AsyncConnectionPool
 from bot.db import conninfo, resolve_database_url
 from bot.settings import Settings, get_settings
 
-from . import keys, rest
+from . import api, keys, rest, web as pages
 from .handlers import SocketHandlers
 from .hub import Hub
 from .listener import OutboxListener
@@ -65,6 +65,8 @@ def create_app(settings: Settings | None = None, *, node_id: str | None = None,
     app[keys.HANDLERS] = handlers
 
     rest.setup(app)
+    api.setup(app)
+    pages.setup(app)
     app.cleanup_ctx.append(_database)
     app.on_shutdown.append(_disconnect_clients)
     return app

@@ -1,0 +1,434 @@
+"""REST endpoints the web pages use: appointments, dentists' hours and time off, services.
+
+Authorisation follows the sync service's token rules (``rest._caller``): admin sees and
+edits everything; a dentist reads and edits their own diary; a patient reads their own
+visits (someone else's look exactly like a missing one: 404). Every write goes through
+PostgreSQL, so the outbox triggers announce it to every page; no handler notifies anyone.
+
+Errors are ``{"error": "<code>", "message": "..."}``: ``invalid_json`` / ``invalid_query``
+(400), ``missing_token`` / ``invalid_token`` (401), ``forbidden`` (403), ``not_found``
+(404), ``conflict`` (409), ``payload_too_large`` (413), ``validation_error`` (422, with
+``details``), ``unavailable`` (503: the database is down). Bad input never gives a 5xx.
+
+SQLAlchemy is synchronous here (as in ``bot``), so each handler runs its database work
+in a worker thread (``asyncio.to_thread``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import date, datetime, time, timedelta, timezone
+from typing import Annotated, Any, Literal
+
+from aiohttp import web
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, TypeAdapter, ValidationError, model_validator
+from sqlalchemy import delete, select
+from sqlalchemy.engine import Engine
+
+from bot.booking import AppointmentView, BookingService, Outcome, Result
+from bot.db import DatabaseError, DatabaseUnavailable, make_engine, resolve_database_url, session_scope
+from bot.models import STATUSES, Appointment, Dentist, Service, TimeOff, WorkingHours
+from bot.tokens import Identity
+
+from . import keys, openapi
+from .rest import _caller, error
+
+log = logging.getLogger(__name__)
+
+ENGINE = web.AppKey("api_engine", Engine)
+BOOKING = web.AppKey("api_booking", BookingService)
+
+MAX_BODY = 64 * 1024          # bytes of a request body
+MAX_ID = 2**63 - 1            # PostgreSQL bigint
+MAX_BLOCKS = 50               # working-hours blocks in one weekly schedule
+MAX_RANGE = timedelta(days=366)
+MAX_LIST = 1000               # appointments in one answer
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, **extra: Any):
+        super().__init__(message)
+        self.status, self.code, self.extra = status, code, extra
+
+    def response(self) -> web.Response:
+        body = {"error": self.code, "message": str(self), **self.extra}
+        return web.json_response(body, status=self.status)
+
+
+# --- request bodies ------------------------------------------------------------------------------
+
+class StatusChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    status: Literal["pending", "confirmed", "cancelled", "completed", "no_show"]
+
+
+class HoursBlock(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    weekday: Annotated[StrictInt, Field(ge=1, le=7, description="ISO weekday, 1 = Monday")]
+    start_time: time = Field(description="wall-clock time in the clinic's zone, HH:MM")
+    end_time: time
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "HoursBlock":
+        if self.start_time.tzinfo or self.end_time.tzinfo:
+            raise ValueError("times are wall-clock times in the clinic's zone, without an offset")
+        if self.end_time <= self.start_time:
+            raise ValueError("end_time must be after start_time")
+        return self
+
+
+WeeklyHours = TypeAdapter(Annotated[list[HoursBlock], Field(max_length=MAX_BLOCKS)])
+
+
+class TimeOffIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    starts_at: AwareDatetime
+    ends_at: AwareDatetime
+    reason: Annotated[str | None, Field(max_length=500)] = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "TimeOffIn":
+        if self.ends_at <= self.starts_at:
+            raise ValueError("ends_at must be after starts_at")
+        if self.ends_at - self.starts_at > MAX_RANGE:
+            raise ValueError("time off is at most 366 days at a time")
+        return self
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+Handler = Callable[[web.Request, Identity], Awaitable[web.StreamResponse]]
+
+
+def endpoint(fn: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """Authenticate, then run ``fn``; map our errors and database trouble to JSON answers."""
+
+    @functools.wraps(fn)
+    async def wrapper(request: web.Request) -> web.StreamResponse:
+        who = _caller(request)
+        if isinstance(who, web.Response):
+            return who
+        try:
+            return await fn(request, who)
+        except ApiError as exc:
+            return exc.response()
+        except DatabaseUnavailable as exc:
+            log.warning("%s %s: database unavailable: %s", request.method, request.path, exc)
+            return error(503, "unavailable", "the database is unavailable; try again shortly")
+        except DatabaseError as exc:
+            log.warning("%s %s refused by the database: %s", request.method, request.path, exc)
+            return error(409, "conflict", f"the database refused that change: {exc}")
+
+    return wrapper
+
+
+def path_id(request: web.Request, name: str = "id") -> int:
+    raw = request.match_info[name]  # the route only matches digits
+    if len(raw) > 19 or not 0 < int(raw) <= MAX_ID:
+        raise ApiError(404, "not_found", f"no such {name.replace('_', ' ')}")
+    return int(raw)
+
+
+async def read_json(request: web.Request) -> Any:
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise ApiError(413, "payload_too_large", f"request bodies are limited to {MAX_BODY} bytes")
+    size, chunks = 0, []
+    async for chunk in request.content.iter_chunked(16384):
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise ApiError(413, "payload_too_large", f"request bodies are limited to {MAX_BODY} bytes")
+        chunks.append(chunk)
+    try:
+        return json.loads(b"".join(chunks))
+    except (ValueError, RecursionError):
+        raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
+
+
+def validated(model: Any, data: Any) -> Any:
+    try:
+        if isinstance(model, TypeAdapter):
+            return model.validate_python(data)
+        return model.model_validate(data)
+    except ValidationError as exc:
+        details = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]}
+                   for e in exc.errors(include_url=False, include_input=False, include_context=False)]
+        first = details[0]
+        where = ".".join(map(str, first["loc"])) or "body"
+        raise ApiError(422, "validation_error", f"{where}: {first['msg']}", details=details) from None
+
+
+def from_result(result: Result) -> None:
+    """Raise the HTTP error a booking-service outcome means (success returns)."""
+    if result.ok:
+        return
+    status, code = {
+        Outcome.NOT_FOUND: (404, "not_found"),
+        Outcome.NOT_ALLOWED: (403, "forbidden"),
+        Outcome.INVALID: (422, "validation_error"),
+        Outcome.UNAVAILABLE: (503, "unavailable"),
+    }.get(result.outcome, (409, "conflict"))
+    raise ApiError(status, code, result.message or result.outcome.value, outcome=result.outcome.value)
+
+
+def may_edit_dentist(who: Identity, dentist_id: int) -> None:
+    if who.role == "admin" or (who.role == "dentist" and who.dentist_id == dentist_id):
+        return
+    raise ApiError(403, "forbidden", "only an admin or that dentist may do this")
+
+
+def parse_instant(value: str, name: str, tz) -> datetime:
+    """An ISO date or date-time from a query string; a date or a naive time is in the clinic's zone."""
+    text = value.strip()
+    try:
+        if len(text) == 10:
+            return datetime.combine(date.fromisoformat(text), time(0), tz)
+        parsed = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
+    except ValueError:
+        raise ApiError(400, "invalid_query", f"{name} must be an ISO date or date-time") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=tz)
+
+
+def query_id(request: web.Request, name: str) -> int | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return None
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 19 and 0 < int(raw) <= MAX_ID):
+        raise ApiError(400, "invalid_query", f"{name} must be a positive integer")
+    return int(raw)
+
+
+async def run(request: web.Request, fn: Callable[..., Any], *args: Any) -> Any:
+    return await asyncio.to_thread(fn, *args)
+
+
+def _hours_json(rows) -> list[dict]:
+    return [{"id": r.id, "weekday": r.weekday, "start_time": r.start_time.strftime("%H:%M"),
+             "end_time": r.end_time.strftime("%H:%M")} for r in rows]
+
+
+def _time_off_json(r: TimeOff) -> dict:
+    return {"id": r.id, "dentist_id": r.dentist_id, "starts_at": r.starts_at.isoformat(),
+            "ends_at": r.ends_at.isoformat(), "reason": r.reason}
+
+
+# --- appointments --------------------------------------------------------------------------------
+
+@endpoint
+async def list_appointments(request: web.Request, who: Identity) -> web.Response:
+    tz = request.app[keys.SETTINGS].tz
+    today = datetime.combine(datetime.now(tz).date(), time(0), tz)
+    start = parse_instant(request.query["from"], "from", tz) if request.query.get("from") else today
+    end = parse_instant(request.query["to"], "to", tz) if request.query.get("to") else start + timedelta(days=30)
+    if end <= start or end - start > MAX_RANGE:
+        raise ApiError(400, "invalid_query", "to must be after from, at most 366 days later")
+    dentist_id, patient_id = query_id(request, "dentist_id"), query_id(request, "patient_id")
+    if who.role == "dentist":
+        if dentist_id not in (None, who.dentist_id):
+            raise ApiError(403, "forbidden", "a dentist sees their own diary only")
+        dentist_id = who.dentist_id
+    elif who.role == "patient":
+        if patient_id not in (None, who.patient_id):
+            raise ApiError(403, "forbidden", "a patient sees their own appointments only")
+        patient_id = who.patient_id
+    elif who.role != "admin":
+        raise ApiError(403, "forbidden", "appointments are for admin, dentist and patient tokens")
+
+    def read() -> list[dict]:
+        with session_scope(request.app[ENGINE]) as s:
+            q = select(Appointment).where(Appointment.ends_at > start, Appointment.starts_at < end)
+            if dentist_id is not None:
+                q = q.where(Appointment.dentist_id == dentist_id)
+            if patient_id is not None:
+                q = q.where(Appointment.patient_id == patient_id)
+            rows = s.scalars(q.order_by(Appointment.starts_at, Appointment.id).limit(MAX_LIST + 1)).all()
+            return [AppointmentView.of(a).as_dict() for a in rows]
+
+    rows = await run(request, read)
+    return web.json_response({"from": start.isoformat(), "to": end.isoformat(),
+                              "appointments": rows[:MAX_LIST], "truncated": len(rows) > MAX_LIST})
+
+
+@endpoint
+async def get_appointment(request: web.Request, who: Identity) -> web.Response:
+    result = await run(request, request.app[BOOKING].get, who, path_id(request))
+    from_result(result)
+    return web.json_response({"appointment": result.appointment.as_dict()})
+
+
+@endpoint
+async def patch_appointment(request: web.Request, who: Identity) -> web.Response:
+    appointment_id = path_id(request)
+    change = validated(StatusChange, await read_json(request))
+    booking = request.app[BOOKING]
+    if who.role not in ("admin", "dentist"):
+        # a patient gets 404 for someone else's visit, 403 for their own
+        from_result(await run(request, booking.get, who, appointment_id))
+        raise ApiError(403, "forbidden", "only the clinic's staff change a visit's status")
+    current = await run(request, booking.get, who, appointment_id)
+    from_result(current)
+    if current.appointment.status == "cancelled" and change.status != "cancelled":
+        raise ApiError(409, "conflict", "a cancelled visit cannot be reopened; book a new one",
+                       outcome="already_cancelled")
+    result = await run(request, booking.set_status, who, appointment_id, change.status)
+    from_result(result)
+    return web.json_response({"appointment": result.appointment.as_dict()})
+
+
+# --- dentists, hours, time off, services ---------------------------------------------------------
+
+@endpoint
+async def list_dentists(request: web.Request, who: Identity) -> web.Response:
+    def read() -> list[dict]:
+        with session_scope(request.app[ENGINE]) as s:
+            return [{"id": d.id, "full_name": d.full_name, "specialty": d.specialty, "active": d.active}
+                    for d in s.scalars(select(Dentist).order_by(Dentist.id))]
+
+    return web.json_response({"dentists": await run(request, read)})
+
+
+@endpoint
+async def list_services(request: web.Request, who: Identity) -> web.Response:
+    def read() -> list[dict]:
+        with session_scope(request.app[ENGINE]) as s:
+            return [{"id": v.id, "name": v.name, "duration_minutes": v.duration_minutes,
+                     "price_cents": v.price_cents, "description": v.description}
+                    for v in s.scalars(select(Service).order_by(Service.id))]
+
+    return web.json_response({"services": await run(request, read)})
+
+
+def _dentist_exists(s, dentist_id: int) -> None:
+    if s.get(Dentist, dentist_id) is None:
+        raise ApiError(404, "not_found", "no such dentist")
+
+
+@endpoint
+async def get_hours(request: web.Request, who: Identity) -> web.Response:
+    dentist_id = path_id(request)
+
+    def read() -> list[dict]:
+        with session_scope(request.app[ENGINE]) as s:
+            _dentist_exists(s, dentist_id)
+            return _hours_json(s.scalars(select(WorkingHours).where(WorkingHours.dentist_id == dentist_id)
+                                         .order_by(WorkingHours.weekday, WorkingHours.start_time)))
+
+    return web.json_response({"dentist_id": dentist_id, "working_hours": await run(request, read)})
+
+
+@endpoint
+async def put_hours(request: web.Request, who: Identity) -> web.Response:
+    dentist_id = path_id(request)
+    may_edit_dentist(who, dentist_id)
+    blocks = sorted(validated(WeeklyHours, await read_json(request)),
+                    key=lambda b: (b.weekday, b.start_time))
+    for a, b in zip(blocks, blocks[1:]):
+        if a.weekday == b.weekday and b.start_time < a.end_time:
+            raise ApiError(422, "validation_error", f"blocks on weekday {a.weekday} overlap",
+                           details=[{"loc": ["body"], "msg": "overlapping blocks", "type": "overlap"}])
+
+    def replace() -> list[dict]:
+        with session_scope(request.app[ENGINE]) as s:
+            _dentist_exists(s, dentist_id)
+            s.execute(delete(WorkingHours).where(WorkingHours.dentist_id == dentist_id))
+            rows = [WorkingHours(dentist_id=dentist_id, weekday=b.weekday, start_time=b.start_time,
+                                 end_time=b.end_time) for b in blocks]
+            s.add_all(rows)
+            s.flush()
+            return _hours_json(rows)
+
+    return web.json_response({"dentist_id": dentist_id, "working_hours": await run(request, replace)})
+
+
+@endpoint
+async def get_time_off(request: web.Request, who: Identity) -> web.Response:
+    dentist_id = path_id(request)
+    may_edit_dentist(who, dentist_id)  # reasons are private to the clinic's staff
+
+    def read() -> list[dict]:
+        with session_scope(request.app[ENGINE]) as s:
+            _dentist_exists(s, dentist_id)
+            since = datetime.now(timezone.utc) - timedelta(days=1)
+            return [_time_off_json(r) for r in s.scalars(
+                select(TimeOff).where(TimeOff.dentist_id == dentist_id, TimeOff.ends_at > since)
+                .order_by(TimeOff.starts_at))]
+
+    return web.json_response({"dentist_id": dentist_id, "time_off": await run(request, read)})
+
+
+@endpoint
+async def post_time_off(request: web.Request, who: Identity) -> web.Response:
+    dentist_id = path_id(request)
+    may_edit_dentist(who, dentist_id)
+    body = validated(TimeOffIn, await read_json(request))
+
+    def add() -> dict:
+        with session_scope(request.app[ENGINE]) as s:
+            _dentist_exists(s, dentist_id)
+            row = TimeOff(dentist_id=dentist_id, starts_at=body.starts_at, ends_at=body.ends_at,
+                          reason=body.reason)
+            s.add(row)
+            s.flush()
+            clashes = s.scalars(select(Appointment.id).where(
+                Appointment.dentist_id == dentist_id, Appointment.status.in_(("pending", "confirmed")),
+                Appointment.ends_at > body.starts_at, Appointment.starts_at < body.ends_at)
+                .order_by(Appointment.starts_at)).all()
+            return {"time_off": _time_off_json(row), "overlapping_appointments": list(clashes)}
+
+    return web.json_response(await run(request, add), status=201)
+
+
+@endpoint
+async def delete_time_off(request: web.Request, who: Identity) -> web.Response:
+    row_id = path_id(request)
+
+    def remove() -> None:
+        with session_scope(request.app[ENGINE]) as s:
+            row = s.get(TimeOff, row_id)
+            if row is None:
+                raise ApiError(404, "not_found", "no such time off")
+            may_edit_dentist(who, row.dentist_id)
+            s.delete(row)
+
+    await run(request, remove)
+    return web.Response(status=204)
+
+
+async def openapi_json(request: web.Request) -> web.Response:
+    return web.json_response(openapi.document(request.app[keys.SETTINGS]))
+
+
+# --- wiring --------------------------------------------------------------------------------------
+
+async def _engine(app: web.Application) -> AsyncIterator[None]:
+    settings = app[keys.SETTINGS]
+    url = await asyncio.to_thread(resolve_database_url, settings)
+    engine = make_engine(url, pool_size=5, max_overflow=5)
+    app[ENGINE] = engine
+    app[BOOKING] = BookingService(engine, settings)
+    try:
+        yield
+    finally:
+        await asyncio.to_thread(engine.dispose)
+
+
+def setup(app: web.Application) -> None:
+    app.cleanup_ctx.append(_engine)
+    r = app.router
+    r.add_get("/api/openapi.json", openapi_json)
+    r.add_get("/api/appointments", list_appointments)
+    r.add_get(r"/api/appointments/{id:[0-9]+}", get_appointment)
+    r.add_patch(r"/api/appointments/{id:[0-9]+}", patch_appointment)
+    r.add_get("/api/dentists", list_dentists)
+    r.add_get(r"/api/dentists/{id:[0-9]+}/working-hours", get_hours)
+    r.add_put(r"/api/dentists/{id:[0-9]+}/working-hours", put_hours)
+    r.add_get(r"/api/dentists/{id:[0-9]+}/time-off", get_time_off)
+    r.add_post(r"/api/dentists/{id:[0-9]+}/time-off", post_time_off)
+    r.add_delete(r"/api/time-off/{id:[0-9]+}", delete_time_off)
+    r.add_get("/api/services", list_services)
+
+
+__all__ = ["setup", "StatusChange", "HoursBlock", "TimeOffIn", "STATUSES"]

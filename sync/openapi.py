@@ -1,0 +1,146 @@
+"""The OpenAPI 3.1 description of every REST endpoint the sync service serves (``/api/openapi.json``).
+
+Request bodies come from the pydantic models in ``sync.api``, so the description cannot
+drift from the validation; responses are described by hand, briefly.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from bot.models import STATUSES
+from bot.settings import Settings
+
+REF = "#/components/schemas/{model}"
+
+
+def _json(schema: dict) -> dict:
+    return {"content": {"application/json": {"schema": schema}}}
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _errors(*codes: int) -> dict:
+    text = {400: "malformed JSON or query", 401: "missing, forged or expired token", 403: "not allowed for this token",
+            404: "no such resource (or not the caller's)", 409: "conflicts with the current state",
+            413: "body larger than 64 KiB", 422: "the body does not validate", 503: "the database is unavailable"}
+    return {str(c): {"description": text[c], **_json(_ref("Error"))} for c in codes}
+
+
+def _id(name: str = "id", where: str = "path") -> dict:
+    return {"name": name, "in": where, "required": where == "path",
+            "schema": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}}
+
+
+def _op(summary: str, ok: dict, *errors: int, params: list | None = None, body: dict | None = None,
+        secured: bool = True, status: str = "200") -> dict:
+    op: dict[str, Any] = {"summary": summary, "responses": {status: ok, **_errors(*errors)}}
+    if params:
+        op["parameters"] = params
+    if body is not None:
+        op["requestBody"] = {"required": True, **_json(body)}
+    if not secured:
+        op["security"] = []
+    return op
+
+
+def _ok(description: str, schema: dict | None = None) -> dict:
+    return {"description": description, **(_json(schema) if schema else {})}
+
+
+def _obj(**props: dict) -> dict:
+    return {"type": "object", "properties": props, "required": list(props)}
+
+
+@lru_cache
+def _components() -> dict:
+    from .api import HoursBlock, StatusChange, TimeOffIn
+
+    schemas: dict[str, Any] = {}
+    for model in (StatusChange, HoursBlock, TimeOffIn):
+        schema = model.model_json_schema(ref_template=REF)
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+    schemas["Error"] = {"type": "object", "required": ["error", "message"], "properties": {
+        "error": {"type": "string", "description": "stable code, e.g. validation_error"},
+        "message": {"type": "string"}, "details": {"type": "array", "items": {"type": "object"}}}}
+    ts = {"type": "string", "format": "date-time"}
+    schemas["Appointment"] = _obj(
+        id={"type": "integer"}, patient_id={"type": "integer"}, patient_name={"type": "string"},
+        dentist_id={"type": "integer"}, dentist_name={"type": "string"}, service_id={"type": "integer"},
+        service_name={"type": "string"}, starts_at=ts, ends_at=ts,
+        status={"type": "string", "enum": list(STATUSES)}, notes={"type": ["string", "null"]})
+    schemas["WorkingHours"] = _obj(id={"type": "integer"}, weekday={"type": "integer"},
+                                   start_time={"type": "string"}, end_time={"type": "string"})
+    schemas["TimeOff"] = _obj(id={"type": "integer"}, dentist_id={"type": "integer"}, starts_at=ts, ends_at=ts,
+                              reason={"type": ["string", "null"]})
+    return schemas
+
+
+def document(settings: Settings) -> dict:
+    appt = _json(_obj(appointment=_ref("Appointment")))["content"]
+    hours = _obj(dentist_id={"type": "integer"}, working_hours={"type": "array", "items": _ref("WorkingHours")})
+    q_time = [{"name": n, "in": "query", "required": False, "schema": {"type": "string"},
+               "description": "ISO date (clinic's zone) or date-time"} for n in ("from", "to")]
+    any_json = {"type": "object"}
+    paths = {
+        "/api/openapi.json": {"get": _op("This description", _ok("OpenAPI 3.1 document", any_json), secured=False)},
+        "/api/realtime/health": {"get": {
+            "summary": "Liveness of the sync service and its database listener", "security": [],
+            "responses": {"200": _ok("healthy", any_json), "503": _ok("the listener is not connected", any_json)}}},
+        "/api/realtime/status": {"get": _op("The caller's own connections and channels",
+                                            _ok("status", any_json), 401)},
+        "/api/realtime/stats": {"get": _op("Counters: connections, events, delivery lag (admin)",
+                                           _ok("stats", any_json), 401, 403)},
+        "/api/appointments": {"get": _op(
+            "Appointments overlapping [from, to): admin all, dentist own, patient own",
+            _ok("list", _obj(**{"from": {"type": "string"}, "to": {"type": "string"},
+                                "appointments": {"type": "array", "items": _ref("Appointment")},
+                                "truncated": {"type": "boolean"}})),
+            400, 401, 403, 503, params=q_time + [_id("dentist_id", "query"), _id("patient_id", "query")])},
+        "/api/appointments/{id}": {
+            "get": _op("One appointment", {"description": "found", "content": appt}, 401, 403, 404, 503,
+                       params=[_id()]),
+            "patch": _op("Change a visit's status (admin, or the visit's dentist)",
+                         {"description": "updated", "content": appt}, 400, 401, 403, 404, 409, 413, 422, 503,
+                         params=[_id()], body=_ref("StatusChange")),
+        },
+        "/api/dentists": {"get": _op("Dentists", _ok("list", _obj(dentists={"type": "array", "items": any_json})),
+                                     401, 503)},
+        "/api/dentists/{id}/working-hours": {
+            "get": _op("A dentist's weekly hours", _ok("hours", hours), 401, 404, 503, params=[_id()]),
+            "put": _op("Replace a dentist's weekly hours (admin or that dentist)", _ok("replaced", hours),
+                       400, 401, 403, 404, 413, 422, 503, params=[_id()],
+                       body={"type": "array", "maxItems": 50, "items": _ref("HoursBlock")}),
+        },
+        "/api/dentists/{id}/time-off": {
+            "get": _op("A dentist's current and future time off (admin or that dentist)",
+                       _ok("list", _obj(dentist_id={"type": "integer"},
+                                        time_off={"type": "array", "items": _ref("TimeOff")})),
+                       401, 403, 404, 503, params=[_id()]),
+            "post": _op("Add time off (admin or that dentist)",
+                        _ok("created", _obj(time_off=_ref("TimeOff"),
+                                            overlapping_appointments={"type": "array",
+                                                                      "items": {"type": "integer"}})),
+                        400, 401, 403, 404, 413, 422, 503, params=[_id()], body=_ref("TimeOffIn"),
+                        status="201"),
+        },
+        "/api/time-off/{id}": {"delete": _op("Remove time off (admin or that dentist)", _ok("deleted"),
+                                             401, 403, 404, 503, params=[_id()], status="204")},
+        "/api/services": {"get": _op("Services", _ok("list", _obj(services={"type": "array", "items": any_json})),
+                                     401, 503)},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": f"{settings.clinic_name} booking API", "version": "1.0.0",
+                 "description": "REST endpoints of the sync service. Live updates travel over Socket.IO "
+                                "(docs/realtime.md); pages and the JavaScript client: docs/web.md."},
+        "servers": [{"url": "/"}],
+        "components": {"schemas": _components(), "securitySchemes": {
+            "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}},
+        "security": [{"bearer": []}],
+        "paths": paths,
+    }

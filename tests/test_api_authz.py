@@ -1,0 +1,115 @@
+"""The REST API's authorisation matrix: every endpoint × every kind of caller.
+
+Bad tokens are refused with 401 everywhere; a patient asking about someone else's visit
+gets 404 exactly as for a missing one; staff-only writes give 403 to everybody else.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from tests.api_helpers import call, seeded_clinic
+
+FUTURE = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(days=200)
+TIME_OFF = {"starts_at": FUTURE.isoformat(), "ends_at": (FUTURE + timedelta(hours=3)).isoformat(), "reason": "x"}
+HOURS = [{"weekday": 1, "start_time": "09:00", "end_time": "12:00"}]
+
+
+def endpoints(c) -> list[tuple[str, str, object]]:
+    return [
+        ("GET", "/api/appointments", None),
+        ("GET", f"/api/appointments/{c.visit}", None),
+        ("PATCH", f"/api/appointments/{c.visit}", {"status": "confirmed"}),
+        ("GET", "/api/dentists", None),
+        ("GET", f"/api/dentists/{c.dentist}/working-hours", None),
+        ("PUT", f"/api/dentists/{c.dentist}/working-hours", HOURS),
+        ("GET", f"/api/dentists/{c.dentist}/time-off", None),
+        ("POST", f"/api/dentists/{c.dentist}/time-off", TIME_OFF),
+        ("DELETE", "/api/time-off/{new}", None),  # a fresh time off of `dentist` for each caller
+        ("GET", "/api/services", None),
+    ]
+
+
+# expected status per (endpoint index, caller)
+EXPECTED = {
+    #            admin dentist other_d patient other_p service
+    0: dict(admin=200, dentist=200, other_dentist=200, patient=200, other_patient=200, service=403),
+    1: dict(admin=200, dentist=200, other_dentist=403, patient=200, other_patient=404, service=403),
+    2: dict(admin=200, dentist=200, other_dentist=403, patient=403, other_patient=404, service=403),
+    3: dict(admin=200, dentist=200, other_dentist=200, patient=200, other_patient=200, service=200),
+    4: dict(admin=200, dentist=200, other_dentist=200, patient=200, other_patient=200, service=200),
+    5: dict(admin=200, dentist=200, other_dentist=403, patient=403, other_patient=403, service=403),
+    6: dict(admin=200, dentist=200, other_dentist=403, patient=403, other_patient=403, service=403),
+    7: dict(admin=201, dentist=201, other_dentist=403, patient=403, other_patient=403, service=403),
+    8: dict(admin=204, dentist=204, other_dentist=403, patient=403, other_patient=403, service=403),
+    9: dict(admin=200, dentist=200, other_dentist=200, patient=200, other_patient=200, service=200),
+}
+
+
+@pytest.mark.parametrize("bad", ["none", "forged", "expired", "garbage"])
+async def test_every_endpoint_refuses_bad_tokens_with_401(settings, engine, db_url, bad):
+    async with seeded_clinic(settings, engine, db_url) as c:
+        tok = {"none": None, "forged": c.tokens()["forged"], "expired": c.tokens()["expired"],
+               "garbage": "not.a.token"}[bad]
+        before = await c.last_event()
+        for method, path, body in endpoints(c):
+            status, payload = await call(method, c.url + path.replace("{new}", "1"), tok, body)
+            assert status == 401, (method, path, payload)
+            assert payload["error"] == ("missing_token" if bad == "none" else "invalid_token")
+        assert await c.last_event() == before  # nothing was written
+
+
+async def test_authorisation_matrix(settings, engine, db_url):
+    async with seeded_clinic(settings, engine, db_url) as c:
+        tokens = c.tokens()
+        for index, (method, path, body) in enumerate(endpoints(c)):
+            for caller, expected in EXPECTED[index].items():
+                if "{new}" in path:
+                    _, made = await call("POST", f"{c.url}/api/dentists/{c.dentist}/time-off", tokens["admin"], TIME_OFF)
+                    path = path.replace("{new}", str(made["time_off"]["id"]))
+                status, payload = await call(method, c.url + path, tokens[caller], body)
+                assert status == expected, (method, path, caller, payload)
+                if status == 403:
+                    assert payload["error"] == "forbidden"
+                if status == 404:
+                    assert payload["error"] == "not_found"
+                path = endpoints(c)[index][1]
+
+
+async def test_a_dentist_sees_only_their_diary_and_a_patient_only_their_visits(settings, engine, db_url):
+    async with seeded_clinic(settings, engine, db_url) as c:
+        tokens = c.tokens()
+        _, everyone = await call("GET", f"{c.url}/api/appointments", tokens["admin"])
+        assert len({a["dentist_id"] for a in everyone["appointments"]}) == 3
+        _, mine = await call("GET", f"{c.url}/api/appointments", tokens["dentist"])
+        assert mine["appointments"] and {a["dentist_id"] for a in mine["appointments"]} == {c.dentist}
+        _, own = await call("GET", f"{c.url}/api/appointments", tokens["patient"])
+        assert own["appointments"] and {a["patient_id"] for a in own["appointments"]} == {c.patient}
+        # asking for someone else's explicitly is refused, not silently narrowed
+        status, body = await call("GET", f"{c.url}/api/appointments?dentist_id={c.other_dentist}", tokens["dentist"])
+        assert status == 403 and body["error"] == "forbidden"
+        status, body = await call("GET", f"{c.url}/api/appointments?patient_id={c.other_patient}", tokens["patient"])
+        assert status == 403
+        # the admin may filter
+        _, filtered = await call("GET", f"{c.url}/api/appointments?dentist_id=2", tokens["admin"])
+        assert filtered["appointments"] and {a["dentist_id"] for a in filtered["appointments"]} == {2}
+
+
+async def test_missing_things_are_404_json(settings, engine, db_url):
+    async with seeded_clinic(settings, engine, db_url) as c:
+        admin = c.tokens()["admin"]
+        for method, path, body in [
+            ("GET", "/api/appointments/999999", None),
+            ("PATCH", "/api/appointments/999999", {"status": "confirmed"}),
+            ("GET", "/api/appointments/99999999999999999999999", None),  # beyond bigint
+            ("GET", "/api/dentists/999/working-hours", None),
+            ("PUT", "/api/dentists/999/working-hours", HOURS),
+            ("POST", "/api/dentists/999/time-off", TIME_OFF),
+            ("DELETE", "/api/time-off/999", None),
+            ("GET", "/api/appointments/abc", None),
+            ("GET", "/api/nothing-here", None),
+        ]:
+            status, payload = await call(method, c.url + path, admin, body)
+            assert status == 404 and payload["error"] == "not_found", (method, path, payload)
