@@ -156,6 +156,7 @@ async def _serve(pipe: Connection, url: str, tokens: list[str], connect_concurre
             stop.set()
 
     loop.add_reader(pipe.fileno(), on_command)
+    os.set_blocking(pipe.fileno(), True)  # uvloop made it non-blocking; replies may exceed the pipe buffer
     connector = aiohttp.TCPConnector(limit=0, force_close=True)
     async with aiohttp.ClientSession(connector=connector) as session:
         tasks = [loop.create_task(worker.client(session, i)) for i in range(len(tokens))]
@@ -165,6 +166,7 @@ async def _serve(pipe: Connection, url: str, tokens: list[str], connect_concurre
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await asyncio.gather(*(ws.close() for ws in worker.sockets), return_exceptions=True)
+    os.set_blocking(pipe.fileno(), True)
     status["ok"] = bytes(worker.ok)
     status["ids"] = [a.tobytes() for a in worker.ids]
     status["times"] = [a.tobytes() for a in worker.times]

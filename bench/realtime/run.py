@@ -40,6 +40,9 @@ from .clients import cpu_seconds, raise_nofile, rss_kib, worker_main
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "bench-secret-" + "x" * 32
 NOFILE = 65536
+DRAIN_CAP = 120.0   # seconds the last frames may take to arrive after the writers stop
+DRAIN_STALL = 5.0   # ... or nothing arrived for this long
+IDLE_SECONDS = 8.0  # connected, no events: RSS and idle CPU (pings) are read over this
 
 
 @dataclass
@@ -74,7 +77,10 @@ SCENARIOS = {
 SERVERS = {
     "ours": [sys.executable, "-m", "sync", "--host", "127.0.0.1", "--log-level", "WARNING", "--port"],
     "naive": [sys.executable, str(ROOT / "bench" / "naive_server.py"), "--host", "127.0.0.1", "--port"],
+    # a modified copy of the service (--proto-root DIR): `python -m sync` run from that directory
+    "proto": [sys.executable, "-m", "sync", "--host", "127.0.0.1", "--log-level", "WARNING", "--port"],
 }
+PROTO_ROOT: Path | None = None
 
 
 @dataclass
@@ -103,6 +109,8 @@ class RunResult:
     server_cpu_s: float
     server_cpu_us_per_msg: float
     server_cpu_share: float
+    server_idle_cpu_share: float
+    server_cpu_us_per_msg_marginal: float
     generator_cpu_share: float
     writer_late_ms_max: float
     drain_seconds: float
@@ -118,7 +126,8 @@ def percentiles(values: np.ndarray) -> dict:
     q = np.percentile(values, [50, 90, 99, 99.9])
     return {"count": int(values.size), "p50": round(float(q[0]), 2), "p90": round(float(q[1]), 2),
             "p99": round(float(q[2]), 2), "p999": round(float(q[3]), 2),
-            "max": round(float(values.max()), 2), "mean": round(float(values.mean()), 2)}
+            "max": round(float(values.max()), 2), "mean": round(float(values.mean()), 2),
+            "min": round(float(values.min()), 2), "negative": int((values < 0).sum())}
 
 
 def free_port() -> int:
@@ -138,7 +147,13 @@ def start_server(kind: str, port: int, db_url: str, log_path: Path) -> subproces
                LOG_LEVEL="WARNING")
     env.pop("REDIS_URL", None)
     log = open(log_path, "ab")
-    return subprocess.Popen(SERVERS[kind] + [str(port)], cwd=ROOT, env=env, stdout=log,
+    cwd = ROOT
+    if kind == "proto":
+        if PROTO_ROOT is None:
+            raise SystemExit("--servers proto needs --proto-root DIR")
+        cwd = PROTO_ROOT
+        env["PYTHONPATH"] = str(PROTO_ROOT)
+    return subprocess.Popen(SERVERS[kind] + [str(port)], cwd=cwd, env=env, stdout=log,
                             stderr=subprocess.STDOUT, preexec_fn=_limits)
 
 
@@ -243,6 +258,7 @@ def score(labels, results, bookings, outbox_of, load_start_ns: int, warmup: floa
     warm_ns = load_start_ns + int(warmup * 1e9)
     counts = dict(expected=0, received=0, lost=0, duplicates=0, unexpected=0, out_of_order=0)
     latencies: list[float] = []
+    at_s: list[float] = []  # commit time of each sample, seconds after the load started
     worst: dict[int, float] = {}
     offset = 0
     for res in results:
@@ -274,17 +290,19 @@ def score(labels, results, bookings, outbox_of, load_start_ns: int, warmup: floa
                 if ev[0] >= warm_ns:
                     ms = (at - ev[0]) / 1e6
                     latencies.append(ms)
+                    at_s.append((ev[0] - load_start_ns) / 1e9)
                     if ms > worst.get(oid, -1e9):
                         worst[oid] = ms
             counts["expected"] += expected
             counts["received"] += good
             counts["lost"] += expected - good
         offset += len(res["ids"])
-    return events, counts, np.array(latencies), np.array(list(worst.values()))
+    return events, counts, np.array(latencies), np.array(at_s), np.array(list(worst.values()))
 
 
 async def run_one(sc: Scenario, kind: str, db_url: str, settings: Settings, slots: fixture.Slots,
-                  labels, tokens, admin_token: str, out_dir: Path, seed: int) -> tuple[RunResult, np.ndarray]:
+                  labels, tokens, admin_token: str, out_dir: Path, seed: int,
+                  profile: bool = False) -> tuple[RunResult, np.ndarray]:
     port = free_port()
     proc = start_server(kind, port, db_url, out_dir / f"{sc.key}-{kind}.log")
     gen = None
@@ -309,10 +327,19 @@ async def run_one(sc: Scenario, kind: str, db_url: str, settings: Settings, slot
         for s in st:
             for k, v in s["errors"].items():
                 errors[k] = errors.get(k, 0) + v
-        await asyncio.sleep(5.0)  # idle: every connection's buffers settled
+        idle_cpu0 = cpu_seconds(proc.pid)
+        await asyncio.sleep(IDLE_SECONDS)  # idle: every connection's buffers settled
+        idle_cpu_share = (cpu_seconds(proc.pid) - idle_cpu0) / IDLE_SECONDS
         rss_idle = rss_kib(proc.pid)
         # load
         received0 = sum(s["received"] for s in gen.status())
+        spy = None
+        if profile:
+            spy = subprocess.Popen(
+                [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(proc.pid), "--rate", "250",
+                 "--duration", str(int(sc.duration)), "--format", "raw", "--nonblocking",
+                 "--output", str(out_dir / f"{sc.key}-{kind}.pyspy.txt")],
+                stdout=subprocess.DEVNULL, stderr=open(out_dir / f"{sc.key}-{kind}.pyspy.log", "wb"))
         cpu0, gcpu0, t0 = cpu_seconds(proc.pid), gen.cpu(), time.monotonic()
         load_start_ns = time.time_ns()
         bookings = await fixture.write(db_url, rate=sc.rate, duration=sc.duration, writers=sc.writers,
@@ -324,12 +351,21 @@ async def run_one(sc: Scenario, kind: str, db_url: str, settings: Settings, slot
         ok_patients = {ident for role, ident in labels if role == "patient"}
         want = sum(n_admin + (b.dentist_id in ok_dentists) + (b.patient_id in ok_patients) for b in bookings)
         want = int(want * connected / max(1, len(tokens)))  # approximate if some failed to connect
-        drain_t = time.monotonic()
-        while time.monotonic() - drain_t < 15:
+        # bounded: stop at the cap, or when nothing has arrived for `stall` seconds
+        drain_t = last_progress = time.monotonic()
+        got_before = -1
+        while time.monotonic() - drain_t < DRAIN_CAP:
             got = sum(s["received"] for s in gen.status()) - received0
             if got >= want:
                 break
+            if got != got_before:
+                got_before, last_progress = got, time.monotonic()
+            elif time.monotonic() - last_progress > DRAIN_STALL:
+                notes.append(f"drain stopped: nothing new for {DRAIN_STALL:g} s")
+                break
             await asyncio.sleep(0.1)
+        else:
+            notes.append(f"drain stopped at its {DRAIN_CAP:g} s cap")
         drain_seconds = time.monotonic() - drain_t
         await asyncio.sleep(0.5)  # a late duplicate would show up now
         load_seconds = time.monotonic() - t0
@@ -337,12 +373,14 @@ async def run_one(sc: Scenario, kind: str, db_url: str, settings: Settings, slot
         stats = await server_stats(port, admin_token)
         results = gen.stop()
         gen = None
+        if spy is not None:
+            spy.wait(60)
     finally:
         if gen is not None:
             for p in gen.procs:
                 p.kill()
         stop_server(proc)
-    events, counts, lat, worst = score(labels, results, bookings, outbox_of, load_start_ns, sc.warmup)
+    events, counts, lat, lat_at, worst = score(labels, results, bookings, outbox_of, load_start_ns, sc.warmup)
     if len(outbox_of) != len(bookings):
         notes.append(f"{len(bookings) - len(outbox_of)} bookings without an outbox row")
     delivered = counts["received"]
@@ -360,15 +398,18 @@ async def run_one(sc: Scenario, kind: str, db_url: str, settings: Settings, slot
         server_cpu_s=round(cpu1 - cpu0, 2),
         server_cpu_us_per_msg=round((cpu1 - cpu0) * 1e6 / max(1, delivered), 1),
         server_cpu_share=round((cpu1 - cpu0) / load_seconds, 3),
+        server_idle_cpu_share=round(idle_cpu_share, 3),
+        server_cpu_us_per_msg_marginal=round(max(0.0, (cpu1 - cpu0) - idle_cpu_share * load_seconds) * 1e6
+                                             / max(1, delivered), 1),
         generator_cpu_share=round((gcpu1 - gcpu0) / load_seconds, 3),
         writer_late_ms_max=round(max((b.late_ms for b in bookings), default=0.0), 1),
         drain_seconds=round(drain_seconds, 2), server_stats=_stats_subset(stats),
         load_seconds=round(load_seconds, 1), notes=notes)
-    return res, lat
+    return res, np.stack([lat_at, lat]) if lat.size else np.zeros((2, 0))
 
 
 def _stats_subset(stats: dict) -> dict:
-    keep = ("eventsProcessed", "eventsDelivered", "slowClientsDropped", "deliveryLagMs", "fanoutMs",
+    keep = ("eventsProcessed", "eventsDelivered", "slowClientsDropped", "deliveryLagMs", "fanoutMs", "listener",
             "connections", "status")
     return {k: stats[k] for k in keep if k in stats}
 
@@ -418,9 +459,9 @@ async def main_async(args) -> int:
                 print(f"[{datetime.now(timezone.utc):%H:%M:%S}] {key} / {kind}: {sc.connections} connections, "
                       f"{sc.rate:g}/s for {sc.duration:g}s (load {os.getloadavg()[0]:.2f})", flush=True)
                 res, lat = await run_one(sc, kind, db_url, settings, slots, labels, tokens, admin_token,
-                                         out_dir, seed=1000 + n)
+                                         out_dir, seed=1000 + n, profile=args.profile)
                 samples = out_dir / f"{key}-{kind}.npy"
-                np.save(samples, lat.astype(np.float32))
+                np.save(samples, lat.astype(np.float32))  # row 0: commit time (s into the load), row 1: ms
                 res.samples_file = str(samples.relative_to(ROOT)) if samples.is_relative_to(ROOT) else str(samples)
                 entry["runs"][kind] = asdict(res)
                 print(json.dumps(_brief(res)), flush=True)
@@ -434,7 +475,7 @@ async def main_async(args) -> int:
     print(f"results: {out_dir / 'results.json'}", flush=True)
     if args.report:
         from . import report as rep
-        rep.publish(out_dir / "results.json", plots_dir=Path(args.plots), markdown=Path(args.markdown))
+        rep.publish(out_dir / "results.json", plots_dir=Path(args.plots), markdown_path=Path(args.markdown))
     return 0
 
 
@@ -442,7 +483,8 @@ def _brief(res: RunResult) -> dict:
     return {"server": res.server, "connected": res.connected, "events": res.events,
             "expected": res.expected_frames, "received": res.received_frames, "lost": res.lost,
             "dup": res.duplicates, "unexpected": res.unexpected, "lat": res.latency_ms,
-            "cpu_us_per_msg": res.server_cpu_us_per_msg, "rss_kib_per_conn": res.rss_per_conn_kib,
+            "cpu_us_per_msg": res.server_cpu_us_per_msg, "marginal_us": res.server_cpu_us_per_msg_marginal,
+            "idle_cpu": res.server_idle_cpu_share, "notes": res.notes, "rss_kib_per_conn": res.rss_per_conn_kib,
             "gen_cpu": res.generator_cpu_share, "srv_cpu": res.server_cpu_share,
             "fanout": res.server_stats.get("fanoutMs")}
 
@@ -460,7 +502,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-report", dest="report", action="store_false",
                         help="skip plots and BENCHMARKS.md (results.json only)")
     parser.add_argument("--keep-db", action="store_true")
+    parser.add_argument("--proto-root", help="directory holding a modified sync/ (and bot/, sql/) to measure "
+                        "as server 'proto', e.g. --servers ours,proto --proto-root /tmp/sync-proto")
+    parser.add_argument("--profile", action="store_true",
+                        help="py-spy the server during the load (bench/out/.../<case>-<server>.pyspy.txt)")
     args = parser.parse_args(argv)
     args.scenario = args.scenario or ["case1", "case1-5eps", "case2"]
     args.servers = [s.strip() for s in args.servers.split(",") if s.strip()]
+    if args.proto_root:
+        global PROTO_ROOT
+        PROTO_ROOT = Path(args.proto_root).resolve()
     return asyncio.run(main_async(args))
