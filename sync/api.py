@@ -26,7 +26,7 @@ from typing import Annotated, Any, Literal
 
 from aiohttp import web
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, TypeAdapter, ValidationError, model_validator
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, text
 from sqlalchemy.engine import Engine
 
 from bot.booking import AppointmentView, BookingService, Outcome, Result
@@ -47,6 +47,16 @@ MAX_ID = 2**63 - 1            # PostgreSQL bigint
 MAX_BLOCKS = 50               # working-hours blocks in one weekly schedule
 MAX_RANGE = timedelta(days=366)
 MAX_LIST = 1000               # appointments in one answer
+
+
+# The outbox id a page may resume after once it has read a list: the highest id below which
+# every id is committed (a missing id among the last thousand may be a transaction still in
+# flight, whose event must not be skipped). Same rule as the action server's cache.
+SAFE_EVENT_MARK = """
+    WITH b AS (SELECT coalesce(max(id), 0) AS hi, coalesce(min(id), 1) AS lo FROM realtime_events)
+    SELECT coalesce((SELECT min(g) - 1 FROM generate_series(greatest(b.hi - 1000, b.lo), b.hi) g
+                     WHERE NOT EXISTS (SELECT 1 FROM realtime_events e WHERE e.id = g)), b.hi) FROM b
+"""
 
 
 class ApiError(Exception):
@@ -237,19 +247,21 @@ async def list_appointments(request: web.Request, who: Identity) -> web.Response
     elif who.role != "admin":
         raise ApiError(403, "forbidden", "appointments are for admin, dentist and patient tokens")
 
-    def read() -> list[dict]:
+    def read() -> tuple[int, list[dict]]:
         with session_scope(request.app[ENGINE]) as s:
+            mark = s.execute(text(SAFE_EVENT_MARK)).scalar_one()  # before the rows: they hold at least this
             q = select(Appointment).where(Appointment.ends_at > start, Appointment.starts_at < end)
             if dentist_id is not None:
                 q = q.where(Appointment.dentist_id == dentist_id)
             if patient_id is not None:
                 q = q.where(Appointment.patient_id == patient_id)
             rows = s.scalars(q.order_by(Appointment.starts_at, Appointment.id).limit(MAX_LIST + 1)).all()
-            return [AppointmentView.of(a).as_dict() for a in rows]
+            return int(mark), [AppointmentView.of(a).as_dict() for a in rows]
 
-    rows = await run(request, read)
+    mark, rows = await run(request, read)
     return web.json_response({"from": start.isoformat(), "to": end.isoformat(),
-                              "appointments": rows[:MAX_LIST], "truncated": len(rows) > MAX_LIST})
+                              "appointments": rows[:MAX_LIST], "truncated": len(rows) > MAX_LIST,
+                              "last_event_id": mark})
 
 
 @endpoint

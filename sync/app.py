@@ -90,11 +90,18 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _disconnect_clients(app: web.Application) -> None:
-    """Graceful shutdown: stop reading the outbox, then close every client's connection."""
+    """Graceful shutdown: stop reading the outbox, close every client's transport (clients
+    then reconnect — to another node behind the balancer — and resume with ``since``)."""
     await app[keys.LISTENER].stop()
     sio = app[keys.SIO]
-    count = len(sio.eio.sockets)
-    if count:
-        log.info("shutting down: disconnecting %d client(s)", count)
-        await sio.eio.disconnect()
+    sockets = list(sio.eio.sockets.values())
+    if sockets:
+        log.info("shutting down: closing %d client connection(s)", len(sockets))
+    for sock in sockets:
+        # wait=False: engine.io's own disconnect() waits for each queue to drain, which never
+        # happens for a socket whose transport is already gone
+        await sock.close(wait=False, reason=sio.eio.reason.SERVER_DISCONNECT)
+    deadline = asyncio.get_running_loop().time() + 1.0
+    while any(not s.queue.empty() for s in sockets) and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.01)
     await sio.shutdown()

@@ -99,7 +99,9 @@ def document(settings: Settings) -> dict:
             "Appointments overlapping [from, to): admin all, dentist own, patient own",
             _ok("list", _obj(**{"from": {"type": "string"}, "to": {"type": "string"},
                                 "appointments": {"type": "array", "items": _ref("Appointment")},
-                                "truncated": {"type": "boolean"}})),
+                                "truncated": {"type": "boolean"},
+                                "last_event_id": {"type": "integer", "description":
+                                                  "resume live updates after this outbox id (realtime.js advance)"}})),
             400, 401, 403, 503, params=q_time + [_id("dentist_id", "query"), _id("patient_id", "query")])},
         "/api/appointments/{id}": {
             "get": _op("One appointment", {"description": "found", "content": appt}, 401, 403, 404, 503,

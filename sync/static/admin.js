@@ -21,8 +21,7 @@
       var b = new window.Schedule.Board(board, {columns: columns, actions: true, title: "Appointments"});
       b.render();
       window.Schedule.live(b, function () {
-        return C.api("GET", "/api/appointments?from=" + encodeURIComponent(C.dayKey()) + "&to=" + encodeURIComponent(until()))
-          .then(function (d) { return d.appointments; });
+        return C.api("GET", "/api/appointments?from=" + encodeURIComponent(C.dayKey()) + "&to=" + encodeURIComponent(until()));
       }, {onChange: statsSoon, onConnect: statsSoon});
     }).catch(function (err) {
       if (err.status === 401) C.signIn(main, ["admin"], start, "That token was not accepted: " + err.message);

@@ -13,11 +13,10 @@
     main.replaceChildren(h("div", {id: "notice", class: "notice", role: "alert"}),
       h("div", {class: "columns"}, board, h("div", {}, hoursCard, offCard)));
 
-    var b = new window.Schedule.Board(board, {columns: null, actions: true, title: "My diary"});
+    var b = new window.Schedule.Board(board, {columns: null, actions: true, title: "Appointments, next two weeks"});
     var until = new Date(Date.now() + (window.Schedule.DAYS + 1) * 864e5).toISOString();
     window.Schedule.live(b, function () {
-      return C.api("GET", "/api/appointments?from=" + C.dayKey() + "&to=" + encodeURIComponent(until))
-        .then(function (d) { return d.appointments; });
+      return C.api("GET", "/api/appointments?from=" + C.dayKey() + "&to=" + encodeURIComponent(until));
     }, {onAvailability: availabilityChanged, onResync: function () { loadHours(); loadTimeOff(); }});
 
     var editing = false;  // a half-edited schedule is not overwritten by a live reload

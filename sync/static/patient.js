@@ -9,11 +9,10 @@
     var board = h("div", {id: "board"});
     main.replaceChildren(h("div", {id: "notice", class: "notice", role: "alert"}), board);
     var b = new window.Schedule.Board(board, {columns: null, actions: false, showDentist: true, days: DAYS,
-                                              title: "My appointments"});
+                                              title: "Upcoming visits"});
     var until = new Date(Date.now() + (DAYS + 1) * 864e5).toISOString();
     window.Schedule.live(b, function () {
       return C.api("GET", "/api/appointments?from=" + C.dayKey() + "&to=" + encodeURIComponent(until))
-        .then(function (d) { return d.appointments; })
         .catch(function (err) {
           if (err.status === 401) C.signIn(main, ["patient"], start, "That token was not accepted: " + err.message);
           throw err;

@@ -138,6 +138,15 @@
       subscriptions = subscriptions.filter(function (s) { return s !== sub; });
       if (socket.connected) socket.emit("unsubscribe", sub.request);
     };
+    /**
+     * After reading a snapshot over REST (`last_event_id` of GET /api/appointments): resume from
+     * there, not from before it. Never moves backwards.
+     */
+    handle.advance = function (eventId) {
+      if (typeof eventId === "number" && (handle.lastEventId === null || eventId > handle.lastEventId)) {
+        handle.lastEventId = eventId;
+      }
+    };
     handle.addListener = function (listenerCallbacks, filter) {
       var l = {callbacks: listenerCallbacks || {}, filter: filter};
       listeners.push(l);

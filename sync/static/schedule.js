@@ -75,7 +75,7 @@
         list.appendChild(self.item(a));
       });
       return h("section", {class: "card column", "data-dentist": col.id, "aria-label": col.title || opts.title},
-        col.title ? h("h2", {}, col.title) : null,
+        h("h2", {}, col.title || opts.title),
         mine.length ? list : h("p", {class: "empty"}, "No appointments in the next " + self.days + " days."));
     });
     self.root.replaceChildren.apply(self.root, sections);
@@ -124,7 +124,8 @@
 
   /**
    * Keep `board` current: connect first, then load (so nothing falls between the two), and
-   * re-read every appointment an event names. `load` returns a promise of the list.
+   * re-read every appointment an event names. `load` returns a promise of the
+   * GET /api/appointments answer.
    */
   function live(board, load, extra) {
     extra = extra || {};
@@ -137,7 +138,10 @@
       if (extra.onChange) extra.onChange(event);
     }
     function reload() {
-      return load().then(function (list) { board.load(list); }).catch(function (err) {
+      return load().then(function (data) {
+        board.load(data.appointments);
+        sync.advance(data.last_event_id);  // a restart later resumes from this snapshot
+      }).catch(function (err) {
         C.notify("Could not load appointments: " + err.message, "error");
       });
     }

@@ -1,0 +1,191 @@
+"""The pages in real headless Chromium: live updates without reload, status changes crossing
+pages, time off taking slots away, catching up after a restart, escaping, screenshots."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from browser_helpers import collect_errors, running
+from sqlalchemy import text
+
+from bot.booking import BookingService
+from bot.seed import seed
+from bot.tokens import Identity, mint
+from tests.api_helpers import pick_visit
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+ADMIN = Identity(role="admin", sub="admin")
+HOSTILE = '<script>window.__pwned=1</script><img src=x onerror="window.__pwned=2"><b>bold</b>'
+
+
+async def open_page(browser, url: str, *, width: int = 1280, height: int = 900):
+    context = await browser.new_context(viewport={"width": width, "height": height}, locale="en-US")
+    page = await context.new_page()
+    errors = await collect_errors(page)
+    await page.goto(url)
+    return page, errors
+
+
+async def wait_live(page) -> None:
+    await page.wait_for_selector('#connection[data-state="live"]', timeout=10_000)
+
+
+def free_slot(svc: BookingService, dentist_id: int, service_id: int = 2):
+    now = datetime.now(timezone.utc)
+    slots = svc.available_slots(service_id, now, now + timedelta(days=14), dentist_id=dentist_id, limit=40)
+    assert slots, "the demo clinic has free time in the next two weeks"
+    return slots[-1]
+
+
+async def test_booking_appears_on_admin_within_a_second_without_reload(browser, shot, settings, engine, db_url):
+    seed(engine, settings)
+    svc = BookingService(engine, settings)
+    with engine.begin() as conn:  # hostile text in a seeded visit's notes: shown as text, never run
+        conn.execute(text("UPDATE appointments SET notes = :n WHERE id = 1"), {"n": HOSTILE})
+    async with running(settings) as server:
+        page, errors = await open_page(browser, f"{server.url}/admin?token={mint('admin', settings=settings)}")
+        await wait_live(page)
+        await page.wait_for_selector('li[data-id="1"]')
+        assert "token=" not in page.url  # taken out of the address bar
+        marker = await page.evaluate("window.__marker = Math.random()")
+
+        slot = free_slot(svc, dentist_id=2)
+        result = await asyncio.to_thread(svc.book, ADMIN, patient_id=5, dentist_id=2, service_id=2,
+                                         starts_at=slot.starts_at, notes="Booked by phone")
+        committed = time.perf_counter()
+        assert result.ok, result
+        new = result.appointment.id
+        row = page.locator(f'li[data-id="{new}"]')
+        await row.wait_for(timeout=1000)  # within one second of the commit, no reload
+        elapsed = time.perf_counter() - committed
+        assert elapsed < 1.0
+        assert await page.evaluate("window.__marker") == marker  # same document: not reloaded
+        column = page.locator('section[data-dentist="2"]')
+        assert await column.locator(f'li[data-id="{new}"]').count() == 1
+        assert "flash" in (await row.get_attribute("class")) and await row.get_attribute("data-change") == "created"
+        assert await row.locator(".appt-who").inner_text() == "Ava Jones"  # patient 5, read back over REST
+
+        # the hostile note is text on the page, nothing ran and no element was injected
+        note = page.locator('li[data-id="1"] .appt-notes')
+        assert await note.inner_text() == HOSTILE
+        assert await page.evaluate("window.__pwned === undefined")
+        assert await page.locator("#board img, #board script, #board b").count() == 0
+
+        await page.wait_for_selector('#counters dd[data-counter="Events processed"]')
+        await shot(page, "admin")
+        phone, _ = await open_page(browser, f"{server.url}/admin", width=390, height=844)
+        # the token lives in sessionStorage, per tab: a new tab signs in with the form
+        await phone.fill("#token-input", mint("admin", settings=settings))
+        await phone.click("#signin button[type=submit]")
+        await wait_live(phone)
+        await phone.wait_for_selector(f'li[data-id="{new}"]')
+        await shot(phone, "admin-phone")
+        assert errors == [], errors
+
+
+async def test_status_clicked_on_admin_shows_on_patient(browser, shot, settings, engine, db_url):
+    seed(engine, settings)
+    visit, patient, dentist = pick_visit(engine)
+    async with running(settings) as server:
+        admin, admin_errors = await open_page(browser, f"{server.url}/admin?token={mint('admin', settings=settings)}")
+        pat, pat_errors = await open_page(browser, f"{server.url}/patient?token={mint('patient', patient, settings=settings)}",
+                                          width=390, height=844)
+        await wait_live(admin)
+        await wait_live(pat)
+        row = pat.locator(f'li[data-id="{visit}"]')
+        await row.wait_for()
+        before = await row.get_attribute("data-status")
+        assert before == "confirmed"
+        await shot(pat, "patient-before")
+
+        button = admin.locator(f'li[data-id="{visit}"] button[data-action="completed"]')
+        await button.focus()
+        await admin.keyboard.press("Enter")  # keyboard works, not only the mouse
+        await pat.wait_for_selector(f'li[data-id="{visit}"][data-status="completed"]', timeout=2000)
+        assert await row.locator(".badge").inner_text() == "Completed"
+        await admin.wait_for_selector(f'li[data-id="{visit}"][data-status="completed"]')
+        await shot(pat, "patient")
+
+        # a patient's page never shows anyone else's visit
+        names = await pat.locator(".appt-who").all_inner_texts()
+        assert names and all("Dr." in n for n in names)
+        with engine.connect() as conn:
+            own = conn.execute(text("SELECT count(*) FROM appointments WHERE patient_id = :p AND starts_at > now()"),
+                               {"p": patient}).scalar()
+        assert await pat.locator("li[data-id]").count() == own
+        assert admin_errors == [] and pat_errors == []
+
+
+async def test_time_off_added_on_dentist_page_takes_slots_away(browser, shot, settings, engine, db_url):
+    seed(engine, settings)
+    svc = BookingService(engine, settings)
+    async with running(settings) as server:
+        slot = free_slot(svc, dentist_id=1)
+        local = slot.starts_at.astimezone(settings.tz)
+        day_start = local.replace(hour=0, minute=0)
+        page, errors = await open_page(browser, f"{server.url}/dentist?token={mint('dentist', 1, settings=settings)}")
+        await wait_live(page)
+        await page.wait_for_selector("#hours-form tbody tr")
+        assert slot in svc.available_slots(2, slot.starts_at, slot.ends_at, dentist_id=1)
+        await page.fill("#off-start", day_start.strftime("%Y-%m-%dT%H:%M"))
+        await page.fill("#off-end", (day_start + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M"))
+        await page.fill("#off-reason", HOSTILE)
+        await page.click("#add-time-off")
+        item = page.locator("#time-off-list li[data-id]", has_text="window.__pwned=1")
+        await item.wait_for(timeout=3000)
+        assert await page.evaluate("window.__pwned === undefined")
+
+        with engine.connect() as conn:
+            starts, ends = conn.execute(text("SELECT starts_at, ends_at FROM time_off WHERE reason = :r"),
+                                        {"r": HOSTILE}).one()
+        assert starts == day_start and ends == day_start + timedelta(days=1)  # the clinic's wall clock
+        window = (day_start, day_start + timedelta(days=1))
+        assert svc.available_slots(2, *window, dentist_id=1) == []
+        await shot(page, "dentist")
+
+        # weekly hours: drop Friday, save, and the database holds exactly what the form shows
+        rows = page.locator("#hours-form tbody tr")
+        count = await rows.count()
+        await page.locator('#hours-form tbody tr:has(select option[value="5"]:checked) button').first.click()
+        await page.click("#save-hours")
+        await page.wait_for_selector("text=Saved.")
+        with engine.connect() as conn:
+            stored = conn.execute(text("SELECT count(*) FROM working_hours WHERE dentist_id = 1")).scalar()
+        assert stored == count - 1 == await rows.count()
+        assert errors == [], errors
+
+
+async def test_pages_catch_up_after_the_sync_service_restarts(browser, shot, settings, engine, db_url):
+    seed(engine, settings)
+    svc = BookingService(engine, settings)
+    async with running(settings) as server:
+        page, errors = await open_page(browser, f"{server.url}/admin?token={mint('admin', settings=settings)}")
+        await wait_live(page)
+        await server.stop()
+        await page.wait_for_selector('#connection:not([data-state="live"])', timeout=5000)
+        await shot(page, "admin-reconnecting")
+
+        # written while the service is down: only the outbox knows
+        slot = free_slot(svc, dentist_id=3)
+        result = await asyncio.to_thread(svc.book, ADMIN, patient_id=7, dentist_id=3, service_id=2,
+                                         starts_at=slot.starts_at)
+        assert result.ok
+        await asyncio.to_thread(svc.set_status, ADMIN, 1, "no_show")
+
+        await server.start()
+        await wait_live(page)
+        await page.wait_for_selector(f'li[data-id="{result.appointment.id}"]', timeout=5000)
+        await page.wait_for_selector('li[data-id="1"][data-status="no_show"]', timeout=5000)
+        resumed = await page.evaluate("window.clinicSync.lastEventId")
+        with engine.connect() as conn:
+            assert resumed == conn.execute(text("SELECT max(id) FROM realtime_events")).scalar()
+
+        fresh, fresh_errors = await open_page(browser, f"{server.url}/admin?token={mint('admin', settings=settings)}")
+        await wait_live(fresh)
+        await fresh.wait_for_selector(f'li[data-id="{result.appointment.id}"]')
+        connection_errors = [e for e in errors if "socket.io" not in e and "ERR_CONNECTION_REFUSED" not in e]
+        assert connection_errors == [] and fresh_errors == []
