@@ -20,8 +20,7 @@ import socketio
 from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
-from bot.db import conninfo, resolve_database_url
-from bot.settings import Settings, get_settings
+from bot.settings import Settings, get_settings, libpq_url
 
 from . import api, keys, rest, web as pages
 from .handlers import SocketHandlers
@@ -56,7 +55,7 @@ def create_app(settings: Settings | None = None, *, node_id: str | None = None,
     app[keys.STATS] = stats = Stats()
     app[keys.HUB] = hub = Hub(sio, stats)
 
-    dsn = conninfo(resolve_database_url(settings))
+    dsn = _dsn(settings)
     app[keys.LISTENER] = listener = OutboxListener(dsn, hub.dispatch, **(listener_options or {}))
     app[keys.POOL] = pool = AsyncConnectionPool(dsn, min_size=1, max_size=4, open=False,
                                                 kwargs={"autocommit": True}, name="sync-replay")
@@ -70,6 +69,14 @@ def create_app(settings: Settings | None = None, *, node_id: str | None = None,
     app.cleanup_ctx.append(_database)
     app.on_shutdown.append(_disconnect_clients)
     return app
+
+
+def _dsn(settings: Settings) -> str:
+    if settings.database_url:
+        return libpq_url(settings.database_url)
+    from bot.db import conninfo, resolve_database_url  # starts the embedded server; imports SQLAlchemy
+
+    return conninfo(resolve_database_url(settings))
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
