@@ -58,6 +58,7 @@ class Hub:
         self.max_buffer = max_buffer    # live events buffered for one client during its replay
         self.clients: dict[str, Client] = {}
         self.members: dict[str, set[str]] = {}
+        self._tasks: set[asyncio.Task] = set()  # slow-client disconnects in flight
 
     # -- membership -------------------------------------------------------------------
     def add(self, client: Client) -> None:
@@ -177,7 +178,9 @@ class Hub:
             log.warning("client %s (%s) is %d packets behind: disconnecting it", client.sid,
                         client.who.sub, sock.queue.qsize())
             client.pending = True  # nothing more for it
-            asyncio.get_running_loop().create_task(self.sio.disconnect(client.sid))
+            task = asyncio.get_running_loop().create_task(self.sio.disconnect(client.sid))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
             return False
         sock.queue.put_nowait(pkt)
         return True
