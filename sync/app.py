@@ -22,7 +22,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from bot.settings import Settings, get_settings, libpq_url
 
-from . import api, keys, rest, web as pages
+from . import api, holds, keys, rest, web as pages
 from .handlers import SocketHandlers
 from .hub import Hub
 from .listener import OutboxListener
@@ -67,6 +67,7 @@ def create_app(settings: Settings | None = None, *, node_id: str | None = None,
     api.setup(app)
     pages.setup(app)
     app.cleanup_ctx.append(_database)
+    holds.setup(app)  # after _database: the sweeper uses its pool
     app.on_shutdown.append(_disconnect_clients)
     return app
 
