@@ -29,6 +29,7 @@ class FakeRasa:
         self.sio = socketio.AsyncServer(async_mode="aiohttp", cors_allowed_origins="*")
         self.received: list[dict] = []
         self.sessions: list[str | None] = []
+        self.release = asyncio.Event()  # the greeting waits for the test (to see the typing indicator)
         self.sio.on("session_request", self.session_request)
         self.sio.on("user_uttered", self.user_uttered)
 
@@ -40,9 +41,9 @@ class FakeRasa:
 
     async def user_uttered(self, sid, data):
         self.received.append(data)
-        await asyncio.sleep(0.4)  # long enough to see the typing indicator
         room = data["session_id"]
         if data["message"] == "/greet":
+            await asyncio.wait_for(self.release.wait(), 10)
             await self.sio.emit("bot_uttered", {"text": EVIL}, room=room)
             await self.sio.emit("bot_uttered", {"text": "What would you like to do?", "quick_replies": [
                 {"content_type": "text", "title": "Book a visit", "payload": "/book"},
@@ -74,7 +75,8 @@ async def test_chat_widget_quick_replies_token_metadata_and_reload(browser, shot
         errors = await collect_errors(page)
         await page.goto(f"{server.url}/?token={token}&rasa={rasa_url}")
         await page.wait_for_selector('#chat-status[data-state="ok"]', timeout=10_000)
-        await page.wait_for_selector("#typing:not([hidden])", timeout=2000)  # the greeting is on its way
+        await page.wait_for_selector("#typing:not([hidden])", timeout=5000)  # the greeting is on its way
+        rasa.release.set()
         await page.wait_for_selector("#quick-replies button", timeout=5000)
         assert await page.locator("#typing").is_hidden()
         bot_text = await page.locator(".msg.bot").first.inner_text()
