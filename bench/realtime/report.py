@@ -150,6 +150,8 @@ def table(entry: dict) -> list[str]:
         [f"{runs[k]['rss_empty_kib'] / 1024:.0f} → {runs[k]['rss_idle_kib'] / 1024:.0f}" for k in kinds])
     row("generator CPU during load (cores, all processes)", [runs[k]["generator_cpu_share"] for k in kinds])
     row("writer behind schedule, max (ms)", [runs[k]["writer_late_ms_max"] for k in kinds])
+    row("machine load average (1 min) at start → end of the run",
+        [" → ".join(str(x) for x in runs[k].get("loadavg_1min", ())) or "–" for k in kinds])
     return lines
 
 
@@ -171,7 +173,8 @@ def markdown(report: dict, plots_rel: dict[str, str]) -> str:
     out = [START, "",
            f"Measured {report['started']} → {report.get('finished', '?')} (UTC) on {m['cores']} cores "
            f"({m['cpu']}), {m['ram_gib']} GiB RAM, Python {m['python']}, Linux {m['kernel']}; "
-           f"load average at start {', '.join(f'{x:.2f}' for x in m['loadavg_at_start'])}.",
+           f"load average at start {', '.join(f'{x:.2f}' for x in m['loadavg_at_start'])}; "
+           f"commit {m.get('commit', '?')}{' with uncommitted changes in sync/' if m.get('sync_dirty') else ''}.",
            "", f"Command: `{report['command']}` (from the repository root; `bench/run_all.sh` runs it).", ""]
     for entry in report["scenarios"]:
         sc = entry["scenario"]

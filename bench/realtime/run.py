@@ -117,6 +117,7 @@ class RunResult:
     server_stats: dict
     load_seconds: float
     samples_file: str = ""
+    loadavg_1min: tuple = ()  # at the start and at the end of the run (other work on the machine)
     notes: list = field(default_factory=list)
 
 
@@ -304,6 +305,7 @@ async def run_one(sc: Scenario, kind: str, db_url: str, settings: Settings, slot
                   labels, tokens, admin_token: str, out_dir: Path, seed: int,
                   profile: bool = False) -> tuple[RunResult, np.ndarray]:
     port = free_port()
+    load_before = os.getloadavg()[0]
     proc = start_server(kind, port, db_url, out_dir / f"{sc.key}-{kind}.log")
     gen = None
     notes: list[str] = []
@@ -404,7 +406,8 @@ async def run_one(sc: Scenario, kind: str, db_url: str, settings: Settings, slot
         generator_cpu_share=round((gcpu1 - gcpu0) / load_seconds, 3),
         writer_late_ms_max=round(max((b.late_ms for b in bookings), default=0.0), 1),
         drain_seconds=round(drain_seconds, 2), server_stats=_stats_subset(stats),
-        load_seconds=round(load_seconds, 1), notes=notes)
+        load_seconds=round(load_seconds, 1), notes=notes,
+        loadavg_1min=(round(load_before, 2), round(os.getloadavg()[0], 2)))
     return res, np.stack([lat_at, lat]) if lat.size else np.zeros((2, 0))
 
 
@@ -426,7 +429,15 @@ def machine() -> dict:
             if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
                 break
+    def git(*argv: str) -> str:
+        try:
+            return subprocess.run(["git", *argv], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
     return {"cores": os.cpu_count(), "cpu": model, "ram_gib": round(mem_kib / 1048576, 1),
+            "commit": git("rev-parse", "--short", "HEAD"),
+            "sync_dirty": bool(git("status", "--porcelain", "--", "sync")),
             "python": platform.python_version(), "kernel": platform.release(),
             "loadavg_at_start": os.getloadavg()}
 
