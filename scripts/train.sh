@@ -5,9 +5,10 @@
 #   scripts/train.sh --nlu-only  # NLU only:   config.yml, data/nlu/          -> models/nlu-only/nlu-<hash>.tar.gz
 #   scripts/train.sh --force     # train even when the model for this hash exists
 #
-# The hash covers the content and path of every input file plus requirements/rasa.lock
-# (a new Rasa version retrains). Progress goes to stderr; the model path is the only
-# line on stdout, so callers can do MODEL=$(scripts/train.sh).
+# The hash covers the content and path of every input file, rasa_tools/phone.py (a
+# pipeline component) and requirements/rasa.lock (a new Rasa version retrains).
+# Progress goes to stderr; the model path is the only line on stdout, so callers can
+# do MODEL=$(scripts/train.sh).
 # NLU-only models live in models/nlu-only/ so `rasa run --model models` never picks one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,8 +38,10 @@ else
   outdir=models prefix=rasa
 fi
 
+# rasa_tools/phone.py is code inside the model (a custom pipeline component).
 hash=$(
-  { find "${inputs[@]}" requirements/rasa.lock -type f \( -name '*.yml' -o -name '*.yaml' -o -name '*.lock' \) -print0 \
+  { find "${inputs[@]}" requirements/rasa.lock rasa_tools/phone.py -type f \
+      \( -name '*.yml' -o -name '*.yaml' -o -name '*.lock' -o -name '*.py' \) -print0 \
       | LC_ALL=C sort -z | xargs -0 sha256sum; } | sha256sum | cut -c1-16
 )
 name="$prefix-$hash"
