@@ -215,6 +215,7 @@ class AvailabilityCache:
         self._task: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = False
+        self._event_waiters: list[tuple[int, asyncio.Future]] = []
 
     # --- loading ---------------------------------------------------------------------------
 
@@ -338,6 +339,8 @@ class AvailabilityCache:
             return False
         try:
             with self._lock:
+                if self._state is None and self._recording is None:
+                    return False  # nothing loaded yet: the first load's ``since`` will cover it
                 if event_id <= self.last_event_id:
                     self.counts["events_ignored"] += 1
                     return False
@@ -353,11 +356,28 @@ class AvailabilityCache:
                     log.warning("unknown event type %r (id %s) ignored", kind, event_id)
             self.counts["events_applied"] += 1
             self._note_lag(event.get("at"))
+            self._wake_waiters()
             return True
         except Exception:
             self.counts["events_failed"] += 1
             log.exception("event %s could not be applied; skipped", event_id)
             return False
+
+    async def wait_for_event(self, event_id: int, timeout: float) -> None:
+        """Wait until the event ``event_id`` (or a later one) has been applied."""
+        if self.last_event_id >= event_id:
+            return
+        fut = asyncio.get_running_loop().create_future()
+        self._event_waiters.append((event_id, fut))
+        try:
+            await asyncio.wait_for(asyncio.shield(fut), timeout)
+        finally:
+            self._event_waiters = [(i, f) for i, f in self._event_waiters if f is not fut]
+
+    def _wake_waiters(self) -> None:
+        for event_id, fut in self._event_waiters:
+            if event_id <= self.last_event_id and not fut.done():
+                fut.get_loop().call_soon_threadsafe(lambda f=fut: f.done() or f.set_result(None))
 
     def _note_lag(self, at: Any) -> None:
         if at is None:

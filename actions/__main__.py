@@ -1,0 +1,31 @@
+"""``python -m actions``: the action server (rasa-sdk + availability cache + sync client).
+
+Environment: DATABASE_URL, JWT_SECRET (or SERVICE_TOKEN), SYNC_URL (or SYNC_PORT),
+ACTIONS_PORT (default 5055), CACHE_DAYS, LOG_LEVEL.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+
+def main() -> int:
+    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO").upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from bot.settings import SettingsError, get_settings
+
+    try:
+        settings = get_settings()
+    except SettingsError as exc:
+        print(f"actions: configuration error: {exc}", file=sys.stderr)
+        return 2
+    from .server import run
+
+    run(settings)
+    return 0
+
+
+if __name__ == "__main__":  # rasa-sdk imports this module too: only run when executed
+    sys.exit(main())

@@ -1,0 +1,137 @@
+"""The action server process: rasa-sdk's Sanic app + the availability cache + the sync client.
+
+``create_app`` builds rasa-sdk's own app (``/webhook``, ``/actions``) for the ``actions``
+package — an action module that cannot be imported stops the process (rasa-sdk exits
+with status 1) — and adds:
+
+* ``after_server_start``: a start-up task loads the cache from SQL (retrying with back-off
+  while PostgreSQL is away), installs it as the process-wide cache, starts its refresher,
+  then starts the sync client (which itself keeps retrying while the sync service is away).
+  The server answers from the first moment; until the cache is in, actions read SQL.
+* ``before_server_stop``: the sync client, the refresher and the engine are closed.
+* ``GET /health``: cache age, last event id, event lag, sync connection; ``"ok"`` when the
+  cache is loaded and the sync service connected, else ``"degraded"`` (HTTP 200 either
+  way: the server still answers, from SQL where the cache cannot).
+
+Nothing here runs at import time: rasa-sdk imports every module of the package.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from typing import Any
+
+from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class Runtime:
+    """What the server owns while it runs (kept on ``app.ctx.runtime``)."""
+
+    def __init__(self, settings: Settings, *, sync_url: str | None = None):
+        self.settings = settings
+        self.sync_url = sync_url
+        self.engine: Any = None
+        self.cache: Any = None
+        self.sync: Any = None
+        self.started_at = time.time()
+        self.load_attempts = 0
+        self.load_error: str | None = None
+        self._startup: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        self._startup = asyncio.create_task(self._start(), name="action-server-startup")
+
+    async def _start(self) -> None:
+        from bot.db import get_engine, make_engine
+
+        from .cache import AvailabilityCache, set_cache
+        from .sync_client import SyncClient
+
+        self.engine = make_engine(self.settings.database_url) if self.settings.database_url else get_engine()
+        self.cache = AvailabilityCache(self.engine, self.settings)
+        delay = 0.5
+        while True:
+            self.load_attempts += 1
+            try:
+                await asyncio.to_thread(self.cache.load)
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # PostgreSQL not up yet: actions use SQL (and fail politely)
+                self.load_error = str(exc) or type(exc).__name__
+                log.warning("availability cache load failed (%s); retrying in %.1fs", self.load_error, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+        self.load_error = None
+        await self.cache.start()
+        set_cache(self.cache)
+        self.sync = SyncClient(self.cache, self.settings, url=self.sync_url)
+        await self.sync.start()
+
+    async def stop(self) -> None:
+        from .cache import set_cache
+
+        if self._startup is not None and not self._startup.done():
+            self._startup.cancel()
+            try:
+                await self._startup
+            except (asyncio.CancelledError, Exception):
+                pass
+        set_cache(None)
+        if self.sync is not None:
+            await self.sync.stop()
+        if self.cache is not None:
+            await self.cache.stop()
+        if self.engine is not None and self.settings.database_url:
+            self.engine.dispose()
+        log.info("action server stopped cleanly")
+
+    def health(self) -> dict:
+        cache = self.cache.health() if self.cache is not None else {"loaded": False}
+        sync = self.sync.status() if self.sync is not None else {"connected": False, "reconnects": 0}
+        ok = bool(cache.get("loaded")) and bool(sync.get("connected"))
+        body = {"status": "ok" if ok else "degraded", "cache": cache, "sync": sync,
+                "uptime_seconds": round(time.time() - self.started_at, 1)}
+        if self.load_error:
+            body["cache"]["load_error"] = self.load_error
+        return body
+
+
+def create_app(settings: Settings, *, sync_url: str | None = None, action_package: str = "actions"):
+    from rasa_sdk.endpoint import create_app as sdk_create_app
+    from sanic import response
+
+    app = sdk_create_app(action_package, cors_origins=os.environ.get("ACTIONS_CORS_ORIGINS", "*"))
+    runtime = Runtime(settings, sync_url=sync_url)
+    app.ctx.runtime = runtime
+
+    async def health(request):
+        # rasa-sdk's app has its own GET /health ({"status": "ok"}); ours answers first
+        if request.path == "/health" and request.method in ("GET", "HEAD"):
+            return response.json(runtime.health())
+        return None
+
+    async def after_start(app_, loop):
+        await runtime.start()
+
+    async def before_stop(app_, loop):
+        await runtime.stop()
+
+    app.register_middleware(health, "request")
+    app.register_listener(after_start, "after_server_start")
+    app.register_listener(before_stop, "before_server_stop")
+    return app
+
+
+def run(settings: Settings) -> None:
+    """Serve on ``settings.actions_port`` in this process (one worker: one cache per process)."""
+    app = create_app(settings)
+    host = os.environ.get("SANIC_HOST", "0.0.0.0")
+    log.info("action server on http://%s:%d (sync service %s)", host, settings.actions_port,
+             settings.resolved_sync_url)
+    app.run(host=host, port=settings.actions_port, workers=1, access_log=False, motd=False)
