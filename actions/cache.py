@@ -327,6 +327,7 @@ class AvailabilityCache:
         it may go down as well as up (a recreated database restarts the ids)."""
         with self._lock:
             self.last_event_id = int(last_event_id)
+        self._wake_waiters()
 
     def apply(self, event: Mapping[str, Any]) -> bool:
         """Apply one sync-service event; False when it was a duplicate or could not be used.

@@ -48,6 +48,8 @@ class SyncClient:
 
         self.sio = socketio.AsyncClient(reconnection=False, logger=False, engineio_logger=False)
         self.connected = asyncio.Event()
+        self.disconnected = asyncio.Event()
+        self.disconnected.set()
         self._lost = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task | None = None
@@ -99,19 +101,25 @@ class SyncClient:
     async def wait_connected(self, timeout: float) -> None:
         await asyncio.wait_for(self.connected.wait(), timeout)
 
+    async def wait_disconnected(self, timeout: float) -> None:
+        await asyncio.wait_for(self.disconnected.wait(), timeout)
+
     async def _supervise(self) -> None:
         delay = self.backoff_initial
         while not self._stopping:
             self._lost.clear()
             try:
+                if self.sio.eio.state != "disconnected":  # a server-side close may still be settling
+                    await self.sio.eio.disconnect(abort=True)
                 await self.sio.connect(self.url, auth=self.auth, transports=self.transports,
                                        wait_timeout=10)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # ConnectionError, refused auth, DNS...
                 self.failed_attempts += 1
-                self.last_error = str(exc) or type(exc).__name__
-                if self.failed_attempts == 1 or self.failed_attempts % 20 == 0:
+                error = str(exc) or type(exc).__name__
+                changed, self.last_error = error != self.last_error, error
+                if changed or self.failed_attempts % 20 == 0:
                     log.warning("sync service at %s unreachable (%s); retrying (attempt %d)",
                                 self.url, self.last_error, self.failed_attempts)
                 await asyncio.sleep(delay * (0.5 + random.random() / 2))
@@ -130,12 +138,14 @@ class SyncClient:
             self.reconnects += 1
         self.failed_attempts = 0
         self.connected_since = time.time()
+        self.disconnected.clear()
         self.connected.set()
         log.info("connected to the sync service at %s (since=%d, reconnects=%d)", self.url,
                  self.cache.last_event_id, self.reconnects)
 
     async def _on_disconnect(self, reason: Any = None) -> None:
         self.connected.clear()
+        self.disconnected.set()
         self.connected_since = None
         self.disconnected_at = time.time()
         if not self._stopping:
