@@ -17,37 +17,26 @@ in a worker thread (``asyncio.to_thread``).
 from __future__ import annotations
 
 import asyncio
-import functools
-import json
-import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import date, datetime, time, timedelta, timezone
-from typing import Annotated, Any, Literal
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime, time, timedelta, timezone
+from typing import Any
 
 from aiohttp import web
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, TypeAdapter, ValidationError, model_validator
 from sqlalchemy import delete, select, text
 from sqlalchemy.engine import Engine
 
-from bot.booking import AppointmentView, BookingService, Outcome, Result
-from bot.db import DatabaseError, DatabaseUnavailable, make_engine, resolve_database_url, session_scope
-from bot.models import STATUSES, Appointment, Dentist, Service, TimeOff, WorkingHours
+from bot.booking import AppointmentView, BookingService
+from bot.db import make_engine, resolve_database_url, session_scope
+from bot.models import Appointment, Dentist, Service, TimeOff, WorkingHours
 from bot.tokens import Identity
 
 from . import keys, openapi
-from .rest import _caller, error
-
-log = logging.getLogger(__name__)
+from .api_io import (MAX_RANGE, ApiError, StatusChange, TimeOffIn, WeeklyHours, endpoint, from_result,
+                     may_edit_dentist, parse_instant, path_id, query_id, read_json, validated)
 
 ENGINE = web.AppKey("api_engine", Engine)
 BOOKING = web.AppKey("api_booking", BookingService)
-
-MAX_BODY = 64 * 1024          # bytes of a request body
-MAX_ID = 2**63 - 1            # PostgreSQL bigint
-MAX_BLOCKS = 50               # working-hours blocks in one weekly schedule
-MAX_RANGE = timedelta(days=366)
-MAX_LIST = 1000               # appointments in one answer
-
+MAX_LIST = 1000  # appointments in one answer
 
 # The outbox id a page may resume after once it has read a list: the highest id below which
 # every id is committed (a missing id among the last thousand may be a transaction still in
@@ -57,158 +46,6 @@ SAFE_EVENT_MARK = """
     SELECT coalesce((SELECT min(g) - 1 FROM generate_series(greatest(b.hi - 1000, b.lo), b.hi) g
                      WHERE NOT EXISTS (SELECT 1 FROM realtime_events e WHERE e.id = g)), b.hi) FROM b
 """
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, **extra: Any):
-        super().__init__(message)
-        self.status, self.code, self.extra = status, code, extra
-
-    def response(self) -> web.Response:
-        body = {"error": self.code, "message": str(self), **self.extra}
-        return web.json_response(body, status=self.status)
-
-
-# --- request bodies ------------------------------------------------------------------------------
-
-class StatusChange(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    status: Literal["pending", "confirmed", "cancelled", "completed", "no_show"]
-
-
-class HoursBlock(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    weekday: Annotated[StrictInt, Field(ge=1, le=7, description="ISO weekday, 1 = Monday")]
-    start_time: time = Field(description="wall-clock time in the clinic's zone, HH:MM")
-    end_time: time
-
-    @model_validator(mode="after")
-    def _ordered(self) -> "HoursBlock":
-        if self.start_time.tzinfo or self.end_time.tzinfo:
-            raise ValueError("times are wall-clock times in the clinic's zone, without an offset")
-        if self.end_time <= self.start_time:
-            raise ValueError("end_time must be after start_time")
-        return self
-
-
-WeeklyHours = TypeAdapter(Annotated[list[HoursBlock], Field(max_length=MAX_BLOCKS)])
-
-
-class TimeOffIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    starts_at: AwareDatetime
-    ends_at: AwareDatetime
-    reason: Annotated[str | None, Field(max_length=500)] = None
-
-    @model_validator(mode="after")
-    def _ordered(self) -> "TimeOffIn":
-        if self.ends_at <= self.starts_at:
-            raise ValueError("ends_at must be after starts_at")
-        if self.ends_at - self.starts_at > MAX_RANGE:
-            raise ValueError("time off is at most 366 days at a time")
-        return self
-
-
-# --- helpers -------------------------------------------------------------------------------------
-
-Handler = Callable[[web.Request, Identity], Awaitable[web.StreamResponse]]
-
-
-def endpoint(fn: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-    """Authenticate, then run ``fn``; map our errors and database trouble to JSON answers."""
-
-    @functools.wraps(fn)
-    async def wrapper(request: web.Request) -> web.StreamResponse:
-        who = _caller(request)
-        if isinstance(who, web.Response):
-            return who
-        try:
-            return await fn(request, who)
-        except ApiError as exc:
-            return exc.response()
-        except DatabaseUnavailable as exc:
-            log.warning("%s %s: database unavailable: %s", request.method, request.path, exc)
-            return error(503, "unavailable", "the database is unavailable; try again shortly")
-        except DatabaseError as exc:
-            log.warning("%s %s refused by the database: %s", request.method, request.path, exc)
-            return error(409, "conflict", f"the database refused that change: {exc}")
-
-    return wrapper
-
-
-def path_id(request: web.Request, name: str = "id") -> int:
-    raw = request.match_info[name]  # the route only matches digits
-    if len(raw) > 19 or not 0 < int(raw) <= MAX_ID:
-        raise ApiError(404, "not_found", f"no such {name.replace('_', ' ')}")
-    return int(raw)
-
-
-async def read_json(request: web.Request) -> Any:
-    if request.content_length is not None and request.content_length > MAX_BODY:
-        raise ApiError(413, "payload_too_large", f"request bodies are limited to {MAX_BODY} bytes")
-    size, chunks = 0, []
-    async for chunk in request.content.iter_chunked(16384):
-        size += len(chunk)
-        if size > MAX_BODY:
-            raise ApiError(413, "payload_too_large", f"request bodies are limited to {MAX_BODY} bytes")
-        chunks.append(chunk)
-    try:
-        return json.loads(b"".join(chunks))
-    except (ValueError, RecursionError):
-        raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
-
-
-def validated(model: Any, data: Any) -> Any:
-    try:
-        if isinstance(model, TypeAdapter):
-            return model.validate_python(data)
-        return model.model_validate(data)
-    except ValidationError as exc:
-        details = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]}
-                   for e in exc.errors(include_url=False, include_input=False, include_context=False)]
-        first = details[0]
-        where = ".".join(map(str, first["loc"])) or "body"
-        raise ApiError(422, "validation_error", f"{where}: {first['msg']}", details=details) from None
-
-
-def from_result(result: Result) -> None:
-    """Raise the HTTP error a booking-service outcome means (success returns)."""
-    if result.ok:
-        return
-    status, code = {
-        Outcome.NOT_FOUND: (404, "not_found"),
-        Outcome.NOT_ALLOWED: (403, "forbidden"),
-        Outcome.INVALID: (422, "validation_error"),
-        Outcome.UNAVAILABLE: (503, "unavailable"),
-    }.get(result.outcome, (409, "conflict"))
-    raise ApiError(status, code, result.message or result.outcome.value, outcome=result.outcome.value)
-
-
-def may_edit_dentist(who: Identity, dentist_id: int) -> None:
-    if who.role == "admin" or (who.role == "dentist" and who.dentist_id == dentist_id):
-        return
-    raise ApiError(403, "forbidden", "only an admin or that dentist may do this")
-
-
-def parse_instant(value: str, name: str, tz) -> datetime:
-    """An ISO date or date-time from a query string; a date or a naive time is in the clinic's zone."""
-    text = value.strip()
-    try:
-        if len(text) == 10:
-            return datetime.combine(date.fromisoformat(text), time(0), tz)
-        parsed = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
-    except ValueError:
-        raise ApiError(400, "invalid_query", f"{name} must be an ISO date or date-time") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=tz)
-
-
-def query_id(request: web.Request, name: str) -> int | None:
-    raw = request.query.get(name)
-    if raw is None or raw == "":
-        return None
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= 19 and 0 < int(raw) <= MAX_ID):
-        raise ApiError(400, "invalid_query", f"{name} must be a positive integer")
-    return int(raw)
 
 
 async def run(request: web.Request, fn: Callable[..., Any], *args: Any) -> Any:
@@ -442,5 +279,3 @@ def setup(app: web.Application) -> None:
     r.add_delete(r"/api/time-off/{id:[0-9]+}", delete_time_off)
     r.add_get("/api/services", list_services)
 
-
-__all__ = ["setup", "StatusChange", "HoursBlock", "TimeOffIn", "STATUSES"]

@@ -57,7 +57,7 @@ def _obj(**props: dict) -> dict:
 
 @lru_cache
 def _components() -> dict:
-    from .api import HoursBlock, StatusChange, TimeOffIn
+    from .api_io import HoursBlock, StatusChange, TimeOffIn
 
     schemas: dict[str, Any] = {}
     for model in (StatusChange, HoursBlock, TimeOffIn):
