@@ -9,12 +9,13 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from browser_helpers import collect_errors, running
+from playwright.async_api import expect
 from sqlalchemy import text
 
 from bot.booking import BookingService
 from bot.seed import seed
 from bot.tokens import Identity, mint
-from tests.api_helpers import pick_visit
+from tests.api_helpers import call, pick_visit
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -156,6 +157,20 @@ async def test_time_off_added_on_dentist_page_takes_slots_away(browser, shot, se
         with engine.connect() as conn:
             stored = conn.execute(text("SELECT count(*) FROM working_hours WHERE dentist_id = 1")).scalar()
         assert stored == count - 1 == await rows.count()
+
+        # the front desk changes this dentist's week and time off: the open page follows, no reload
+        admin = mint("admin", settings=settings)
+        status, _ = await call("PUT", f"{server.url}/api/dentists/1/working-hours", admin,
+                               [{"weekday": 6, "start_time": "10:00", "end_time": "14:00"}])
+        assert status == 200
+        await expect(rows).to_have_count(1)
+        await expect(rows.first.locator("select")).to_have_value("6")
+        later = day_start + timedelta(days=3)
+        status, made = await call("POST", f"{server.url}/api/dentists/1/time-off", admin,
+                                  {"starts_at": later.isoformat(), "ends_at": (later + timedelta(hours=2)).isoformat(),
+                                   "reason": "Set by the front desk"})
+        assert status == 201
+        await page.locator(f'#time-off-list li[data-id="{made["time_off"]["id"]}"]').wait_for(timeout=3000)
         assert errors == [], errors
 
 
