@@ -37,6 +37,7 @@ questions about dates about ``cache_days`` ahead.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import re
 import threading
@@ -49,7 +50,8 @@ from typing import Any, Callable, Mapping
 from sqlalchemy import select, text
 from sqlalchemy.engine import Engine
 
-from bot.availability import DentistSchedule, Rules, Slot, buffered, free_slots, load_schedules, nearest_slots
+from bot.availability import (DentistSchedule, Rules, Slot, buffered, iter_free_slots, load_schedules,
+                              nearest_slots)
 from bot.booking import BookingService, Result
 from bot.db import DatabaseUnavailable, session_scope
 from bot.models import Dentist, Service
@@ -113,6 +115,7 @@ def _merge(intervals: list) -> list:
 
 
 _FIELDS = tuple(f.name for f in fields(DentistSchedule))
+_NO_HOLDS = datetime.max.replace(tzinfo=UTC)  # as "now": every hold has expired
 
 
 class _FrozenSchedule(DentistSchedule):
@@ -122,6 +125,24 @@ class _FrozenSchedule(DentistSchedule):
     def __init__(self, **kw):
         super().__init__(**kw)
         self._base = _merge(sorted([*self.time_off.values(), *self.busy.values()]))
+        self._days: dict[tuple, tuple[Slot, ...]] = {}  # (service shape, local day) -> its free slots
+
+    def live_holds(self, now: datetime, holder: str | None) -> bool:
+        return any(h.expires_at > now and (holder is None or h.holder != holder) for h in self.holds.values())
+
+    def day_slots(self, day: date, duration: timedelta, *, tz, step: timedelta, buffer_before: timedelta,
+                  buffer_after: timedelta) -> tuple[Slot, ...]:
+        """Every free slot starting on local ``day``, holds aside — computed once per published
+        schedule (a change publishes a new one), so repeated questions cost a lookup."""
+        key = (duration, step, buffer_before, buffer_after, day)
+        found = self._days.get(key)
+        if found is None:
+            lo = datetime.combine(day, datetime.min.time(), tz).astimezone(UTC)
+            hi = datetime.combine(day + timedelta(days=1), datetime.min.time(), tz).astimezone(UTC)
+            found = tuple(iter_free_slots(self, duration, lo, hi, tz=tz, step=step, buffer_before=buffer_before,
+                                          buffer_after=buffer_after, now=_NO_HOLDS, holder=None))
+            self._days[key] = found  # a racing writer computes the same tuple
+        return found
 
     def blocked(self, *, now: datetime | None = None, holder: str | None = None):
         holds = [(h.starts_at, h.ends_at) for h in self.holds.values()
@@ -589,8 +610,36 @@ class AvailabilityCache:
             return []
         if end > state.usable_end:
             return self._sql_free_slots(service_id, start, end, dentist_id, limit, holder)
-        return free_slots(self._pick(state.schedules, dentist_id), service.duration, start, end,
-                          limit=limit, **self._kwargs(service, now, holder))
+        return self._fast_free_slots(self._pick(state.schedules, dentist_id), service, start, end, now=now,
+                                     holder=holder, limit=limit)
+
+    def _fast_free_slots(self, schedules: list, service: ServiceInfo, start: datetime, end: datetime, *,
+                         now: datetime, holder: str | None, limit: int | None = None) -> list[Slot]:
+        """``bot.availability.free_slots`` over the per-day memo of each frozen schedule; a dentist
+        with someone's live hold is computed directly (holds expire with time)."""
+        kw = self._kwargs(service, now, holder)
+        first, last = start.astimezone(self.tz).date(), end.astimezone(self.tz).date()
+        shape = dict(tz=self.tz, step=self.step, buffer_before=kw["buffer_before"], buffer_after=kw["buffer_after"])
+        streams = []
+        for sched in schedules:
+            if not isinstance(sched, _FrozenSchedule) or sched.live_holds(now, holder):
+                streams.append(iter_free_slots(sched, service.duration, start, end, **kw))
+                continue
+            day, own = first, []
+            while day <= last:
+                slots = sched.day_slots(day, service.duration, **shape)
+                if first < day < last:  # a whole day inside [start, end)
+                    own.extend(slots)
+                else:
+                    own.extend(sl for sl in slots if start <= sl.starts_at < end)
+                day += timedelta(days=1)
+            streams.append(own)
+        out: list[Slot] = []
+        for slot in heapq.merge(*streams):
+            out.append(slot)
+            if limit is not None and len(out) >= limit:
+                break
+        return out
 
     def nearest(self, service_id: int, around: datetime, dentist_id: int | None = None,
                 count: int = 3, *, holder: str | None = None) -> list[Slot]:
@@ -620,14 +669,25 @@ class AvailabilityCache:
 
     def _nearest_in(self, schedules: Mapping[int, DentistSchedule], service: ServiceInfo, plan, dentist_id,
                     count: int, holder: str | None) -> list[Slot]:
-        around, _, _, earliest, latest, now = plan
+        around, lo, hi, earliest, latest, now = plan
         kwargs = dict(not_before=earliest, not_after=latest, window=NEAREST_WINDOW, count=count,
                       **self._kwargs(service, now, holder))
+
+        def pick(group: list) -> list[Slot]:
+            if not all(isinstance(g, _FrozenSchedule) for g in group):  # the SQL fallback's schedules
+                return nearest_slots(group, service.duration, around, **kwargs)
+            # as bot.availability.nearest_slots, over the memoised slots
+            slots = self._fast_free_slots(group, service, max(earliest, around - NEAREST_WINDOW),
+                                          min(around + NEAREST_WINDOW, latest), now=now, holder=holder)
+            best = heapq.nsmallest(count, slots, key=lambda s: (abs(s.starts_at - around), s.starts_at,
+                                                               s.dentist_id))
+            return sorted(best)
+
         if dentist_id is not None:
-            found = nearest_slots(self._pick(schedules, dentist_id), service.duration, around, **kwargs)
+            found = pick(self._pick(schedules, dentist_id))
             if found:
                 return found
-        return nearest_slots(schedules.values(), service.duration, around, **kwargs)
+        return pick(list(schedules.values()))
 
     def services(self) -> list[ServiceInfo]:
         state = self._state
