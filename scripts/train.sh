@@ -39,18 +39,21 @@ else
 fi
 
 # rasa_tools/phone.py is code inside the model (a custom pipeline component).
-hash=$(
+fingerprint() {
   { find "${inputs[@]}" requirements/rasa.lock rasa_tools/phone.py -type f \
       \( -name '*.yml' -o -name '*.yaml' -o -name '*.lock' -o -name '*.py' \) -print0 \
       | LC_ALL=C sort -z | xargs -0 sha256sum; } | sha256sum | cut -c1-16
-)
-name="$prefix-$hash"
-model="$outdir/$name.tar.gz"
+}
 mkdir -p "$outdir"
 
 # One training at a time per checkout (tests and `make train` may race).
 exec 9>"models/.train.lock"
 flock 9
+
+# Hashed only now that no other training runs: what rasa reads below is what is hashed.
+hash=$(fingerprint)
+name="$prefix-$hash"
+model="$outdir/$name.tar.gz"
 
 if [[ -f $model && $force == 0 ]]; then
   touch "$model"   # newest in its folder: `rasa run --model models` loads the latest file
@@ -67,5 +70,10 @@ else
     --fixed-model-name "$name" >&2
 fi
 [[ -f $model ]] || { echo "train.sh: rasa did not write $model" >&2; exit 1; }
+if [[ $(fingerprint) != "$hash" ]]; then
+  rm -f "$model"
+  echo "train.sh: config, domain or data changed while training; run it again" >&2
+  exit 1
+fi
 echo "train.sh: trained $model in $((SECONDS - start))s" >&2
 echo "$model"
