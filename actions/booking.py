@@ -20,7 +20,8 @@ from bot.booking import Outcome, Result
 from bot.phone import InvalidPhone, normalise_phone
 
 from .availability import buttons, chosen_slot, dentist_of, load_offer, offer_events, requested_time, store_offer
-from .common import OUTCOME_RESPONSES, RETRY_OUTCOMES, changed_this_turn, guarded, log, reset_request
+from .common import (OUTCOME_RESPONSES, RETRY_OUTCOMES, changed_this_turn, guarded, holder_of, log,
+                     reset_request)
 from .dates import PastTime, When, parse_when
 from .formatting import decode_choice, price_label, when_label
 from .gateway import Gateway, ServiceInfo, get_gateway
@@ -88,6 +89,10 @@ class SlotChoiceMixin:
         d = dentist_of(gw.catalogue(), tracker.get_slot("dentist"))
         return d.id if d else None
 
+    def hold(self, gw: Gateway, tracker: Tracker, dentist_id: int, service_id: int, starts_at) -> Result:
+        """Keep the picked slot for this conversation until the yes (others don't get it meanwhile)."""
+        return gw.hold(holder_of(tracker), dentist_id=dentist_id, service_id=service_id, starts_at=starts_at)
+
     def validate_time(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker,
                       domain: dict) -> dict[str, Any]:
         if giving_details(tracker):
@@ -124,6 +129,12 @@ class SlotChoiceMixin:
         if (wanted is not None and wanted != dentist_id) or not gw.is_free(service.id, dentist_id, starts_at):
             dispatcher.utter_message(response="utter_slot_not_offered")
             return {"slot_choice": None, "offered_slots": None}
+        held = self.hold(gw, tracker, dentist_id, service.id, starts_at)
+        if held.outcome in RETRY_OUTCOMES:  # taken between the offer and the tap
+            dispatcher.utter_message(response="utter_slot_not_offered")
+            return {"slot_choice": None, "offered_slots": store_offer(held.alternatives) or None}
+        if held.outcome is not Outcome.HELD:  # no hold (database trouble): the write will still check
+            log.warning("could not hold %s for %s: %s", starts_at, tracker.sender_id, held.outcome.value)
         out: dict[str, Any] = {"slot_choice": f"{starts_at.isoformat()}|{dentist_id}", "confirmed": None}
         if tracker.get_slot("dentist") is None:
             out["dentist"] = "any"
@@ -218,7 +229,10 @@ class ValidateBookingForm(SlotChoiceMixin, FormValidationAction):
                 return {"confirmed": False, "outcome": "failed"}
             patient_id = found.patient_id
             out["patient_id"] = patient_id
-        result = gw.book(patient_id, dentist_id=dentist_id, service_id=service.id, starts_at=starts_at)
+        message_id = tracker.latest_message.get("message_id")
+        key = f"chat:{tracker.sender_id}:{message_id}"[:200] if message_id else None
+        result = gw.book(patient_id, dentist_id=dentist_id, service_id=service.id, starts_at=starts_at,
+                         idempotency_key=key, holder=holder_of(tracker))
         announce(dispatcher, gw, result)
         if result.outcome is Outcome.BOOKED and result.appointment is not None:
             mine = list(tracker.get_slot("my_appointment_ids") or [])
@@ -299,4 +313,6 @@ class ActionFinishBooking(Action):
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list[dict]:
         if tracker.get_slot("outcome") is None:
             dispatcher.utter_message(response="utter_sorry_error")
+        if tracker.get_slot("outcome") != "done":
+            get_gateway().release(holder_of(tracker))
         return reset_request()

@@ -25,19 +25,28 @@ OUTCOME_RESPONSES = {
     Outcome.SLOT_TAKEN: "utter_slot_taken",
     Outcome.OUTSIDE_HOURS: "utter_outside_hours",
     Outcome.IN_PAST: "utter_in_past",
+    Outcome.TOO_SOON: "utter_too_soon",
+    Outcome.TOO_FAR: "utter_too_far",
     Outcome.NOT_FOUND: "utter_appointment_not_found",
     Outcome.NOT_ALLOWED: "utter_not_allowed",
     Outcome.ALREADY_CANCELLED: "utter_already_cancelled",
     Outcome.INVALID: "utter_invalid_request",
     Outcome.UNAVAILABLE: "utter_unavailable",
 }
+# HELD / RELEASED answer the slot-hold calls the form makes itself; they are never announced.
+INTERNAL_OUTCOMES = {Outcome.HELD, Outcome.RELEASED}
 # Outcomes after which the patient picks another time from the alternatives offered.
-RETRY_OUTCOMES = {Outcome.SLOT_TAKEN, Outcome.OUTSIDE_HOURS, Outcome.IN_PAST}
+RETRY_OUTCOMES = {Outcome.SLOT_TAKEN, Outcome.OUTSIDE_HOURS, Outcome.IN_PAST, Outcome.TOO_SOON, Outcome.TOO_FAR}
 
 # Slots one booking / change fills; cleared when it ends, however it ends. The caller's
 # own details (full_name, phone, patient_id, my_appointment_ids) stay for the chat.
 REQUEST_SLOTS = ("service", "dentist", "time", "time_window", "offered_slots", "slot_choice", "confirmed",
                  "appointment_id", "outcome")
+
+
+def holder_of(tracker: Tracker) -> str:
+    """Who holds a proposed slot while the patient finishes the form: this conversation."""
+    return f"chat:{tracker.sender_id}"[:200]
 
 
 def reset_request() -> list[dict[str, Any]]:

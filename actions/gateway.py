@@ -194,10 +194,22 @@ class Gateway:
     def find_or_create_patient(self, full_name: str, phone: str) -> Result:
         return self.booking.find_or_create_patient(full_name, phone)
 
-    def book(self, patient_id: int, *, dentist_id: int, service_id: int, starts_at: datetime) -> Result:
-        """Book; a retried identical request finds the visit it already made (one appointment)."""
+    def hold(self, holder: str, *, dentist_id: int, service_id: int, starts_at: datetime) -> Result:
+        """Keep the picked slot for this conversation while it gives name, phone and a yes."""
+        return self.booking.hold(holder=holder, dentist_id=dentist_id, service_id=service_id, starts_at=starts_at)
+
+    def release(self, holder: str) -> None:
+        result = self.booking.release_hold(holder)
+        if result.outcome is not Outcome.RELEASED:
+            log.warning("releasing the hold of %s: %s", holder, result.outcome.value)
+
+    def book(self, patient_id: int, *, dentist_id: int, service_id: int, starts_at: datetime,
+             idempotency_key: str | None = None, holder: str | None = None) -> Result:
+        """Book. The same ``idempotency_key`` (one confirming message) never books twice, and a
+        retry without one finds the identical visit it already made."""
         result = self.booking.book(chat_identity(patient_id), patient_id=patient_id, dentist_id=dentist_id,
-                                   service_id=service_id, starts_at=starts_at)
+                                   service_id=service_id, starts_at=starts_at, idempotency_key=idempotency_key,
+                                   holder=holder)
         if result.outcome is Outcome.SLOT_TAKEN:
             mine = self.booking.list_appointments(chat_identity(patient_id), patient_id)
             for a in mine.appointments:

@@ -6,7 +6,7 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.events import ActiveLoop, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
-from .common import guarded, reset_request
+from .common import guarded, holder_of, reset_request
 from .gateway import get_gateway
 
 # The front desk's hours, as in the FAQ answer (responses utter_faq/opening_hours).
@@ -35,4 +35,6 @@ class ActionStop(Action):
         was_busy = tracker.active_loop_name is not None or any(
             tracker.get_slot(s) is not None for s in ("service", "dentist", "time", "slot_choice", "appointment_id"))
         dispatcher.utter_message(response="utter_stopped" if was_busy else "utter_nothing_to_stop")
+        if tracker.get_slot("slot_choice") is not None:
+            get_gateway().release(holder_of(tracker))
         return [ActiveLoop(None), SlotSet("requested_slot", None), *reset_request()]

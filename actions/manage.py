@@ -16,7 +16,7 @@ from rasa_sdk import Action, FormValidationAction, Tracker
 from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
-from bot.booking import AppointmentView, Outcome
+from bot.booking import AppointmentView, Outcome, Result
 
 from .booking import AskSlotChoice, SlotChoiceMixin, announce
 from .common import RETRY_OUTCOMES, guarded, reset_request
@@ -153,6 +153,10 @@ class ValidateRescheduleForm(SlotChoiceMixin, ManageFormValidation):
     @guarded
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list[dict]:
         return await super().run(dispatcher, tracker, domain)
+
+    def hold(self, gw, tracker, dentist_id, service_id, starts_at) -> Result:
+        # BookingService.reschedule takes no holder yet, so a hold would block our own move.
+        return Result(Outcome.HELD)
 
     def service_for(self, gw, tracker):
         visit = _visit(gw, tracker)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, time
+from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -128,7 +128,8 @@ async def test_slot_taken_meanwhile_offers_nearest_alternatives_and_keeps_the_fo
     chat = Chat()
     choice = await fill_until_confirmation(chat)
     starts_at, dentist_id = decode_choice(choice)
-    rival = BookingService(engine, settings, clock=lambda: NOW)
+    # the pick is held for a few minutes; the patient took longer, and someone else booked it
+    rival = BookingService(engine, settings, clock=lambda: NOW + timedelta(minutes=settings.hold_minutes + 1))
     taken = rival.book(Identity("patient", "patient:2", patient_id=2), patient_id=2, dentist_id=dentist_id,
                        service_id=1, starts_at=starts_at)
     assert taken.outcome.value == "booked"
@@ -301,3 +302,42 @@ async def test_a_new_time_typed_at_the_offers_brings_new_offers(gw):
     assert again.responses == ["utter_offer_slots"]
     assert again.buttons() != first.buttons()
     assert all(b["title"].startswith("Thu Mar 4") for b in again.buttons())
+
+
+async def test_a_picked_slot_is_held_from_other_chats_until_the_booking(gw, engine):
+    chat = Chat("chat-a")
+    choice = await fill_until_confirmation(chat)
+    starts_at, dentist_id = decode_choice(choice)
+    assert not gw.is_free(1, dentist_id, starts_at)  # nobody else is offered it meanwhile
+
+    other = Chat("chat-b")
+    other.active_loop = "booking_form"
+    other.slots.update(service="cleaning", dentist="alvarez", time="tomorrow afternoon")
+    other.say(f'/inform{{"slot_choice": "{choice}"}}', "inform", {"slot_choice": choice}, slot_choice=choice)
+    turn = await other.run(ValidateBookingForm())
+    assert turn.responses == ["utter_slot_not_offered"]
+
+    chat.say("yes", "affirm", confirmed=True)
+    assert (await chat.run(ValidateBookingForm())).responses == ["utter_booked"]
+
+
+async def test_stopping_releases_the_hold(gw):
+    from actions.handoff import ActionStop
+
+    chat = Chat()
+    choice = await fill_until_confirmation(chat)
+    starts_at, dentist_id = decode_choice(choice)
+    chat.say("never mind", "stop")
+    assert (await chat.run(ActionStop())).responses == ["utter_stopped"]
+    assert gw.is_free(1, dentist_id, starts_at)
+
+
+def test_every_outcome_a_chat_can_meet_has_a_response():
+    from actions.common import INTERNAL_OUTCOMES, OUTCOME_RESPONSES
+    from bot.booking import Outcome
+    from action_kit import DOMAIN
+
+    for outcome in Outcome:
+        if outcome in INTERNAL_OUTCOMES:
+            continue
+        assert OUTCOME_RESPONSES[outcome] in DOMAIN["responses"], outcome
