@@ -131,7 +131,7 @@ def test_load_sets_last_event_id_to_the_outbox_head(cache, db_url):
 
 
 def test_never_offers_the_past_nor_inside_the_minimum_notice(clinic, settings):
-    # a clock in the middle of a Monday's morning block of Dr. Alvarez (9:00-12:30, 13:30-17:00)
+    # a clock before a Monday morning block of Dr. Alvarez (9:00-12:30, 13:30-17:00)
     monday = datetime(2031, 3, 3, 8, 7, tzinfo=settings.tz)
     c = AvailabilityCache(clinic, settings, clock=lambda: monday.astimezone(UTC))
     c.load()
@@ -453,3 +453,23 @@ def test_slot_holds_hide_a_slot_from_everyone_but_its_holder(cache, booking, db_
     pump(cache, db_url)
     assert slot in cache.free_slots(svc, *window)
     assert_matches_sql(cache, booking)
+
+
+def test_since_stays_below_an_event_still_in_flight_at_load(clinic, settings, booking, db_url, now):
+    """A transaction that took outbox id N but commits after the load's snapshot (while N+1 is
+    visible): the cache's position stays below N, so the replay delivers N."""
+    svc = service_ids(clinic)[1]
+    slot = first_slot(booking, svc)
+    with psycopg.connect(db_url) as slow:  # not committed until the end of the block
+        slow.execute("INSERT INTO time_off (dentist_id, starts_at, ends_at) VALUES (%s, %s, %s)",
+                     (slot.dentist_id, slot.starts_at, slot.ends_at))
+        (in_flight,) = slow.execute("SELECT max(id) FROM realtime_events").fetchone()
+        sql(db_url, "INSERT INTO time_off (dentist_id, starts_at, ends_at) VALUES (%s, %s, %s)",
+            slot.dentist_id, slot.starts_at + timedelta(days=1), slot.ends_at + timedelta(days=1))
+        c = AvailabilityCache(clinic, settings, clock=lambda: now)
+        c.load()
+        assert c.last_event_id == in_flight - 1
+        assert slot in c.free_slots(svc, now, now + WINDOW)
+    assert pump(c, db_url) == 2  # the late one, and the visible one again (harmless)
+    assert slot not in c.free_slots(svc, now, now + WINDOW)
+    assert_matches_sql(c, booking)
