@@ -72,6 +72,8 @@
       start(c);
       return;
     }
+    var whoEl = document.getElementById("who");
+    if (whoEl) whoEl.replaceChildren();
     var input = h("input", {id: "token-input", name: "token", type: "password", autocomplete: "off",
                             required: true, "aria-describedby": "token-help"});
     var form = h("form", {class: "card signin", id: "signin"},

@@ -17,7 +17,11 @@
     var until = new Date(Date.now() + (window.Schedule.DAYS + 1) * 864e5).toISOString();
     window.Schedule.live(b, function () {
       return C.api("GET", "/api/appointments?from=" + C.dayKey() + "&to=" + encodeURIComponent(until));
-    }, {onAvailability: availabilityChanged, onResync: function () { loadHours(); loadTimeOff(); }});
+    }, {onAvailability: availabilityChanged, onResync: function () { loadHours(); loadTimeOff(); },
+        onRefused: function (why) {
+          window.clinicSync.close();
+          C.signIn(main, ["dentist"], start, "That token was not accepted: " + why);
+        }});
 
     var editing = false;  // a half-edited schedule is not overwritten by a live reload
     var reloadTimer = null;

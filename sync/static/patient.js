@@ -17,7 +17,10 @@
           if (err.status === 401) C.signIn(main, ["patient"], start, "That token was not accepted: " + err.message);
           throw err;
         });
-    });
+    }, {onRefused: function (why) {
+      window.clinicSync.close();
+      C.signIn(main, ["patient"], start, "That token was not accepted: " + why);
+    }});
   }
 
   C.signIn(main, ["patient"], start);

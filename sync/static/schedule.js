@@ -155,7 +155,10 @@
       onResyncRequired: function () { reload(); if (extra.onResync) extra.onResync(); },
       onConnectionChange: function (state, detail) {
         C.showConnection(state, detail);
-        if (state === "refused") C.notify("The live connection was refused: " + detail, "error");
+        if (state === "refused") {
+          if (extra.onRefused) extra.onRefused(detail);
+          else C.notify("The live connection was refused: " + detail, "error");
+        }
       }
     });
     global.clinicSync = sync;  // for the browser tests and the curious

@@ -14,6 +14,7 @@ from sqlalchemy import text
 
 from bot.booking import BookingService
 from bot.seed import seed
+from bot.settings import Settings
 from bot.tokens import Identity, mint
 from tests.api_helpers import call, pick_visit
 
@@ -204,3 +205,21 @@ async def test_pages_catch_up_after_the_sync_service_restarts(browser, shot, set
         await fresh.wait_for_selector(f'li[data-id="{result.appointment.id}"]')
         connection_errors = [e for e in errors if "socket.io" not in e and "ERR_CONNECTION_REFUSED" not in e]
         assert connection_errors == [] and fresh_errors == []
+
+
+async def test_a_refused_token_brings_back_the_sign_in_form(browser, shot, settings, engine, db_url):
+    seed(engine, settings)
+    expired = mint("patient", 1, settings=settings, ttl_minutes=1, now=time.time() - 3600)
+    forged = mint("admin", settings=Settings(database_url=settings.database_url, env="test",
+                                             jwt_secret="f" * 40, _env_file=None))
+    async with running(settings) as server:
+        for path, tok in (("patient", expired), ("admin", forged), ("dentist", mint("patient", 1, settings=settings))):
+            page, errors = await open_page(browser, f"{server.url}/{path}?token={tok}", width=390, height=700)
+            form = page.locator("#signin")
+            await form.wait_for(timeout=5000)
+            message = await form.locator(".error").inner_text()
+            assert ("not accepted" in message) if path != "dentist" else ("for dentist tokens" in message), message
+            assert await page.locator("#token-input").evaluate("el => el === document.activeElement")
+            if path == "patient":
+                await shot(page, "sign-in")
+            await page.context.close()
