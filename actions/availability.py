@@ -39,7 +39,8 @@ def find_offer(gw: Gateway, service: ServiceInfo, dentist: DentistInfo | None, w
              if when.contains(s.starts_at, gw.tz)]
     if found:
         if when.at is not None:  # an exact time: the closest ones to it that day
-            closest = sorted(spread(found, len(found)), key=lambda s: (abs(s.starts_at - when.at), s.starts_at))
+            at = when.at
+            closest = sorted(spread(found, len(found)), key=lambda s: (abs(s.starts_at - at), s.starts_at))
             return Offer(sorted(closest[:MAX_OFFERS]), False)
         if when.asap:
             return Offer(spread(found, len(found))[:MAX_OFFERS], False)
@@ -68,8 +69,8 @@ def load_offer(value: Any) -> list[Slot]:
 def buttons(gw: Gateway, slots: list[Slot], *, dentist: DentistInfo | None, intent: str = "inform",
             extra: str = "") -> list[dict]:
     names = {d.id: d.full_name for d in gw.catalogue().dentists.values()}
-    return [slot_button(s, gw.tz, names, intent=intent, now=gw.now(), show_dentist=dentist is None, extra=extra)
-            for s in slots]
+    return [slot_button(s, gw.tz, names, intent=intent, now=gw.now(), show_dentist=dentist is None,
+                        extra=extra) for s in slots]
 
 
 def for_whom(service: ServiceInfo, dentist: DentistInfo | None) -> str:

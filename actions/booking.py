@@ -13,13 +13,13 @@ import re
 from typing import Any
 
 from rasa_sdk import Action, FormValidationAction, Tracker
-from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from bot.booking import Outcome, Result
 from bot.phone import InvalidPhone, normalise_phone
 
-from .availability import buttons, chosen_slot, dentist_of, load_offer, offer_events, requested_time, store_offer
+from .availability import (buttons, chosen_slot, dentist_of, load_offer, offer_events, requested_time,
+                           store_offer)
 from .common import (OUTCOME_RESPONSES, RETRY_OUTCOMES, changed_this_turn, guarded, holder_of, log,
                      reset_request)
 from .dates import PastTime, When, parse_when
@@ -28,12 +28,14 @@ from .gateway import Gateway, ServiceInfo, get_gateway
 from .session import caller
 
 MAX_NAME = 200
+ANY_DENTIST = ("any", "anyone", "any dentist", "no preference")
 NAME_PREFIX = re.compile(r"^\s*(my name is|my name's|name is|name's|i am|i'm|im|it's|its|this is|call me|"
                          r"under|book it under|put it under)\s+", re.IGNORECASE)
 
 
 def giving_details(tracker: Tracker) -> bool:
-    """Whether the latest message answered "your name?" / "your phone?" (so "Maria" is a name, not Dr. Alvarez)."""
+    """Whether the latest message answered "your name?" / "your phone?" (then "Maria" is a name,
+    not Dr. Alvarez)."""
     return tracker.get_slot("requested_slot") in ("full_name", "phone") and changed_this_turn(
         tracker, "full_name", "phone")
 
@@ -76,7 +78,8 @@ def previous_value(tracker: Tracker, name: str) -> Any:
 
 def picked_by_button(tracker: Tracker) -> bool:
     """Whether this turn brought a slot button (which carries its own service/dentist/time)."""
-    return changed_this_turn(tracker, "slot_choice") and decode_choice(tracker.get_slot("slot_choice")) is not None
+    return (changed_this_turn(tracker, "slot_choice")
+            and decode_choice(tracker.get_slot("slot_choice")) is not None)
 
 
 class SlotChoiceMixin:
@@ -102,7 +105,8 @@ class SlotChoiceMixin:
         if not isinstance(text, str):
             return {"time": None}
         # Text taken while asking for the time may really be a dentist or service: stay quiet then.
-        quiet = any(e.get("entity") in ("dentist", "service") for e in tracker.latest_message.get("entities", []))
+        quiet = any(e.get("entity") in ("dentist", "service")
+                    for e in tracker.latest_message.get("entities", []))
         out = window_events(gw, dispatcher, text, quiet=quiet)
         if out.get("time_window") != tracker.get_slot("time_window") and not picked_by_button(tracker):
             out.update(slot_choice=None, offered_slots=None, confirmed=None)
@@ -153,8 +157,8 @@ class ValidateBookingForm(SlotChoiceMixin, FormValidationAction):
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list[dict]:
         return await super().run(dispatcher, tracker, domain)
 
-    async def required_slots(self, domain_slots: list[str], dispatcher: CollectingDispatcher, tracker: Tracker,
-                             domain: dict) -> list[str]:
+    async def required_slots(self, domain_slots: list[str], dispatcher: CollectingDispatcher,
+                             tracker: Tracker, domain: dict) -> list[str]:
         if caller(tracker).authenticated:
             return [s for s in domain_slots if s not in ("full_name", "phone")]
         return domain_slots
@@ -176,7 +180,7 @@ class ValidateBookingForm(SlotChoiceMixin, FormValidationAction):
                          domain: dict) -> dict[str, Any]:
         if giving_details(tracker):
             return {"dentist": previous_value(tracker, "dentist")}
-        if isinstance(value, str) and value.strip().lower() in ("any", "anyone", "any dentist", "no preference"):
+        if isinstance(value, str) and value.strip().lower() in ANY_DENTIST:
             key = "any"
         else:
             dentist = get_gateway().catalogue().dentist(value)
@@ -220,10 +224,12 @@ class ValidateBookingForm(SlotChoiceMixin, FormValidationAction):
         patient_id = who.patient_id if who.authenticated else None
         out: dict[str, Any] = {}
         if patient_id is None:
-            found = gw.find_or_create_patient(tracker.get_slot("full_name") or "", tracker.get_slot("phone") or "")
+            found = gw.find_or_create_patient(tracker.get_slot("full_name") or "",
+                                              tracker.get_slot("phone") or "")
             if found.outcome is not Outcome.FOUND or found.patient_id is None:
                 if found.field in ("phone", "full_name"):
-                    dispatcher.utter_message(response=f"utter_invalid_{'phone' if found.field == 'phone' else 'name'}")
+                    which = "phone" if found.field == "phone" else "name"
+                    dispatcher.utter_message(response=f"utter_invalid_{which}")
                     return {found.field: None, "confirmed": None}
                 announce(dispatcher, gw, found)
                 return {"confirmed": False, "outcome": "failed"}
@@ -239,8 +245,8 @@ class ValidateBookingForm(SlotChoiceMixin, FormValidationAction):
             if result.appointment.id not in mine:
                 mine.append(result.appointment.id)
             log.info("booked appointment %s in conversation %s", result.appointment.id, tracker.sender_id)
-            return {**out, "confirmed": True, "outcome": "done", "booked_appointment_id": result.appointment.id,
-                    "my_appointment_ids": mine}
+            return {**out, "confirmed": True, "outcome": "done",
+                    "booked_appointment_id": result.appointment.id, "my_appointment_ids": mine}
         if result.outcome in RETRY_OUTCOMES:
             if result.alternatives:
                 return {**out, "confirmed": None, "slot_choice": None,
@@ -260,7 +266,8 @@ class AskSlotChoice(Action):
 
     def target(self, gw: Gateway, tracker: Tracker):
         catalogue = gw.catalogue()
-        return catalogue.service(tracker.get_slot("service")), dentist_of(catalogue, tracker.get_slot("dentist"))
+        return (catalogue.service(tracker.get_slot("service")),
+                dentist_of(catalogue, tracker.get_slot("dentist")))
 
     @guarded
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list[dict]:
@@ -274,11 +281,13 @@ class AskSlotChoice(Action):
                                      buttons=buttons(gw, offered, dentist=dentist))
             return []
         window = tracker.get_slot("time_window")
-        when = When.decode(window) if window else parse_when(tracker.get_slot("time") or "asap", gw.now(), gw.tz)
+        text = tracker.get_slot("time") or "asap"
+        when = When.decode(window) if window else parse_when(text, gw.now(), gw.tz)
         if when is None:
             when = parse_when("asap", gw.now(), gw.tz)
         assert when is not None
-        return offer_events(gw, dispatcher, service, dentist, when, when_text=tracker.get_slot("time") or "then")
+        return offer_events(gw, dispatcher, service, dentist, when,
+                            when_text=tracker.get_slot("time") or "then")
 
 
 class AskBookingConfirmed(Action):

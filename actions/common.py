@@ -36,7 +36,8 @@ OUTCOME_RESPONSES = {
 # HELD / RELEASED answer the slot-hold calls the form makes itself; they are never announced.
 INTERNAL_OUTCOMES = {Outcome.HELD, Outcome.RELEASED}
 # Outcomes after which the patient picks another time from the alternatives offered.
-RETRY_OUTCOMES = {Outcome.SLOT_TAKEN, Outcome.OUTSIDE_HOURS, Outcome.IN_PAST, Outcome.TOO_SOON, Outcome.TOO_FAR}
+RETRY_OUTCOMES = {Outcome.SLOT_TAKEN, Outcome.OUTSIDE_HOURS, Outcome.IN_PAST, Outcome.TOO_SOON,
+                  Outcome.TOO_FAR}
 
 # Slots one booking / change fills; cleared when it ends, however it ends. The caller's
 # own details (full_name, phone, patient_id, my_appointment_ids) stay for the chat.

@@ -37,7 +37,8 @@ PARTS_OF_DAY = {
     "lunch": (time(12), time(14)),
 }
 WEEKDAYS = {name: i for i, names in enumerate(
-    [("monday", "mon"), ("tuesday", "tue", "tues"), ("wednesday", "wed"), ("thursday", "thu", "thur", "thurs"),
+    [("monday", "mon"), ("tuesday", "tue", "tues"), ("wednesday", "wed"),
+     ("thursday", "thu", "thur", "thurs"),
      ("friday", "fri"), ("saturday", "sat"), ("sunday", "sun")]) for name in names}
 
 _ASAP = re.compile(r"\b(asap|a\.s\.a\.p|as soon as possible|soonest|earliest|next available|first available|"
@@ -50,7 +51,8 @@ _CLOCK = re.compile(
     r"|(?:\b(?:at|@|around|about|by|from|after)\s+)(\d{1,2})(?:[:.](\d{2}))?\b(?!\s*(?:st|nd|rd|th)\b)"
     r"|\b(\d{1,2})[:](\d{2})\b")
 _WEEKDAY = re.compile(r"\b(?:(this|next|coming|this coming|on)\s+)?(" + "|".join(WEEKDAYS) + r")\b")
-_ORDINAL = re.compile(r"\b(?:on\s+)?(?:the\s+)?(\d{1,2})(st|nd|rd|th)\b(?!\s+(?:of\s+)?(?:jan|feb|mar|apr|may|jun|"
+_ORDINAL = re.compile(r"\b(?:on\s+)?(?:the\s+)?(\d{1,2})(st|nd|rd|th)\b"
+                      r"(?!\s+(?:of\s+)?(?:jan|feb|mar|apr|may|jun|"
                       r"jul|aug|sep|oct|nov|dec))")
 _MONTH = re.compile(r"\b(jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\b")
 _WEEK = re.compile(r"\b(this|next|coming) (week|weekend)\b|\b(?:on |at )?the weekend\b|\bweekend\b")
@@ -169,8 +171,8 @@ def parse_when(text: str, now: datetime, tz: ZoneInfo) -> When | None:
     if when is None:
         return None
     utc = timezone.utc
-    return When(when.start.astimezone(utc), when.end.astimezone(utc), when.at.astimezone(utc) if when.at else None,
-                when.asap, when.daily)
+    exact = when.at.astimezone(utc) if when.at else None
+    return When(when.start.astimezone(utc), when.end.astimezone(utc), exact, when.asap, when.daily)
 
 
 def _parse(text: str, now: datetime, tz: ZoneInfo) -> When | None:

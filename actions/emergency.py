@@ -47,5 +47,6 @@ class ActionEmergency(Action):
         later = gw.free_slots(service.id, end_of_today(gw), end_of_today(gw) + timedelta(days=LOOKAHEAD_DAYS),
                               limit=1)
         dispatcher.utter_message(response="utter_emergency_no_slot_today", phone=phone,
-                                 buttons=buttons(gw, later, dentist=None, intent="book_appointment", extra=extra))
+                                 buttons=buttons(gw, later, dentist=None, intent="book_appointment",
+                                                 extra=extra))
         return []

@@ -74,7 +74,8 @@ class Catalogue:
             return None
         wanted = " ".join(text.lower().replace("-", " ").split())
         for s in self.services.values():
-            if wanted == s.key or wanted.rstrip("s") == s.key or (len(wanted) >= 4 and s.key.startswith(wanted)):
+            prefix = len(wanted) >= 4 and s.key.startswith(wanted)  # "extract", "root"
+            if wanted == s.key or wanted.rstrip("s") == s.key or prefix:
                 return s
         return None
 
@@ -178,7 +179,8 @@ class Gateway:
         return list(self.availability.nearest(service_id, around, dentist_id=dentist_id, count=count))
 
     def is_free(self, service_id: int, dentist_id: int, starts_at: datetime) -> bool:
-        found = self.free_slots(service_id, starts_at, starts_at + timedelta(seconds=1), dentist_id=dentist_id)
+        found = self.free_slots(service_id, starts_at, starts_at + timedelta(seconds=1),
+                                dentist_id=dentist_id)
         return any(s.starts_at == starts_at and s.dentist_id == dentist_id for s in found)
 
     def own_appointments(self, patient_id: int, only_ids: list[int] | None = None) -> Result:
@@ -196,7 +198,8 @@ class Gateway:
 
     def hold(self, holder: str, *, dentist_id: int, service_id: int, starts_at: datetime) -> Result:
         """Keep the picked slot for this conversation while it gives name, phone and a yes."""
-        return self.booking.hold(holder=holder, dentist_id=dentist_id, service_id=service_id, starts_at=starts_at)
+        return self.booking.hold(holder=holder, dentist_id=dentist_id, service_id=service_id,
+                                 starts_at=starts_at)
 
     def release(self, holder: str) -> None:
         result = self.booking.release_hold(holder)
@@ -208,8 +211,8 @@ class Gateway:
         """Book. The same ``idempotency_key`` (one confirming message) never books twice, and a
         retry without one finds the identical visit it already made."""
         result = self.booking.book(chat_identity(patient_id), patient_id=patient_id, dentist_id=dentist_id,
-                                   service_id=service_id, starts_at=starts_at, idempotency_key=idempotency_key,
-                                   holder=holder)
+                                   service_id=service_id, starts_at=starts_at,
+                                   idempotency_key=idempotency_key, holder=holder)
         if result.outcome is Outcome.SLOT_TAKEN:
             mine = self.booking.list_appointments(chat_identity(patient_id), patient_id)
             for a in mine.appointments:
@@ -223,7 +226,8 @@ class Gateway:
 
     def reschedule(self, patient_id: int, appointment_id: int, starts_at: datetime,
                    dentist_id: int | None = None) -> Result:
-        return self.booking.reschedule(chat_identity(patient_id), appointment_id, starts_at, dentist_id=dentist_id)
+        return self.booking.reschedule(chat_identity(patient_id), appointment_id, starts_at,
+                                       dentist_id=dentist_id)
 
 
 def _running_cache() -> Availability | None:

@@ -33,7 +33,8 @@ class ActionStop(Action):
     @guarded
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list[dict]:
         was_busy = tracker.active_loop_name is not None or any(
-            tracker.get_slot(s) is not None for s in ("service", "dentist", "time", "slot_choice", "appointment_id"))
+            tracker.get_slot(s) is not None
+            for s in ("service", "dentist", "time", "slot_choice", "appointment_id"))
         dispatcher.utter_message(response="utter_stopped" if was_busy else "utter_nothing_to_stop")
         if tracker.get_slot("slot_choice") is not None:
             get_gateway().release(holder_of(tracker))

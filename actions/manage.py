@@ -37,7 +37,8 @@ def own_appointments(gw: Gateway, who: Caller) -> list[AppointmentView] | None:
 
 
 def describe(gw: Gateway, a: AppointmentView) -> str:
-    return f"{a.service_name} with {short_dentist(a.dentist_name)}, {when_label(a.starts_at, gw.tz, now=gw.now())}"
+    when = when_label(a.starts_at, gw.tz, now=gw.now())
+    return f"{a.service_name} with {short_dentist(a.dentist_name)}, {when}"
 
 
 def no_visits(dispatcher: CollectingDispatcher, gw: Gateway, who: Caller) -> None:
@@ -117,8 +118,8 @@ class ManageFormValidation(AppointmentMixin, FormValidationAction):
     @abstractmethod
     def name(self) -> str: ...
 
-    async def required_slots(self, domain_slots: list[str], dispatcher: CollectingDispatcher, tracker: Tracker,
-                             domain: dict) -> list[str]:
+    async def required_slots(self, domain_slots: list[str], dispatcher: CollectingDispatcher,
+                             tracker: Tracker, domain: dict) -> list[str]:
         return [] if tracker.get_slot("outcome") == "none" else domain_slots
 
 
@@ -198,10 +199,12 @@ class AskAppointmentId(Action):
     @guarded
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list[dict]:
         gw = get_gateway()
-        intent = "reschedule_appointment" if tracker.active_loop_name == "reschedule_form" else "cancel_appointment"
+        moving = tracker.active_loop_name == "reschedule_form"
+        intent = "reschedule_appointment" if moving else "cancel_appointment"
         visits = own_appointments(gw, caller(tracker)) or []
         dispatcher.utter_message(response="utter_ask_appointment_id", buttons=[
-            {"title": describe(gw, a), "payload": f'/{intent}{{"appointment_id": "{a.id}"}}'} for a in visits])
+            {"title": describe(gw, a), "payload": f'/{intent}{{"appointment_id": "{a.id}"}}'}
+            for a in visits])
         return []
 
 
@@ -228,7 +231,8 @@ class AskConfirmCancel(Action):
             dispatcher.utter_message(response="utter_appointment_not_found")
             return [SlotSet("appointment_id", None)]
         dispatcher.utter_message(response="utter_confirm_cancel", service=visit.service_name,
-                                 dentist=visit.dentist_name, when=when_label(visit.starts_at, gw.tz, now=gw.now()))
+                                 dentist=visit.dentist_name,
+                                 when=when_label(visit.starts_at, gw.tz, now=gw.now()))
         return []
 
 

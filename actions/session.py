@@ -81,7 +81,8 @@ def identity_events(tracker: Tracker, metadata: Any) -> list[dict]:
     if pid is not None:
         return [SlotSet("authenticated", True), SlotSet("patient_id", pid)]
     if tracker.get_slot("authenticated"):  # signed in last session, not now: forget who it was
-        return [SlotSet("authenticated", False), SlotSet("patient_id", None), SlotSet("my_appointment_ids", [])]
+        return [SlotSet("authenticated", False), SlotSet("patient_id", None),
+                SlotSet("my_appointment_ids", [])]
     return [SlotSet("authenticated", False)]
 
 

@@ -65,7 +65,8 @@ class Chat:
 
     def say(self, text: str, intent: str, entities: dict[str, str] | None = None, **slot_values: Any) -> None:
         """A user message; ``slot_values`` are what Rasa's slot mappings extracted from it."""
-        ents = [{"entity": k, "value": v, "start": i, "end": i + 1} for i, (k, v) in enumerate((entities or {}).items())]
+        ents = [{"entity": k, "value": v, "start": i, "end": i + 1}
+                for i, (k, v) in enumerate((entities or {}).items())]
         self.latest = {"text": text, "intent": {"name": intent, "confidence": 1.0}, "entities": ents,
                        "metadata": dict(self.metadata), "message_id": f"m{next(_ids)}"}
         self.extracted = dict(slot_values)

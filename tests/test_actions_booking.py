@@ -206,13 +206,15 @@ async def test_signed_in_patient_is_not_asked_for_name_or_phone(gw, engine, sett
              {"service": "filling", "dentist": "any", "time": "next monday morning"},
              service="filling", dentist="any", time="next monday morning")
     turn = await chat.run(form)
-    assert turn.events[-1] == {"event": "slot", "timestamp": None, "name": "requested_slot", "value": "slot_choice"}
+    assert turn.events[-1] == {"event": "slot", "timestamp": None, "name": "requested_slot",
+                               "value": "slot_choice"}
     offer = await chat.run(AskSlotChoice())
     choice = offer.buttons()[0]["payload"].split('"slot_choice": "')[1].split('"')[0]
     assert " · Dr. " in offer.buttons()[0]["title"]  # "any dentist": the button says who
     chat.say("first", "inform", {"slot_choice": choice}, slot_choice=choice)
     turn = await chat.run(form)
-    assert turn.events[-1] == {"event": "slot", "timestamp": None, "name": "requested_slot", "value": "confirmed"}
+    assert turn.events[-1] == {"event": "slot", "timestamp": None, "name": "requested_slot",
+                               "value": "confirmed"}
     chat.say("yes", "affirm", confirmed=True)
     turn = await chat.run(form)
     assert turn.responses == ["utter_booked"]

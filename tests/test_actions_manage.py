@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import select
 
 from actions import gateway as gateway_module
-from actions.manage import (ActionListAppointments, AskAppointmentId, AskConfirmCancel, AskRescheduleSlotChoice,
-                            ValidateCancelForm, ValidateRescheduleForm)
+from actions.manage import (ActionListAppointments, AskAppointmentId, AskConfirmCancel,
+                            AskRescheduleSlotChoice, ValidateCancelForm, ValidateRescheduleForm)
 from actions.formatting import decode_choice
 from bot.db import session_scope
 from bot.models import Appointment
@@ -105,7 +105,8 @@ async def test_signed_in_patient_picks_and_cancels_one_of_two(gw, engine, settin
     chat.say(ask.buttons()[1]["payload"], "cancel_appointment", {"appointment_id": str(own[1].id)},
              appointment_id=str(own[1].id))
     turn = await chat.run(ValidateCancelForm())
-    assert turn.events == [{"event": "slot", "timestamp": None, "name": "appointment_id", "value": str(own[1].id)}]
+    assert turn.events == [
+        {"event": "slot", "timestamp": None, "name": "appointment_id", "value": str(own[1].id)}]
     confirm = await chat.run(AskConfirmCancel())
     assert confirm.responses == ["utter_confirm_cancel"] and confirm.messages[0]["service"] == "Whitening"
 
@@ -149,7 +150,8 @@ async def test_reschedule_offers_the_same_dentist_and_moves_the_visit(gw, engine
     chat = Chat(metadata={"token": mint("patient", 2, settings=settings)})
     form = ValidateRescheduleForm()
     chat.active_loop = "reschedule_form"
-    chat.say("move my appointment to thursday morning", "reschedule_appointment", {"time": "thursday morning"},
+    chat.say("move my appointment to thursday morning", "reschedule_appointment",
+             {"time": "thursday morning"},
              time="thursday morning")
     turn = await chat.run(form)
     assert turn.slots()["appointment_id"] == str(visit.id)

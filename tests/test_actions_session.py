@@ -36,7 +36,8 @@ async def test_session_start_with_a_patient_token_signs_the_chat_in(gw, settings
     ]
 
 
-@pytest.mark.parametrize("token_of", [lambda s: mint("dentist", 1, settings=s), lambda s: mint("admin", settings=s),
+@pytest.mark.parametrize("token_of", [lambda s: mint("dentist", 1, settings=s),
+                                      lambda s: mint("admin", settings=s),
                                       lambda s: "not-a-jwt", lambda s: mint("patient", 7, settings=s) + "x"])
 async def test_session_start_ignores_tokens_that_are_not_a_valid_patient(gw, settings, token_of):
     chat = Chat()
