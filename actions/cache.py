@@ -125,13 +125,15 @@ class _FrozenSchedule(DentistSchedule):
     def __init__(self, **kw):
         super().__init__(**kw)
         self._base = _merge(sorted([*self.time_off.values(), *self.busy.values()]))
-        self._days: dict[tuple, tuple[Slot, ...]] = {}  # (service shape, local day) -> its free slots
+        # (service shape, local day) -> its free slots as (starts_at, dentist_id, ends_at, slot): tuples
+        # sort in C with the same order as Slot's (slower, Python-level) dataclass comparisons
+        self._days: dict[tuple, tuple[tuple, ...]] = {}
 
     def live_holds(self, now: datetime, holder: str | None) -> bool:
         return any(h.expires_at > now and (holder is None or h.holder != holder) for h in self.holds.values())
 
     def day_slots(self, day: date, duration: timedelta, *, tz, step: timedelta, buffer_before: timedelta,
-                  buffer_after: timedelta) -> tuple[Slot, ...]:
+                  buffer_after: timedelta) -> tuple[tuple, ...]:
         """Every free slot starting on local ``day``, holds aside — computed once per published
         schedule (a change publishes a new one), so repeated questions cost a lookup."""
         key = (duration, step, buffer_before, buffer_after, day)
@@ -139,8 +141,9 @@ class _FrozenSchedule(DentistSchedule):
         if found is None:
             lo = datetime.combine(day, datetime.min.time(), tz).astimezone(UTC)
             hi = datetime.combine(day + timedelta(days=1), datetime.min.time(), tz).astimezone(UTC)
-            found = tuple(iter_free_slots(self, duration, lo, hi, tz=tz, step=step, buffer_before=buffer_before,
-                                          buffer_after=buffer_after, now=_NO_HOLDS, holder=None))
+            found = tuple((sl.starts_at, sl.dentist_id, sl.ends_at, sl) for sl in iter_free_slots(
+                self, duration, lo, hi, tz=tz, step=step, buffer_before=buffer_before, buffer_after=buffer_after,
+                now=_NO_HOLDS, holder=None))
             self._days[key] = found  # a racing writer computes the same tuple
         return found
 
@@ -620,26 +623,24 @@ class AvailabilityCache:
         kw = self._kwargs(service, now, holder)
         first, last = start.astimezone(self.tz).date(), end.astimezone(self.tz).date()
         shape = dict(tz=self.tz, step=self.step, buffer_before=kw["buffer_before"], buffer_after=kw["buffer_after"])
-        streams = []
+        rows: list[tuple] = []
         for sched in schedules:
             if not isinstance(sched, _FrozenSchedule) or sched.live_holds(now, holder):
-                streams.append(iter_free_slots(sched, service.duration, start, end, **kw))
+                rows.extend((sl.starts_at, sl.dentist_id, sl.ends_at, sl)
+                            for sl in iter_free_slots(sched, service.duration, start, end, **kw))
                 continue
-            day, own = first, []
+            day = first
             while day <= last:
                 slots = sched.day_slots(day, service.duration, **shape)
                 if first < day < last:  # a whole day inside [start, end)
-                    own.extend(slots)
+                    rows.extend(slots)
                 else:
-                    own.extend(sl for sl in slots if start <= sl.starts_at < end)
+                    rows.extend(r for r in slots if start <= r[0] < end)
                 day += timedelta(days=1)
-            streams.append(own)
-        out: list[Slot] = []
-        for slot in heapq.merge(*streams):
-            out.append(slot)
-            if limit is not None and len(out) >= limit:
-                break
-        return out
+        rows.sort()  # (starts_at, dentist_id, ends_at) is unique: the Slot itself is never compared
+        if limit is not None:
+            rows = rows[:max(1, limit)]  # as bot.availability.free_slots: it checks the limit after adding
+        return [r[3] for r in rows]
 
     def nearest(self, service_id: int, around: datetime, dentist_id: int | None = None,
                 count: int = 3, *, holder: str | None = None) -> list[Slot]:

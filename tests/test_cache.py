@@ -118,6 +118,11 @@ def book(booking: BookingService, db_url: str, service_id: int, slot) -> int:
 
 def test_load_matches_sql(cache, booking):
     assert assert_matches_sql(cache, booking) > 100
+    svc, start = service_ids(cache.engine)[0], booking.now()
+    for limit in (1, 5, 1000):
+        for dentist_id in (None, 1):
+            assert cache.free_slots(svc, start, start + WINDOW, dentist_id, limit=limit) == \
+                booking.available_slots(svc, start, start + WINDOW, dentist_id=dentist_id, limit=limit)
     assert {d.name for d in cache.dentists()} == {"Dr. Maria Alvarez", "Dr. James Chen", "Dr. Priya Patel"}
     cleaning = next(s for s in cache.services() if s.name == "Cleaning")
     assert (cleaning.duration_minutes, cleaning.price_cents) == (45, 14000)
