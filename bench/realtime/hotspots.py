@@ -2,7 +2,7 @@
 
 ``python -m bench.realtime.hotspots bench/out/realtime-<stamp>/case1-ours.pyspy.txt [top]``
 prints the functions with the most samples on top of the stack (self) and anywhere in it
-(inclusive), as a share of all samples.
+(inclusive), as a share of the event loop thread's samples (py-spy leaves out idle ones).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ def summarise(path: Path, top: int = 25) -> str:
     own: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
     total = 0
+    other = 0
     for line in path.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         if not stack or not count.isdigit():
@@ -41,13 +42,18 @@ def summarise(path: Path, top: int = 25) -> str:
                   and not f.startswith("thread ")]
         if not frames:
             continue
+        if frames[0].startswith("_bootstrap ("):  # a helper thread (psycopg's resolver pool), not the loop
+            other += n
+            continue
         own[frames[-1]] += n
         for name in set(frames):
             inclusive[name] += n
-    out = [f"{path.name}: {total} samples", "", "self (top of stack):"]
-    out += [f"  {100.0 * n / total:5.1f} %  {name}" for name, n in own.most_common(top)]
+    loop = total - other
+    out = [f"{path.name}: {total} samples, {loop} on the event loop's thread (the shares below; "
+           f"{other} in helper threads, mostly idle)", "", "self (top of stack):"]
+    out += [f"  {100.0 * n / max(1, loop):5.1f} %  {name}" for name, n in own.most_common(top)]
     out += ["", "inclusive:"]
-    out += [f"  {100.0 * n / total:5.1f} %  {name}" for name, n in inclusive.most_common(top)]
+    out += [f"  {100.0 * n / max(1, loop):5.1f} %  {name}" for name, n in inclusive.most_common(top)]
     return "\n".join(out)
 
 
