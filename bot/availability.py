@@ -237,19 +237,20 @@ def load_schedules(
     wanted = list(schedules)
     for wh in session.scalars(select(WorkingHours).where(WorkingHours.dentist_id.in_(wanted))):
         schedules[wh.dentist_id].hours.setdefault(wh.weekday, []).append((wh.start_time, wh.end_time))
+    # A slot starting just before ``end`` runs past it: read a day around the window.
+    start, end = start - timedelta(days=1), end + timedelta(days=1)
     for off in session.scalars(select(TimeOff).where(
             TimeOff.dentist_id.in_(wanted), TimeOff.ends_at > start, TimeOff.starts_at < end)):
         schedules[off.dentist_id].time_off[off.id] = (off.starts_at, off.ends_at)
-    margin = timedelta(hours=4)  # buffers reach a little outside the window
     rows = session.execute(
         select(Appointment.id, Appointment.dentist_id, Appointment.starts_at, Appointment.ends_at, Service)
         .join(Service, Service.id == Appointment.service_id)
         .where(Appointment.dentist_id.in_(wanted), Appointment.status != "cancelled",
-               Appointment.ends_at > start - margin, Appointment.starts_at < end + margin)
+               Appointment.ends_at > start, Appointment.starts_at < end)
     )
     for appt_id, dentist_id, s, e, service in rows:
         schedules[dentist_id].busy[appt_id] = buffered(s, e, service)
-    first_day, last_day = (start - timedelta(days=1)).date(), (end + timedelta(days=1)).date()
+    first_day, last_day = start.date(), end.date()
     for ov in session.scalars(select(DateOverride).where(
             DateOverride.dentist_id.in_(wanted), DateOverride.on_date.between(first_day, last_day))):
         blocks = schedules[ov.dentist_id].overrides.setdefault(ov.on_date, [])

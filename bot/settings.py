@@ -53,7 +53,7 @@ class Settings(BaseSettings):
     sync_url: str | None = None  # where the action server finds the sync service
 
     slot_step_minutes: int = Field(default=15, gt=0, le=240)
-    cache_days: int = Field(default=60, gt=0, le=366)
+    cache_days: int = Field(default=92, gt=0, le=740)  # the booking horizon and a little more
     # scheduling rules (per clinic; a service may set its own minimum notice)
     min_notice_minutes: int = Field(default=120, ge=0)
     horizon_days: int = Field(default=90, gt=0, le=730)

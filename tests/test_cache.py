@@ -155,8 +155,10 @@ def test_unknown_service_or_dentist_is_empty_and_naive_times_refused(cache, now)
         cache.free_slots(1, now.replace(tzinfo=None), now + WINDOW)
 
 
-def test_beyond_the_horizon_falls_back_to_sql(cache, booking, now):
-    far = now + timedelta(days=cache.days + 5)
+def test_beyond_the_horizon_falls_back_to_sql(clinic, settings, booking, now):
+    cache = AvailabilityCache(clinic, settings.model_copy(update={"cache_days": 30}), clock=lambda: now)
+    cache.load()
+    far = now + timedelta(days=cache.days + 5)  # past the cache, inside the booking horizon
     svc = service_ids(cache.engine)[0]
     before = cache.counts["sql_fallbacks"]
     assert cache.free_slots(svc, far, far + timedelta(days=3)) == booking.available_slots(

@@ -86,5 +86,5 @@ def test_a_row_written_with_psql_produces_an_event(db_url):
     assert psql.returncode == 0, psql.stderr
     with psycopg.connect(db_url) as conn:
         rows = conn.execute("SELECT type, payload->>'source', created_at FROM realtime_events").fetchall()
-    assert [(r[0], r[1]) for r in rows] == [("availability_changed", "time_off")]
+    assert [(r[0], r[1]) for r in rows] == [("availability_changed", "dentists"), ("availability_changed", "time_off")]
     assert rows[0][2] <= datetime.now(timezone.utc)

@@ -19,6 +19,7 @@ def clinic(db_url):
         conn.execute("INSERT INTO dentists (id, full_name) VALUES (1, 'Dr A'), (2, 'Dr B')")
         conn.execute("INSERT INTO patients (id, full_name) VALUES (1, 'P1'), (2, 'P2')")
         conn.execute("INSERT INTO services (id, name, duration_minutes, price_cents) VALUES (1, 'S', 30, 100)")
+        conn.execute("DELETE FROM realtime_events")  # the catalogue's own events (tested below)
     return db_url
 
 
@@ -93,6 +94,16 @@ def test_working_hours_and_time_off_announce_availability_without_patient_data(c
     assert all("patient" not in json.dumps(r[4]) and "reason" not in r[4] for r in rows)
 
 
+def test_dentist_and_service_changes_announce_availability(clinic):
+    with psycopg.connect(clinic, autocommit=True) as conn:
+        conn.execute("UPDATE dentists SET active = false WHERE id = 2")
+        conn.execute("UPDATE services SET duration_minutes = 45 WHERE id = 1")
+    rows = outbox(clinic)
+    assert [(r[1], r[2], r[3], r[4]["source"], r[4]["op"]) for r in rows] == [
+        ("availability_changed", 2, None, "dentists", "update"),
+        ("availability_changed", None, None, "services", "update")]  # a service: clinic-wide
+
+
 def test_a_40kb_note_still_produces_a_small_notification(clinic):
     listener = Listener(clinic)
     note = "x" * 40_000
@@ -155,8 +166,9 @@ def test_prune_keeps_recent_and_the_newest(clinic):
             conn.execute("INSERT INTO working_hours (dentist_id, weekday, start_time, end_time)"
                          " VALUES (1, %s, '09:00', '12:00')", (day,))
         conn.execute("UPDATE realtime_events SET created_at = now() - interval '30 days'")
+    newest = outbox(clinic)[-1][0]
     assert prune_events(clinic, timedelta(days=7)) == 2
-    assert [r[0] for r in outbox(clinic)] == [3]
+    assert [r[0] for r in outbox(clinic)] == [newest]
     assert prune_events(clinic, timedelta(days=7)) == 0
 
 
