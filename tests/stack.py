@@ -1,0 +1,91 @@
+"""The whole system for end-to-end tests: the sync service, the action server and the
+Rasa server, started exactly as ``make run`` starts them (``bot.launcher.plan``), on
+free ports, against one test database."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+
+from bot.launcher import ROOT, Service, plan, service_env, start_services, stop_services, wait_ready
+from bot.settings import Settings
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def has_model() -> bool:
+    return any((ROOT / "models").glob("*.tar.gz"))
+
+
+@dataclass
+class Stack:
+    db_url: str
+    jwt_secret: str = "e" * 40
+    settings: Settings = field(init=False)
+    services: dict[str, Service] = field(init=False)
+    log_dir: Path | None = None
+
+    def __post_init__(self):
+        self.settings = Settings(database_url=self.db_url, env="test", jwt_secret=self.jwt_secret,
+                                 sync_port=free_port(), actions_port=free_port(), rasa_port=free_port(),
+                                 _env_file=None)
+        self.services = {s.name: s for s in plan(self.settings, self.settings.database_url)}
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.services[name].port}"
+
+    def env(self) -> dict[str, str]:
+        env = {**os.environ, **service_env(self.settings, self.settings.database_url)}
+        env["LOG_LEVEL"] = "WARNING"
+        return env
+
+    def start(self, *names: str, timeout: float = 300) -> None:
+        chosen = [self.services[n] for n in (names or self.services)]
+        start_services(chosen, self.env())
+        if not wait_ready(chosen, timeout=timeout):
+            dead = {s.name: s.proc.poll() for s in chosen if s.proc}
+            self.stop()
+            raise RuntimeError(f"services did not come up: {dead}")
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        proc = self.services[name].proc
+        assert proc is not None
+        proc.send_signal(sig)
+        proc.wait(timeout=30)
+
+    def restart(self, name: str, *, sig: int = signal.SIGTERM, timeout: float = 300) -> None:
+        self.kill(name, sig)
+        deadline = time.monotonic() + 10
+        while _port_open(self.services[name].port) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.start(name, timeout=timeout)
+
+    def stop(self) -> None:
+        stop_services([s for s in self.services.values() if s.proc])
+
+    async def say(self, sender: str, text: str, metadata: dict | None = None) -> list[dict]:
+        """One user message through Rasa's REST channel; the bot's replies."""
+        body: dict = {"sender": sender, "message": text}
+        if metadata:
+            body["metadata"] = metadata
+        async with aiohttp.ClientSession() as session:
+            async with session.post(f"{self.url('rasa')}/webhooks/rest/webhook", json=body,
+                                    timeout=aiohttp.ClientTimeout(total=60)) as resp:
+                assert resp.status == 200, await resp.text()
+                return await resp.json()
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.3)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
