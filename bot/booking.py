@@ -311,7 +311,9 @@ class BookingService:
 
     @_guard
     def reschedule(self, actor: Identity, appointment_id: int, starts_at: datetime, *,
-                   dentist_id: int | None = None) -> Result:
+                   dentist_id: int | None = None, holder: str | None = None) -> Result:
+        """Move a visit; ``holder``'s own hold on the new time does not block it and is
+        consumed by the move."""
         if not _aware(starts_at):
             return Result(Outcome.INVALID, "The start time needs a time zone.", field="starts_at")
         service_id = dentist = None
@@ -330,14 +332,17 @@ class BookingService:
                 if new_dentist != appt.dentist_id and s.get(Dentist, new_dentist) is None:
                     return Result(Outcome.NOT_FOUND, "No such dentist.", field="dentist_id")
                 ends_at = starts_at + timedelta(minutes=appt.service.duration_minutes)
-                refusal = self._check_time(s, appt.service, new_dentist, starts_at, ends_at, ignore=appt.id)
+                refusal = self._check_time(s, appt.service, new_dentist, starts_at, ends_at, ignore=appt.id,
+                                           holder=holder)
                 if refusal:
                     return refusal
+                if holder:
+                    s.execute(delete(SlotHold).where(SlotHold.holder == holder))
                 appt.starts_at, appt.ends_at, appt.dentist_id = starts_at, ends_at, new_dentist
                 s.flush()
         except SlotTaken:
             assert service_id is not None and dentist is not None
-            return self.slot_taken(service_id, dentist, starts_at)
+            return self.slot_taken(service_id, dentist, starts_at, holder=holder)
         return self._after_write(Outcome.RESCHEDULED, appointment_id)
 
     @_guard

@@ -194,3 +194,8 @@ def test_reschedule_rechecks_notice_and_holds(svc, clinic):
     assert svc.reschedule(ADMIN, appt.id, at(10, 15)).outcome is Outcome.SLOT_TAKEN  # overlaps the hold
     assert svc.reschedule(ADMIN, appt.id, at(10)).outcome is Outcome.RESCHEDULED     # ends as it begins
     assert svc.reschedule(ADMIN, appt.id, at(11, 30)).outcome is Outcome.RESCHEDULED
+    # the holder's own hold on the new time does not block the move, and the move consumes it
+    moved = svc.reschedule(ADMIN, appt.id, at(10, 30), holder="chat-z")
+    assert moved.outcome is Outcome.RESCHEDULED
+    with psycopg.connect(clinic) as conn:
+        assert conn.execute("SELECT count(*) FROM slot_holds").fetchone() == (0,)
