@@ -196,7 +196,8 @@ class ValidateBookingForm(SlotChoiceMixin, FormValidationAction):
     def validate_full_name(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker,
                            domain: dict) -> dict[str, Any]:
         name = NAME_PREFIX.sub("", value).strip() if isinstance(value, str) else ""
-        if not name or len(name) > MAX_NAME or not any(c.isalpha() for c in name) or name.startswith("/"):
+        if (not name or len(name) > MAX_NAME or not any(c.isalpha() for c in name) or name.startswith("/")
+                or name.endswith("?")):  # a question asked at the name prompt is not a name
             dispatcher.utter_message(response="utter_invalid_name")
             return {"full_name": None}
         return {"full_name": name}  # stored as typed: the data layer binds parameters, never splices

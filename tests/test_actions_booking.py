@@ -186,6 +186,15 @@ async def test_hostile_name_is_stored_verbatim(gw, engine):
         assert s.scalar(select(func.count()).select_from(Patient)) == 25
 
 
+async def test_a_question_at_the_name_prompt_is_not_taken_as_a_name(gw):
+    chat = Chat()
+    chat.slots["requested_slot"] = "full_name"
+    chat.say("what are your opening hours?", "faq", full_name="what are your opening hours?")
+    turn = await chat.run(ValidateBookingForm())
+    assert turn.responses == ["utter_invalid_name"]
+    assert turn.events == [{"event": "slot", "timestamp": None, "name": "full_name", "value": None}]
+
+
 async def test_declining_the_summary_books_nothing(gw, engine):
     chat = Chat()
     await fill_until_confirmation(chat)
