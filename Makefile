@@ -13,7 +13,7 @@ VENV := .venv
 RASA_VENV := .venv-rasa
 PY := $(VENV)/bin/python
 
-.PHONY: install run test test-fast lock clean-db
+.PHONY: install run test lock clean-db train browser bench
 install: $(VENV)/.synced $(RASA_VENV)/.synced
 
 .make/uv/bin/uv:
@@ -36,9 +36,25 @@ $(RASA_VENV)/.synced: requirements/rasa.lock | $(UV)
 run: install
 	$(PY) -m bot up
 
-## Every test, against real PostgreSQL and real processes.
-test: install
+## Every test, against real PostgreSQL and real processes (trains the model first if its data changed).
+test: install train browser
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+## Train the Rasa model into models/ unless one from the same data is there.
+train: install
+	bash scripts/train.sh
+
+## Every benchmark; figures into BENCHMARKS.md (run it on a quiet machine).
+bench: install train
+	bash bench/run_all.sh
+	$(PY) bench/cache_vs_sql.py
+	$(PY) bench/chat_turns.py
+
+## Debian's Chromium for the browser tests (needs root; skipped when it is installed).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "install Debian's chromium package (sudo apt-get install chromium) for the browser tests"; exit 1; fi; }
 
 ## Re-pin both environments after editing requirements/*.in.
 lock: | $(UV)
