@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import aiohttp
@@ -35,9 +36,10 @@ def rasa_room_bug() -> bool:
     stock channel, an async ``enter_room`` and credentials.yml's ``socketio:`` all meet."""
     try:
         channel = (RASA_SITE / "rasa" / "core" / "channels" / "socketio.py").read_text()
-        server = (RASA_SITE / "socketio" / "async_server.py").read_text()
     except OSError:
         return False
+    server = "".join(f.read_text() for name in ("async_server.py", "asyncio_server.py")  # 5.10+ / older
+                     if (f := RASA_SITE / "socketio" / name).exists())
     stock = "sio.enter_room(" in channel and "await sio.enter_room(" not in channel
     credentials = (ROOT / "credentials.yml").read_text()
     return (stock and "async def enter_room" in server and re.search(r"^socketio:", credentials, re.M) is not None
@@ -68,6 +70,22 @@ async def _rasa_ready(url: str, timeout: float) -> None:
     raise AssertionError(f"Rasa at {url} did not load its model in {timeout}s")
 
 
+async def reply(page, act) -> None:
+    """Do `act` (send a message, click a reply) and wait for the assistant's answer to finish."""
+    before = await page.locator(".msg.bot").count()
+    await act()
+    await page.locator(".msg.bot").nth(before).wait_for(timeout=60_000)
+    await page.wait_for_selector("#typing", state="hidden", timeout=60_000)
+    await page.wait_for_timeout(500)  # a reply may come in several messages
+
+
+async def say(page, text: str) -> None:
+    async def send():
+        await page.fill("#chat-input", text)
+        await page.keyboard.press("Enter")
+    await reply(page, send)
+
+
 @pytest.mark.xfail(rasa_room_bug(), run=False, reason=(
     "Rasa 3.6's socketio channel does not await AsyncServer.enter_room (python-socketio >= 5.10): "
     "with session_persistence no reply reaches the widget (RasaHQ/rasa#13027); pin python-socketio<5.10 "
@@ -92,20 +110,20 @@ async def test_widget_talks_to_the_assistant_and_keeps_the_conversation(model, b
         page = await context.new_page()
         errors = await collect_errors(page)
         await page.goto(f"{server.url}/?token={token}&rasa={rasa_url}")
-        await page.wait_for_selector('#chat-status[data-state="ok"]', timeout=30_000)
+        await page.wait_for_selector('#chat-status[data-state="ok"]', timeout=90_000)
         await page.wait_for_selector(".msg.bot", timeout=60_000)  # the greeting
         session = await page.evaluate("localStorage.getItem('chat.session.patient:1')")
         assert session
 
         await page.fill("#chat-input", "what are your opening hours?")
         await page.keyboard.press("Enter")
-        await page.wait_for_function("document.querySelectorAll('.msg.bot').length >= 2", timeout=60_000)
+        await page.locator(".msg.bot").nth(1).wait_for(timeout=60_000)
         await page.wait_for_selector("#typing", state="hidden", timeout=60_000)
         await shot(page, "chat-assistant")
         shown = await page.locator(".msg").all_inner_texts()
 
         await page.reload()  # the same conversation: same session id, transcript, Rasa tracker
-        await page.wait_for_selector('#chat-status[data-state="ok"]', timeout=30_000)
+        await page.wait_for_selector('#chat-status[data-state="ok"]', timeout=90_000)
         assert await page.evaluate("localStorage.getItem('chat.session.patient:1')") == session
         assert await page.locator(".msg").all_inner_texts() == shown
         async with aiohttp.ClientSession() as http:
@@ -114,6 +132,58 @@ async def test_widget_talks_to_the_assistant_and_keeps_the_conversation(model, b
         users = [e for e in tracker["events"] if e["event"] == "user"]
         assert [e["text"] for e in users] == ["/greet", "what are your opening hours?"]
         assert all(e["metadata"].get("token") == token for e in users)  # the token travels as metadata
+
+        # a booking made in the widget appears on /admin, without a reload
+        admin = await (await browser.new_context(viewport={"width": 1280, "height": 900})).new_page()
+        await admin.goto(f"{server.url}/admin?token={mint('admin', settings=settings)}")
+        await admin.wait_for_selector('#connection[data-state="live"]', timeout=10_000)
+        await admin.wait_for_selector("li[data-id]")
+        created = admin.locator('li[data-change="created"]')
+        await say(page, "I'd like a cleaning with Dr. Alvarez next week")
+        offered: list[str] = []
+        for _ in range(8):
+            if await created.count():
+                break
+            replies = page.locator("#quick-replies button")
+            titles = await replies.all_inner_texts()
+            last = (await page.locator(".msg.bot").last.inner_text()).lower()
+            yes = [i for i, t in enumerate(titles) if re.search(r"\b(yes|confirm|book)", t, re.I)]
+            if titles and not yes and not offered:
+                offered = titles  # the free times offered
+            if titles:
+                await reply(page, lambda: replies.nth(yes[0] if yes else 0).click())
+            elif "name" in last:
+                await say(page, "Emma Johnson")
+            elif "phone" in last or "number" in last:
+                await say(page, "212 555 0101")
+            elif "?" in last:
+                await say(page, "yes")
+            else:
+                break
+        await created.first.wait_for(timeout=5000)
+        assert await created.first.locator(".appt-who").inner_text() == "Emma Johnson"  # patient 1, from the token
+        await shot(page, "chat-booking")
+        await shot(admin, "admin-after-chat-booking")
+
+        # the dentist takes that whole day off on /dentist: the assistant stops offering it at once
+        day_label = offered[0].split(",")[0]  # e.g. "Mon Nov 30"
+        visit = int(await created.first.get_attribute("data-id"))
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{server.url}/api/appointments/{visit}",
+                                headers={"Authorization": f"Bearer {mint('admin', settings=settings)}"}) as resp:
+                day = datetime.fromisoformat((await resp.json())["appointment"]["starts_at"]).astimezone(settings.tz)
+        dentist = await (await browser.new_context()).new_page()
+        await dentist.goto(f"{server.url}/dentist?token={mint('dentist', 1, settings=settings)}")
+        await dentist.wait_for_selector('#connection[data-state="live"]', timeout=10_000)
+        await dentist.fill("#off-start", day.strftime("%Y-%m-%dT00:00"))
+        await dentist.fill("#off-end", (day + timedelta(days=1)).strftime("%Y-%m-%dT00:00"))
+        await dentist.click("#add-time-off")
+        await dentist.wait_for_selector("text=Added.")
+        await say(page, "I'd like another cleaning with Dr. Alvarez next week")
+        again = await page.locator("#quick-replies button").all_inner_texts()
+        assert again and not any(t.startswith(day_label) for t in again), (day_label, offered, again)
+        assert any(t.startswith(day_label) for t in offered)
+        await shot(page, "chat-after-time-off")
         assert errors == [], errors
     finally:
         await asyncio.to_thread(stop_services, services)
