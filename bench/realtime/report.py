@@ -122,8 +122,8 @@ def table(entry: dict) -> list[str]:
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
 
     lat = [runs[k]["latency_ms"] for k in kinds]
-    for q in ("min", "p50", "p90", "p99", "max"):
-        row(f"latency {q} (ms)", [l.get(q) for l in lat], ratio=True)
+    for q in ("min", "p50", "p90", "p99", "max"):  # min can be < 0 (see bench/README.md): no ratio
+        row(f"latency {q} (ms)", [l.get(q) for l in lat], ratio=q != "min")
     worst = [runs[k]["worst_recipient_ms"] for k in kinds]
     row("per event, last recipient p50 / p99 (ms)", [f"{w.get('p50')} / {w.get('p99')}" for w in worst])
     row("latency samples (after warm-up)", [l.get("count") for l in lat])
