@@ -1,4 +1,4 @@
-"""The whole system for end-to-end tests: the sync service, the action server and the
+"""The whole system for end-to-end tests and benchmarks: the sync service, the action server and the
 Rasa server, started exactly as ``make run`` starts them (``bot.launcher.plan``), on
 free ports, against one test database."""
 
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import aiohttp
 
-from bot.launcher import ROOT, Service, plan, service_env, start_services, stop_services, wait_ready
-from bot.settings import Settings
+from .launcher import ROOT, Service, plan, service_env, start_services, stop_services, wait_ready
+from .settings import Settings
 
 
 def free_port() -> int:

@@ -1,0 +1,169 @@
+"""The assistant end to end: PostgreSQL, the sync service, the action server and the Rasa
+server as ``make run`` starts them; real conversations through Rasa's REST channel."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from datetime import datetime, timedelta
+
+import psycopg
+import pytest
+import socketio
+
+from bot.db import make_engine
+from bot.seed import seed
+from bot.tokens import mint
+from bot.stack import Stack, has_model
+
+pytestmark = [pytest.mark.slow, pytest.mark.e2e,
+              pytest.mark.skipif(not has_model(), reason="no trained model: run `make train` (make test does)")]
+
+
+@pytest.fixture(scope="module")
+def stack(pg_server, template_db):
+    name = f"clinic_e2e_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(pg_server, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
+    db_url = pg_server.rpartition("/")[0] + "/" + name
+    s = Stack(db_url)
+    engine = make_engine(s.settings.database_url, pool_size=1)
+    seed(engine, s.settings)
+    engine.dispose()
+    s.start()
+    try:
+        yield s
+    finally:
+        s.stop()
+        with psycopg.connect(pg_server, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def buttons(replies: list[dict]) -> list[dict]:
+    return [b for r in replies for b in r.get("buttons", [])]
+
+
+def text(replies: list[dict]) -> str:
+    return " ".join(r.get("text", "") for r in replies)
+
+
+def slot_buttons(replies):
+    return [b for b in buttons(replies) if "slot_choice" in b["payload"]]
+
+
+def choice_start(button: dict) -> datetime:
+    return datetime.fromisoformat(re.search(r'"slot_choice": "([^|]+)\|', button["payload"]).group(1))
+
+
+def rows(stack: Stack, sql: str, *params):
+    with psycopg.connect(stack.db_url) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+async def offers(stack: Stack, sender: str, request: str) -> list[dict]:
+    replies = await stack.say(sender, request)
+    found = slot_buttons(replies)
+    assert found, f"no slots offered for {request!r}: {text(replies)}"
+    return found
+
+
+async def book_anonymously(stack: Stack, sender: str, button: dict, name: str, phone: str) -> list[dict]:
+    """From a chosen slot button to the confirmation question."""
+    replies = await stack.say(sender, button["payload"])
+    if "name" in text(replies).lower():
+        replies = await stack.say(sender, name)
+    if "phone" in text(replies).lower():
+        replies = await stack.say(sender, phone)
+    assert "Shall I book it?" in text(replies), text(replies)
+    return replies
+
+
+async def test_booking_lands_in_the_database_and_reaches_an_admin(stack):
+    admin = socketio.AsyncClient()
+    created: list[dict] = []
+    got = asyncio.Event()
+
+    @admin.on("appointment_created")
+    async def on_created(data):
+        created.append(data)
+        got.set()
+
+    await admin.connect(stack.url("sync"), auth={"token": mint("admin", settings=stack.settings)},
+                        transports=["websocket"])
+    try:
+        sender = f"e2e-{uuid.uuid4().hex[:8]}"
+        offered = await offers(stack, sender, "I'd like a cleaning with Dr. Alvarez next Tuesday afternoon")
+        await book_anonymously(stack, sender, offered[0], "Ada Lovelace", "212 555 0177")
+        done = await stack.say(sender, "yes")
+        assert "You're booked" in text(done), text(done)
+        [(appt_id, status, starts)] = rows(
+            stack, "SELECT a.id, a.status, a.starts_at FROM appointments a JOIN patients p ON p.id = a.patient_id"
+                   " WHERE p.phone = '+12125550177'")
+        assert starts == choice_start(offered[0]) and status == "pending"
+        await asyncio.wait_for(got.wait(), 5)
+        assert any(e["appointment"]["id"] == appt_id for e in created)
+    finally:
+        await admin.disconnect()
+
+
+async def test_time_off_written_in_sql_disappears_from_the_next_offer(stack):
+    sender = f"e2e-{uuid.uuid4().hex[:8]}"
+    first = await offers(stack, sender, "is Dr Chen free for a consultation next Monday?")
+    taken = choice_start(first[0])
+    with psycopg.connect(stack.db_url, autocommit=True) as conn:
+        dentist = conn.execute("SELECT id FROM dentists WHERE full_name LIKE '%%Chen'").fetchone()[0]
+        conn.execute("INSERT INTO time_off (dentist_id, starts_at, ends_at, reason) VALUES (%s, %s, %s, 'e2e')",
+                     (dentist, taken - timedelta(minutes=1), taken + timedelta(hours=1)))
+    await asyncio.sleep(1.0)  # the issue's promise: within a second
+    again = await offers(stack, f"e2e-{uuid.uuid4().hex[:8]}", "is Dr Chen free for a consultation next Monday?")
+    assert taken not in [choice_start(b) for b in again]
+
+
+async def test_two_users_racing_for_one_slot_get_one_booking_and_one_alternative(stack):
+    a, b = f"race-a-{uuid.uuid4().hex[:6]}", f"race-b-{uuid.uuid4().hex[:6]}"
+    request = "can I get a filling with Dr Patel next Thursday?"
+    offered_a = await offers(stack, a, request)
+    offered_b = await offers(stack, b, request)
+    slot = offered_a[0]
+    assert slot["payload"] in [x["payload"] for x in offered_b]
+    await book_anonymously(stack, a, slot, "Race Winner", "212 555 0181")
+    replies_b = await stack.say(b, slot["payload"])
+    if "name" in text(replies_b).lower():
+        replies_b = await stack.say(b, "Race Second")
+    if "phone" in text(replies_b).lower():
+        replies_b = await stack.say(b, "212 555 0182")
+    done_a = await stack.say(a, "yes")
+    assert "You're booked" in text(done_a)
+    if "Shall I book it?" in text(replies_b):
+        replies_b = await stack.say(b, "yes")
+    assert "You're booked" not in text(replies_b)
+    assert slot_buttons(replies_b), f"no alternatives offered: {text(replies_b)}"
+    assert choice_start(slot) not in [choice_start(x) for x in slot_buttons(replies_b)]
+    assert len(rows(stack, "SELECT id FROM appointments WHERE starts_at = %s AND status <> 'cancelled'",
+                    choice_start(slot))) == 1
+
+
+async def test_hostile_name_is_stored_verbatim_and_double_confirm_books_once(stack):
+    sender = f"e2e-{uuid.uuid4().hex[:8]}"
+    offered = await offers(stack, sender, "book a whitening with dr patel next friday")
+    hostile = "Robert'); DROP TABLE patients;--"
+    await book_anonymously(stack, sender, offered[0], hostile, "212 555 0183")
+    first, second = await asyncio.gather(stack.say(sender, "yes"), stack.say(sender, "yes"))
+    assert "You're booked" in text(first) + text(second)
+    stored = rows(stack, "SELECT p.full_name, count(a.id) FROM patients p LEFT JOIN appointments a"
+                         " ON a.patient_id = p.id WHERE p.phone = '+12125550183' GROUP BY p.full_name")
+    assert stored == [(hostile, 1)]
+
+
+async def test_conversation_survives_a_rasa_restart(stack):
+    sender = f"e2e-{uuid.uuid4().hex[:8]}"
+    offered = await offers(stack, sender, "I need an extraction with Dr. Alvarez next Wednesday")
+    replies = await stack.say(sender, offered[0]["payload"])
+    assert "name" in text(replies).lower()
+    await asyncio.to_thread(stack.restart, "rasa")
+    replies = await stack.say(sender, "Grace Hopper")
+    assert "phone" in text(replies).lower(), text(replies)
+    replies = await stack.say(sender, "212 555 0184")
+    assert "Shall I book it?" in text(replies)
+    assert "You're booked" in text(await stack.say(sender, "yes"))
