@@ -1,0 +1,128 @@
+"""Per-turn latency of a full booking conversation through Rasa's REST channel, with
+1 and with 20 concurrent chat users, on the whole system as ``make run`` starts it.
+
+    .venv/bin/python bench/chat_turns.py [--users 1 20] [--rounds 3]
+
+Each user: a one-shot request → pick the first offered slot → name → phone → "yes".
+Prints markdown (figures, command, machine) and writes bench/out/chat_turns.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import statistics
+import sys
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+import psycopg
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bot.db import make_engine  # noqa: E402
+from bot.migrate import migrate  # noqa: E402
+from bot.seed import seed  # noqa: E402
+from bot.stack import Stack, has_model  # noqa: E402
+
+SERVER = os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+REQUESTS = ["I'd like a cleaning with any dentist next week", "can I book a filling with any dentist next week?",
+            "book a consultation with Dr Chen next week please", "I need a whitening with Dr Patel next week"]
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+async def conversation(stack: Stack, n: int, turns: list[float], outcomes: list[str]) -> None:
+    sender = f"bench-{uuid.uuid4().hex[:10]}"
+
+    async def turn(text: str) -> list[dict]:
+        t0 = time.perf_counter()
+        replies = await stack.say(sender, text)
+        turns.append((time.perf_counter() - t0) * 1000)
+        return replies
+
+    replies = await turn(REQUESTS[n % len(REQUESTS)])
+    choices = [b for r in replies for b in r.get("buttons", []) if "slot_choice" in b["payload"]]
+    if not choices:
+        outcomes.append("no_offer")
+        return
+    replies = await turn(choices[min(n, len(choices) - 1)]["payload"])
+    replies = await turn(f"Bench User{n}")
+    replies = await turn(f"+1 212 555 {1000 + n % 9000:04d}")
+    replies = await turn("yes")
+    text = " ".join(r.get("text", "") for r in replies)
+    outcomes.append("booked" if "You're booked" in text else "other")
+
+
+async def run(users: list[int], rounds: int) -> str:
+    name = f"bench_chat_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(SERVER, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    db_url = SERVER.rpartition("/")[0] + "/" + name
+    migrate(db_url)
+    stack = Stack(db_url)
+    engine = make_engine(stack.settings.database_url, pool_size=1)
+    seed(engine, stack.settings)
+    engine.dispose()
+    lines = []
+    try:
+        t0 = time.monotonic()
+        stack.start()
+        startup = time.monotonic() - t0
+        await conversation(stack, 0, [], [])  # warm-up, not counted
+        for count in users:
+            turns: list[float] = []
+            outcomes: list[str] = []
+            t0 = time.monotonic()
+            for r in range(rounds):
+                await asyncio.gather(*(conversation(stack, 1000 * r + count * 10 + i, turns, outcomes)
+                                       for i in range(count)))
+            wall = time.monotonic() - t0
+            lines.append(f"| {count} | {len(turns)} | {statistics.median(turns):.0f} | {pct(turns, 95):.0f} | "
+                         f"{max(turns):.0f} | {outcomes.count('booked')}/{len(outcomes)} | {wall:.1f} |")
+    finally:
+        stack.stop()
+        with psycopg.connect(SERVER, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return "\n".join([
+        "### Chat turns through the REST channel",
+        "",
+        f"`{' '.join(['.venv/bin/python', 'bench/chat_turns.py', *sys.argv[1:]])}` — "
+        f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, {mem:.1f} GiB, "
+        f"{platform.python_implementation()} {platform.python_version()}, load before start "
+        f"{os.getloadavg()[0]:.1f}; stack start-up {startup:.0f} s. A conversation is 5 turns "
+        "(request, slot button, name, phone, yes); every turn runs the NLU model, the policies and a "
+        "custom action (availability from the action server's cache).",
+        "",
+        "| concurrent users | turns | p50 ms | p95 ms | max ms | booked | wall s |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+        *lines,
+    ])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--users", type=int, nargs="+", default=[1, 20])
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    if not has_model():
+        print("no trained model: run `make train` first", file=sys.stderr)
+        return 1
+    report = asyncio.run(run(args.users, args.rounds))
+    out = Path(__file__).resolve().parent / "out"
+    out.mkdir(exist_ok=True)
+    (out / "chat_turns.md").write_text(report + "\n")
+    print(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
