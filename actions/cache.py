@@ -51,7 +51,7 @@ from sqlalchemy import select, text
 from sqlalchemy.engine import Engine
 
 from bot.availability import (DentistSchedule, Rules, Slot, buffered, iter_free_slots, load_schedules,
-                              nearest_slots)
+                              merge_intervals, nearest_slots)
 from bot.booking import BookingService, Result
 from bot.db import DatabaseUnavailable, session_scope
 from bot.models import Dentist, Service
@@ -103,17 +103,6 @@ class DentistInfo:
     specialty: str | None = None
 
 
-def _merge(intervals: list) -> list:
-    merged: list = []
-    for start, end in intervals:
-        if merged and start <= merged[-1][1]:
-            if end > merged[-1][1]:
-                merged[-1] = (merged[-1][0], end)
-        else:
-            merged.append((start, end))
-    return merged
-
-
 _FIELDS = tuple(f.name for f in fields(DentistSchedule))
 _NO_HOLDS = datetime.max.replace(tzinfo=UTC)  # as "now": every hold has expired
 
@@ -124,7 +113,7 @@ class _FrozenSchedule(DentistSchedule):
 
     def __init__(self, **kw):
         super().__init__(**kw)
-        self._base = _merge(sorted([*self.time_off.values(), *self.busy.values()]))
+        self._base = merge_intervals(sorted([*self.time_off.values(), *self.busy.values()]))
         # (service shape, local day) -> its free slots as (starts_at, dentist_id, ends_at, slot): tuples
         # sort in C with the same order as Slot's (slower, Python-level) dataclass comparisons
         self._days: dict[tuple, tuple[tuple, ...]] = {}
@@ -152,7 +141,7 @@ class _FrozenSchedule(DentistSchedule):
                  if (now is None or h.expires_at > now) and (holder is None or h.holder != holder)]
         if not holds:
             return self._base
-        return _merge(sorted([*self._base, *holds]))
+        return merge_intervals(sorted([*self._base, *holds]))
 
     def evolve(self, **changes) -> "_FrozenSchedule":
         return _FrozenSchedule(**{**{name: getattr(self, name) for name in _FIELDS}, **changes})

@@ -98,10 +98,11 @@ class DentistSchedule:
         (``expires_at`` after ``now``) unless they belong to ``holder``."""
         holds = [(h.starts_at, h.ends_at) for h in self.holds.values()
                  if (now is None or h.expires_at > now) and (holder is None or h.holder != holder)]
-        return _merge(sorted([*self.time_off.values(), *self.busy.values(), *holds]))
+        return merge_intervals(sorted([*self.time_off.values(), *self.busy.values(), *holds]))
 
 
-def _merge(intervals: list[Interval]) -> list[Interval]:
+def merge_intervals(intervals: list[Interval]) -> list[Interval]:
+    """Sorted intervals with every overlapping or touching run joined into one."""
     merged: list[Interval] = []
     for start, end in intervals:
         if merged and start <= merged[-1][1]:
