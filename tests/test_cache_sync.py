@@ -199,8 +199,10 @@ async def test_resync_required_reloads_the_cache(engine, settings, booking, db_u
 
 @pytest.mark.slow
 async def test_outage_while_bookings_continue_then_cache_equals_a_fresh_load(engine, settings, booking, db_url, now):
-    """Issue 6, fault 3 (shortened): the sync service is gone for ~3 s while another writer keeps
-    booking, moving and cancelling; after the reconnect the cache equals a fresh load."""
+    """Issue 6, fault 3 (shortened, in-process server stopped cleanly, fast back-off): the sync
+    service is gone for ~3 s while another writer keeps booking and cancelling; after the
+    reconnect the cache equals a fresh load. The full 30-second fault, with the service process
+    killed and the client's own back-off, is in test_faults.py."""
     async with running(engine, settings, now) as (server, cache, client):
         await client.wait_connected(5)
         svc = service_ids(engine)[0]
