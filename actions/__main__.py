@@ -1,7 +1,7 @@
 """``python -m actions``: the action server (rasa-sdk + availability cache + sync client).
 
 Environment: DATABASE_URL, JWT_SECRET (or SERVICE_TOKEN), SYNC_URL (or SYNC_PORT),
-ACTIONS_PORT (default 5055), CACHE_DAYS, LOG_LEVEL.
+ACTIONS_PORT (default 5055), CACHE_DAYS, AVAILABILITY_SOURCE (cache | sql), LOG_LEVEL.
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 
 Reads of free time go to an *availability source*: the in-memory cache
 (``actions.cache.get_cache()``) when the action server runs one, else
-``SqlAvailability`` (the booking service's SQL path). Writes always go through
-``bot.booking.BookingService``: the database's no-overlap constraint has the last word.
+``SqlAvailability`` (the booking service's SQL path), which ``AVAILABILITY_SOURCE=sql``
+also chooses with a cache running (the benchmarks' naive baseline). Writes always go
+through ``bot.booking.BookingService``: the database's no-overlap constraint has the last word.
 """
 
 from __future__ import annotations
@@ -145,6 +146,8 @@ class Gateway:
     def availability(self) -> Availability:
         if self._availability is not None:
             return self._availability
+        if self.settings.availability_source == "sql":
+            return SqlAvailability(self.booking)
         return _running_cache() or SqlAvailability(self.booking)
 
     # --- reads -------------------------------------------------------------------------------

@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     actions_port: int = 5055
     rasa_port: int = 5005
     sync_url: str | None = None  # where the action server finds the sync service
+    # where the action server's offers come from: its in-memory cache, or SQL on every question
+    # (BookingService.available_slots: the naive baseline the benchmarks compare the cache with)
+    availability_source: Literal["cache", "sql"] = "cache"
 
     slot_step_minutes: int = Field(default=15, gt=0, le=240)
     cache_days: int = Field(default=92, gt=0, le=740)  # the booking horizon and a little more

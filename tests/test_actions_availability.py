@@ -102,3 +102,26 @@ async def test_emergency_late_in_the_day_offers_the_next_day(engine, settings):
     assert turn.responses == ["utter_emergency_advice", "utter_emergency_no_slot_today"]
     [button] = turn.buttons()
     assert decode_choice(choice_of(button))[0].astimezone(TZ).date().day == 2
+
+
+@pytest.mark.parametrize("source", ["cache", "sql"])
+def test_availability_source_setting_picks_the_cache_or_sql(engine, settings, source):
+    """AVAILABILITY_SOURCE=sql (the benchmarks' naive baseline) answers from SQL even with the
+    action server's cache running; the default answers from the cache, with the same slots."""
+    from actions.cache import AvailabilityCache, set_cache
+    from actions.gateway import Gateway, SqlAvailability
+
+    seed(engine, settings, today=NOW.date())
+    cache = AvailabilityCache(engine, settings, clock=lambda: NOW)
+    cache.load()
+    set_cache(cache)
+    try:
+        gw = Gateway(engine, settings.model_copy(update={"availability_source": source}), clock=lambda: NOW)
+        service = gw.catalogue().service("cleaning")
+        source_used = gw.availability
+        slots = gw.free_slots(service.id, NOW, NOW.replace(day=8))
+    finally:
+        set_cache(None)
+    assert isinstance(source_used, AvailabilityCache if source == "cache" else SqlAvailability)
+    assert cache.counts["queries"] == (1 if source == "cache" else 0)
+    assert slots and slots == SqlAvailability(gw.booking).free_slots(service.id, NOW, NOW.replace(day=8))
