@@ -32,8 +32,18 @@ def main(argv: list[str] | None = None) -> int:
     app = create_app(settings)
     logging.getLogger("sync").info("realtime sync listening on %s:%d (redis: %s)", args.host, port,
                                    "on" if settings.redis_url else "off")
-    web.run_app(app, host=args.host, port=port, print=None, shutdown_timeout=5.0, access_log=None)
+    web.run_app(app, host=args.host, port=port, print=None, shutdown_timeout=5.0, access_log=None,
+                loop=_event_loop())
     return 0
+
+
+def _event_loop():
+    """uvloop's event loop (faster fan-out and smaller transports); SYNC_UVLOOP=0 for asyncio's."""
+    if os.environ.get("SYNC_UVLOOP", "1") == "0":
+        return None
+    import uvloop
+
+    return uvloop.new_event_loop()
 
 
 if __name__ == "__main__":

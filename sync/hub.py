@@ -2,8 +2,10 @@
 
 Fan-out is synchronous and encodes once: for each event the hub takes the union of
 the members of the event's channels (a set, so a client in several matching
-channels is counted once), and puts the event's shared, pre-encoded Engine.IO
-packet straight into each recipient's socket queue — no task per recipient.
+channels is counted once) and hands each recipient the event's shared, pre-built
+bytes — no task per recipient. A socket whose Engine.IO queue is idle gets the
+websocket frame written straight to its transport (``sync/frames.py``); any other
+socket gets the shared Engine.IO packet on its queue, behind what is already there.
 Every client also remembers the last id it was given, so an id is never sent to
 it twice or out of order (replay and live delivery may overlap).
 """
@@ -20,7 +22,7 @@ from engineio import packet as eio_packet
 
 from bot.tokens import Identity
 
-from . import rooms
+from . import frames, rooms
 from .outbox import OutboxEvent
 from .stats import Stats
 
@@ -51,10 +53,11 @@ class Client:
 
 class Hub:
     def __init__(self, sio: "socketio.AsyncServer", stats: Stats, *, max_backlog: int = 10_000,
-                 max_buffer: int = 50_000):
+                 max_buffer: int = 50_000, max_buffered_bytes: int = 8 * 1024 * 1024):
         self.sio = sio
         self.stats = stats
         self.max_backlog = max_backlog  # packets queued for one socket before it is dropped
+        self.max_buffered_bytes = max_buffered_bytes  # unsent bytes on one socket, likewise
         self.max_buffer = max_buffer    # live events buffered for one client during its replay
         self.clients: dict[str, Client] = {}
         self.members: dict[str, set[str]] = {}
@@ -161,29 +164,45 @@ class Hub:
         if ev.id <= client.last_id:
             return False
         client.last_id = ev.id
-        return self._put(client, ev.packet(rooms.redacted_for(client.who, ev)))
+        redacted = rooms.redacted_for(client.who, ev)
+        sock = self.sio.eio.sockets.get(client.eio_sid)
+        if sock is None or sock.closed or sock.closing:
+            return False
+        line = frames.line_for(sock)
+        if line is not None and frames.idle(sock):
+            transport = line.writable()
+            if transport is not None:
+                if transport.get_write_buffer_size() > self.max_buffered_bytes:
+                    self._drop_slow(client, f"{transport.get_write_buffer_size()} bytes")
+                    return False
+                transport.write(ev.frame(redacted))
+                self.stats.direct_writes += 1
+                return True
+        return self._put(client, ev.packet(redacted), sock)
 
     def send(self, client: Client, name: str, data: dict) -> bool:
         """A server message (e.g. ``resync_required``) on the same ordered path as events."""
         body = json.dumps([name, data], separators=(",", ":"))
         return self._put(client, eio_packet.Packet(eio_packet.MESSAGE, "2" + body))
 
-    def _put(self, client: Client, pkt: eio_packet.Packet) -> bool:
-        sock = self.sio.eio.sockets.get(client.eio_sid)
+    def _put(self, client: Client, pkt: eio_packet.Packet, sock=None) -> bool:
+        sock = sock or self.sio.eio.sockets.get(client.eio_sid)
         if sock is None or sock.closed or sock.closing:
             return False
         if sock.queue.qsize() >= self.max_backlog:
-            # a client that cannot keep up is dropped; it resumes with `since` when it can
-            self.stats.clients_dropped_slow += 1
-            log.warning("client %s (%s) is %d packets behind: disconnecting it", client.sid,
-                        client.who.sub, sock.queue.qsize())
-            client.pending = True  # nothing more for it
-            task = asyncio.get_running_loop().create_task(self.sio.disconnect(client.sid))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._drop_slow(client, f"{sock.queue.qsize()} packets")
             return False
         sock.queue.put_nowait(pkt)
         return True
+
+    def _drop_slow(self, client: Client, behind: str) -> None:
+        """A client that cannot keep up is dropped; it resumes with ``since`` when it can."""
+        self.stats.clients_dropped_slow += 1
+        log.warning("client %s (%s) is %s behind: disconnecting it", client.sid, client.who.sub, behind)
+        client.pending = True  # nothing more for it
+        task = asyncio.get_running_loop().create_task(self.sio.disconnect(client.sid))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def go_live(self, client: Client) -> bool:
         """Deliver what was buffered during the replay, then switch to live delivery.

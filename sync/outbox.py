@@ -2,7 +2,8 @@
 
 The database builds the client-facing JSON itself (``{"id", "type", "at"} || payload``),
 so Python never parses or re-serialises a payload: each event is encoded once, as an
-Engine.IO packet that every recipient's socket queue shares.
+Engine.IO packet that every recipient's socket queue shares, and as the websocket frame
+the hub writes straight to idle sockets (``sync/frames.py``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from datetime import datetime
 
 from engineio import packet as eio_packet
 from psycopg import AsyncConnection
+
+from .frames import text_frame
 
 APPOINTMENT_TYPES = frozenset({"appointment_created", "appointment_updated", "appointment_deleted"})
 AVAILABILITY = "availability_changed"
@@ -57,6 +60,8 @@ class OutboxEvent:
     redacted_body: str | None = None
     _packet: eio_packet.Packet | None = field(default=None, repr=False)
     _redacted: eio_packet.Packet | None = field(default=None, repr=False)
+    _frame: bytes | None = field(default=None, repr=False)
+    _redacted_frame: bytes | None = field(default=None, repr=False)
 
     @classmethod
     def from_row(cls, row: tuple) -> "OutboxEvent":
@@ -75,6 +80,16 @@ class OutboxEvent:
         if self._packet is None:
             self._packet = _encode(self.type, self.body)
         return self._packet
+
+    def frame(self, redacted: bool = False) -> bytes:
+        """The same packet as a complete websocket text frame, also built once."""
+        if redacted and self.redacted_body is not None:
+            if self._redacted_frame is None:
+                self._redacted_frame = text_frame(self.packet(True).encode())
+            return self._redacted_frame
+        if self._frame is None:
+            self._frame = text_frame(self.packet().encode())
+        return self._frame
 
 
 async def fetch_after(conn: AsyncConnection, after: int, limit: int) -> list[OutboxEvent]:
