@@ -1,0 +1,157 @@
+"""Schemathesis against the published description: every operation of ``/api/openapi.json``,
+as loaded from a running sync service, called with cases generated from it (valid and
+invalid) by an admin, a dentist, a patient and nobody. Each answer must be no 5xx, a status
+code the description lists for that operation, the content type it lists, and a body that
+matches its schema; nobody gets past a secured operation without a token, and a patient
+token changes nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+import requests
+import schemathesis
+from exceptiongroup import BaseExceptionGroup
+from hypothesis import HealthCheck, Phase, given, settings as hsettings
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (content_type_conformance, response_schema_conformance,
+                                               status_code_conformance)
+
+from bot.db import make_engine
+from bot.seed import seed
+from bot.settings import Settings
+from sync import openapi
+from tests.api_helpers import pick_visit
+from tests.sync_helpers import serve, token
+
+pytestmark = pytest.mark.slow
+
+EXAMPLES = 40  # per operation, mode and role: the whole file runs in about a minute
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+
+
+class Server:
+    """The sync service on its own event loop in a thread, so that schemathesis's blocking
+    ``requests`` calls can reach it."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.url = ""
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(target=self._run, name="sync-under-test", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as exc:  # reported by start()
+            self._error = exc
+            self._ready.set()
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        async with serve(self.settings) as (url, _app):
+            self.url = url
+            self._ready.set()
+            await self._stop.wait()
+
+    def start(self) -> "Server":
+        self._thread.start()
+        self._ready.wait(30)
+        if self._error is not None or not self.url:
+            raise RuntimeError("the sync service did not start") from self._error
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(15)
+
+
+@pytest.fixture(scope="module")
+def clinic(pg_server: str, template_db: str) -> Iterator[dict]:
+    name = f"clinic_st_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(pg_server, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
+    db_url = pg_server.rpartition("/")[0] + "/" + name
+    settings = Settings(database_url=db_url, env="test", jwt_secret="s" * 40, _env_file=None)
+    engine = make_engine(settings.database_url, pool_size=1)
+    seed(engine, settings)
+    _visit, patient, dentist = pick_visit(engine)
+    engine.dispose()
+    server = Server(settings).start()
+    try:
+        yield {"url": server.url, "tokens": {
+            "admin": token(settings, "admin"),
+            "dentist": token(settings, "dentist", dentist),
+            "patient": token(settings, "patient", patient),
+            "nobody": None,
+        }}
+    finally:
+        server.stop()
+        with psycopg.connect(pg_server, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _operations() -> list[tuple[str, str, bool]]:
+    """(METHOD, path, takes input) of every operation the service describes (a test below checks
+    that the document it serves names exactly these)."""
+    doc = openapi.document(Settings(database_url="postgresql://x@localhost/x", env="test", jwt_secret="s" * 40,
+                                    _env_file=None))
+    return [(method.upper(), path, "parameters" in op or "requestBody" in op)
+            for path, ops in doc["paths"].items() for method, op in ops.items() if path != SELF]
+
+
+SELF = "/api/openapi.json"  # schemathesis leaves out the operation that serves the document it loaded
+OPERATIONS = _operations()
+
+
+@pytest.fixture(scope="module")
+def api_schema(clinic: dict):
+    return schemathesis.openapi.from_url(f"{clinic['url']}/api/openapi.json")
+
+
+def test_the_served_document_names_every_operation(api_schema):
+    served = sorted((op.ok().method.upper(), op.ok().path) for op in api_schema.get_all_operations())
+    assert served == sorted((m, p) for m, p, _ in OPERATIONS) and len(served) >= 12
+
+
+# invalid data only where there is input to make invalid (the tokens vary for every operation)
+CASES = [pytest.param(m, p, mode, id=f"{m} {p} {mode.value}") for m, p, takes_input in OPERATIONS
+         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
+         if takes_input or mode is GenerationMode.POSITIVE]
+
+
+@pytest.mark.parametrize(("method", "path", "mode"), CASES)
+def test_every_operation_answers_as_described(api_schema, clinic, method, path, mode):
+    operation = api_schema[path][method]
+    secured = operation.definition.raw.get("security") != []
+
+    @hsettings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
+               suppress_health_check=list(HealthCheck), phases=[Phase.explicit, Phase.generate])
+    @given(operation.as_strategy(generation_mode=mode))
+    def check(case):
+        with requests.Session() as session:
+            for role, tok in clinic["tokens"].items():
+                headers = {"Authorization": f"Bearer {tok}"} if tok else {}
+                response = case.call(session=session, headers=headers, timeout=30)
+                try:
+                    case.validate_response(response, checks=CHECKS, headers=headers)
+                except (Exception, BaseExceptionGroup) as exc:  # schemathesis raises a group of failures
+                    raise AssertionError(f"as {role}: {exc}") from exc
+                status = response.status_code
+                if role == "nobody" and secured:  # 404 only when the path itself is not an operation's
+                    assert status == 401 or (status == 404 and mode is GenerationMode.NEGATIVE), status
+                if role == "patient" and method != "GET":
+                    assert status >= 400, f"a patient changed something: {method} {response.request.url}"
+
+    check()
