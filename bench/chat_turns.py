@@ -1,10 +1,14 @@
 """Per-turn latency of a full booking conversation through Rasa's REST channel, with
 1 and with 20 concurrent chat users, on the whole system as ``make run`` starts it.
 
-    .venv/bin/python bench/chat_turns.py [--users 1 20] [--rounds 3]
+    .venv/bin/python bench/chat_turns.py [--users 1 20] [--rounds 3] [--sources cache sql] [--no-report]
 
 Each user: a one-shot request → pick the first offered slot → name → phone → "yes".
-Prints markdown (figures, command, machine) and writes bench/out/chat_turns.md.
+Every scenario runs once per availability source of the action server, same stack, same run:
+``cache`` (its in-memory cache) and ``sql`` (``AVAILABILITY_SOURCE=sql``, the naive baseline:
+every question a query); the action server is restarted between the two and the visits the
+first one booked are deleted. Prints markdown (figures, command, machine), writes
+bench/out/chat_turns.md and the ``chat_turns`` section of BENCHMARKS.md (unless ``--no-report``).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import tree_cpu_seconds, use_source, write_section  # noqa: E402
 from bot.db import make_engine  # noqa: E402
 from bot.migrate import migrate  # noqa: E402
 from bot.seed import seed  # noqa: E402
@@ -61,7 +66,7 @@ async def conversation(stack: Stack, n: int, turns: list[float], outcomes: list[
     outcomes.append("booked" if "You're booked" in text else "other")
 
 
-async def run(users: list[int], rounds: int) -> str:
+async def run(users: list[int], rounds: int, sources: list[str]) -> str:
     name = f"bench_chat_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(SERVER, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
@@ -72,39 +77,66 @@ async def run(users: list[int], rounds: int) -> str:
     seed(engine, stack.settings)
     engine.dispose()
     lines = []
+    figures: dict[tuple[str, int], tuple[float, float, float]] = {}
+    load_start = os.getloadavg()[0]
+    with psycopg.connect(db_url) as conn:
+        seeded = conn.execute("SELECT coalesce(max(id), 0) FROM appointments").fetchone()[0]
     try:
+        stack.settings = stack.settings.model_copy(update={"availability_source": sources[0]})
         t0 = time.monotonic()
         stack.start()
         startup = time.monotonic() - t0
-        await conversation(stack, 0, [], [])  # warm-up, not counted
-        for count in users:
-            turns: list[float] = []
-            outcomes: list[str] = []
-            t0 = time.monotonic()
-            for r in range(rounds):
-                await asyncio.gather(*(conversation(stack, 1000 * r + count * 10 + i, turns, outcomes)
-                                       for i in range(count)))
-            wall = time.monotonic() - t0
-            lines.append(f"| {count} | {len(turns)} | {statistics.median(turns):.0f} | {pct(turns, 95):.0f} | "
-                         f"{max(turns):.0f} | {outcomes.count('booked')}/{len(outcomes)} | {wall:.1f} |")
+        for source in sources:
+            with psycopg.connect(db_url, autocommit=True) as conn:  # the same diaries for every source
+                conn.execute("DELETE FROM slot_holds")
+                conn.execute("DELETE FROM appointments WHERE id > %s", (seeded,))
+            await use_source(stack, source)
+            await conversation(stack, 0, [], [])  # warm-up, not counted
+            actions_pid = stack.services["actions"].proc.pid
+            for count in users:
+                turns: list[float] = []
+                outcomes: list[str] = []
+                cpu0 = tree_cpu_seconds(actions_pid)
+                t0 = time.monotonic()
+                for r in range(rounds):
+                    await asyncio.gather(*(conversation(stack, 1000 * r + count * 10 + i, turns, outcomes)
+                                           for i in range(count)))
+                wall = time.monotonic() - t0
+                cpu_ms = (tree_cpu_seconds(actions_pid) - cpu0) * 1000 / max(1, len(turns))
+                p50, p95 = statistics.median(turns), pct(turns, 95)
+                figures[(source, count)] = (p50, p95, cpu_ms)
+                lines.append(f"| {source} | {count} | {len(turns)} | {p50:.0f} | {p95:.0f} | "
+                             f"{max(turns):.0f} | {outcomes.count('booked')}/{len(outcomes)} | {wall:.1f} "
+                             f"| {cpu_ms:.1f} |")
     finally:
         stack.stop()
         with psycopg.connect(SERVER, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    ratios = []
+    for count in users:
+        if ("cache", count) in figures and ("sql", count) in figures:
+            c, q = figures[("cache", count)], figures[("sql", count)]
+            ratios.append(f"{count} user{'s' if count > 1 else ''}: p50 {q[0] / c[0]:.2f}×, p95 {q[1] / c[1]:.2f}×, "
+                          f"action server CPU per turn {q[2] / c[2]:.2f}×")
     return "\n".join([
         "### Chat turns through the REST channel",
         "",
         f"`{' '.join(['.venv/bin/python', 'bench/chat_turns.py', *sys.argv[1:]])}` — "
         f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, {mem:.1f} GiB, "
         f"{platform.python_implementation()} {platform.python_version()}, load before start "
-        f"{os.getloadavg()[0]:.1f}; stack start-up {startup:.0f} s. A conversation is 5 turns "
-        "(request, slot button, name, phone, yes); every turn runs the NLU model, the policies and a "
-        "custom action (availability from the action server's cache).",
+        f"{load_start:.1f}, at the end {os.getloadavg()[0]:.1f}; stack start-up {startup:.0f} s. A conversation "
+        "is 5 turns (request, slot button, name, phone, yes); every turn runs the NLU model, the policies and a "
+        "custom action. Availability source: `cache` = the action server's in-memory cache, `sql` = "
+        "`AVAILABILITY_SOURCE=sql` (the naive baseline: a query per question), same stack, action server "
+        "restarted between the two, the first source's bookings deleted before the second.",
         "",
-        "| concurrent users | turns | p50 ms | p95 ms | max ms | booked | wall s |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        "| source | concurrent users | turns | p50 ms | p95 ms | max ms | booked | wall s "
+        "| action server CPU ms per turn |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         *lines,
+        "",
+        *([f"Naive baseline ÷ cache, same run: {'; '.join(ratios)}."] if ratios else []),
     ])
 
 
@@ -112,15 +144,19 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--users", type=int, nargs="+", default=[1, 20])
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--sources", nargs="+", choices=["cache", "sql"], default=["cache", "sql"])
+    parser.add_argument("--no-report", action="store_true", help="leave BENCHMARKS.md alone")
     args = parser.parse_args()
     if not has_model():
         print("no trained model: run `make train` first", file=sys.stderr)
         return 1
-    report = asyncio.run(run(args.users, args.rounds))
+    report = asyncio.run(run(args.users, args.rounds, args.sources))
     out = Path(__file__).resolve().parent / "out"
     out.mkdir(exist_ok=True)
     (out / "chat_turns.md").write_text(report + "\n")
     print(report)
+    if not args.no_report:
+        write_section("chat_turns", report)
     return 0
 
 
