@@ -49,6 +49,8 @@ bench: install train
 	bash bench/run_all.sh
 	$(PY) bench/cache_vs_sql.py
 	$(PY) bench/chat_turns.py
+	$(PY) bench/race.py
+	$(PY) bench/soak.py
 
 ## Debian's Chromium for the browser tests (needs root; skipped when it is installed).
 browser:

@@ -478,7 +478,7 @@ async def soak(args) -> tuple[str, bool]:
             totals[key] += c[key]
         complete += not (c["lost"] or c["duplicates"] or c["unexpected"] or c["out_of_order"])
     trends = {name: trend(samples, name) for name in SERVICES}
-    png = ROOT / "bench" / "plots" / "soak.png"
+    png = ROOT / "bench" / ("out" if args.no_report else "plots") / "soak.png"
     plot(samples, trends, chat, png)
     events = head - head0
     turns = [ms for _, ms in chat.turns]
@@ -552,6 +552,13 @@ def main() -> int:
     args = parser.parse_args()
     if not has_model():
         print("no trained model: run `make train` first", file=sys.stderr)
+        return 1
+    try:
+        import matplotlib  # noqa: F401
+        import numpy  # noqa: F401
+    except ImportError:
+        print("matplotlib and numpy are needed: uv pip install -p .venv/bin/python -r requirements/bench.lock",
+              file=sys.stderr)
         return 1
     text, ok = asyncio.run(soak(args))
     (ROOT / "bench" / "out" / "soak.md").write_text(text + "\n")
