@@ -218,7 +218,8 @@ async def race(stack: Stack, source: str, db_url: str, slots: list[datetime], n_
         "booked": outcomes.get("booked", 0), "outcomes": outcomes, "sql": sql,
         "losers": len(losers),
         "losers_told": sum(1 for u in losers if u.told_taken or u.alternatives or u.outcome == "no_time_left"),
-        "losers_taken_or_alternatives": sum(1 for u in losers if u.told_taken or u.alternatives),
+        "losers_taken": sum(1 for u in losers if u.told_taken),
+        "losers_alternatives": sum(1 for u in losers if u.alternatives),
         "told_taken": sum(u.told_taken for u in users),
         "alternatives": sum(u.alternatives for u in users),
         "errors": [e for u in users for e in u.errors],
@@ -250,8 +251,8 @@ def report(results: list[dict], args, where: str, startup: float, load_start: st
         rows.append(
             f"| {r['source']} | {r['users']} | {r['turns']} | {r['p50']:.0f} | {r['p95']:.0f} | {r['max']:.0f} "
             f"| {r['wall_s']:.1f} | {r['sql']['appointments']} | {r['sql']['overlaps']} "
-            f"| {r['losers_told']}/{r['losers']} ({o.get('no_time_left', 0)} told nothing is left"
-            f"{', ' + str(o['gave_up']) + ' gave up' if o.get('gave_up') else ''}) "
+            f"| {r['losers']}: {r['losers_taken']} / {r['losers_alternatives']} / {o.get('no_time_left', 0)}"
+            f"{' (' + str(o['gave_up']) + ' gave up)' if o.get('gave_up') else ''} "
             f"| {r['told_taken']} / {r['alternatives']} | {r['cpu_actions_ms_per_turn']:.1f} / "
             f"{r['cpu_rasa_ms_per_turn']:.0f} | {len(r['errors'])} |")
     lines = [
@@ -265,7 +266,7 @@ def report(results: list[dict], args, where: str, startup: float, load_start: st
         f"alternative (up to {args.picks} picks); told nothing is free, it stops.",
         "",
         "| availability source | users | turns | p50 ms | p95 ms | max ms | wall s | live appointments (SQL) "
-        "| overlaps | losers told taken / offered alternatives / nothing left | 'taken' replies / re-offers "
+        "| overlaps | losers: told taken / re-offered times / told nothing is left | 'taken' replies / re-offers "
         "| CPU ms per turn: action server / Rasa | errors |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|",
         *rows,
@@ -284,7 +285,9 @@ def report(results: list[dict], args, where: str, startup: float, load_start: st
                                                else "**fail**: " + "; ".join(problems)))
         for e in r["errors"][:5]:
             lines.append(f"  - {e}")
-    lines += ["", "Errors = HTTP errors, exceptions (timeouts), empty replies and \"something went wrong\". "
+    lines += ["", "Losers: users who did not book; each counted once per kind of answer they got (a user may get "
+              "several kinds: told the time is taken, then offered other times, then told nothing is left). "
+              "Errors = HTTP errors, exceptions (timeouts), empty replies and \"something went wrong\". "
               "`cache` = the action server's in-memory cache; `sql` = `AVAILABILITY_SOURCE=sql` (each offer, "
               "alternative and free-check a query through `BookingService.available_slots`), action server "
               "restarted between the two, appointments deleted. CPU per turn: utime + stime of the process "
