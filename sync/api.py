@@ -1,4 +1,5 @@
-"""REST endpoints the web pages use: appointments, dentists' hours and time off, services.
+"""REST endpoints the web pages use: appointments, dentists' hours and time off, services
+(date overrides and clinic closures: ``sync.api_rules``).
 
 Authorisation follows the sync service's token rules (``rest._caller``): admin sees and
 edits everything; a dentist reads and edits their own diary; a patient reads their own
@@ -278,4 +279,7 @@ def setup(app: web.Application) -> None:
     r.add_post(r"/api/dentists/{id:[0-9]+}/time-off", post_time_off)
     r.add_delete(r"/api/time-off/{id:[0-9]+}", delete_time_off)
     r.add_get("/api/services", list_services)
+    from . import api_rules  # its handlers use this module's engine
+
+    api_rules.add_routes(r)
 

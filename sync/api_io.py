@@ -25,6 +25,7 @@ MAX_BODY = 64 * 1024          # bytes of a request body
 MAX_ID = 2**63 - 1            # PostgreSQL bigint
 MAX_BLOCKS = 50               # working-hours blocks in one weekly schedule
 MAX_RANGE = timedelta(days=366)
+MAX_AHEAD = timedelta(days=730)  # how far ahead an override or closure may be set (the longest horizon)
 
 
 class ApiError(Exception):
@@ -75,6 +76,48 @@ class TimeOffIn(BaseModel):
         if self.ends_at - self.starts_at > MAX_RANGE:
             raise ValueError("time off is at most 366 days at a time")
         return self
+
+
+class DateOverrideIn(BaseModel):
+    """One block of a dentist's hours on one date, or (no times) "not working that day"."""
+    model_config = ConfigDict(extra="forbid")
+    on_date: date = Field(description="the date, in the clinic's zone (today or later)")
+    start_time: time | None = Field(default=None, description="wall-clock HH:MM; omit both times: not working")
+    end_time: time | None = None
+    reason: Annotated[str | None, Field(max_length=500)] = None
+
+    @model_validator(mode="after")
+    def _shape(self) -> "DateOverrideIn":
+        if (self.start_time is None) != (self.end_time is None):
+            raise ValueError("give both start_time and end_time, or neither (not working that day)")
+        if self.start_time is not None and self.end_time is not None:
+            if self.start_time.tzinfo or self.end_time.tzinfo:
+                raise ValueError("times are wall-clock times in the clinic's zone, without an offset")
+            if self.end_time <= self.start_time:
+                raise ValueError("end_time must be after start_time")
+        return self
+
+
+class ClosureIn(BaseModel):
+    """The clinic closed on one date, or on every date from ``on_date`` to ``last_date``."""
+    model_config = ConfigDict(extra="forbid")
+    on_date: date = Field(description="the first closed date, in the clinic's zone (today or later)")
+    last_date: date | None = Field(default=None, description="the last closed date (inclusive); omit for one day")
+    reason: Annotated[str | None, Field(max_length=500)] = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "ClosureIn":
+        if self.last_date is not None:
+            if self.last_date < self.on_date:
+                raise ValueError("last_date must not be before on_date")
+            if self.last_date - self.on_date >= MAX_RANGE:
+                raise ValueError("a closure is at most 366 days at a time")
+        return self
+
+    @property
+    def dates(self) -> list[date]:
+        last = self.last_date or self.on_date
+        return [self.on_date + timedelta(days=i) for i in range((last - self.on_date).days + 1)]
 
 # --- helpers -------------------------------------------------------------------------------------
 
@@ -167,6 +210,15 @@ def parse_instant(value: str, name: str, tz) -> datetime:
     except ValueError:
         raise ApiError(400, "invalid_query", f"{name} must be an ISO date or date-time") from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=tz)
+
+
+def future_date(value: date, name: str, tz) -> None:
+    """Refuse (422) a date before today or more than two years ahead, in the clinic's zone."""
+    today = datetime.now(tz).date()
+    if not today <= value <= today + MAX_AHEAD:
+        problem = "is in the past" if value < today else "is more than two years ahead"
+        raise ApiError(422, "validation_error", f"{name}: {value.isoformat()} {problem}",
+                       details=[{"loc": [name], "msg": problem, "type": "date_out_of_range"}])
 
 
 def query_id(request: web.Request, name: str) -> int | None:

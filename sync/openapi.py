@@ -57,10 +57,10 @@ def _obj(**props: dict) -> dict:
 
 @lru_cache
 def _components() -> dict:
-    from .api_io import HoursBlock, StatusChange, TimeOffIn
+    from .api_io import ClosureIn, DateOverrideIn, HoursBlock, StatusChange, TimeOffIn
 
     schemas: dict[str, Any] = {}
-    for model in (StatusChange, HoursBlock, TimeOffIn):
+    for model in (StatusChange, HoursBlock, TimeOffIn, DateOverrideIn, ClosureIn):
         schema = model.model_json_schema(ref_template=REF)
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
@@ -77,6 +77,11 @@ def _components() -> dict:
                                    start_time={"type": "string"}, end_time={"type": "string"})
     schemas["TimeOff"] = _obj(id={"type": "integer"}, dentist_id={"type": "integer"}, starts_at=ts, ends_at=ts,
                               reason={"type": ["string", "null"]})
+    day, hhmm, note = ({"type": "string", "format": "date"}, {"type": ["string", "null"]},
+                       {"type": ["string", "null"]})
+    schemas["DateOverride"] = _obj(id={"type": "integer"}, dentist_id={"type": "integer"}, on_date=day,
+                                   start_time=hhmm, end_time=hhmm, reason=note)
+    schemas["Closure"] = _obj(id={"type": "integer"}, on_date=day, reason=note)
     return schemas
 
 
@@ -86,6 +91,8 @@ def document(settings: Settings) -> dict:
     q_time = [{"name": n, "in": "query", "required": False, "schema": {"type": "string"},
                "description": "ISO date (clinic's zone) or date-time"} for n in ("from", "to")]
     any_json = {"type": "object"}
+    ids = {"type": "array", "items": {"type": "integer"},
+           "description": "visits still booked that the change leaves outside working time"}
     paths = {
         "/api/openapi.json": {"get": _op("This description", _ok("OpenAPI 3.1 document", any_json), secured=False)},
         "/api/realtime/health": {"get": {
@@ -131,6 +138,29 @@ def document(settings: Settings) -> dict:
                         status="201"),
         },
         "/api/time-off/{id}": {"delete": _op("Remove time off (admin or that dentist)", _ok("deleted"),
+                                             401, 403, 404, 503, params=[_id()], status="204")},
+        "/api/dentists/{id}/date-overrides": {
+            "get": _op("A dentist's date overrides from today on (admin or that dentist)",
+                       _ok("list", _obj(dentist_id={"type": "integer"},
+                                        date_overrides={"type": "array", "items": _ref("DateOverride")})),
+                       401, 403, 404, 503, params=[_id()]),
+            "post": _op("Other hours on one date, or not working (admin or that dentist)",
+                        _ok("created", _obj(date_override=_ref("DateOverride"), overlapping_appointments=ids)),
+                        400, 401, 403, 404, 409, 413, 422, 503, params=[_id()], body=_ref("DateOverrideIn"),
+                        status="201"),
+        },
+        "/api/date-overrides/{id}": {"delete": _op("Remove a date override (admin or that dentist)",
+                                                   _ok("deleted"), 401, 403, 404, 503, params=[_id()],
+                                                   status="204")},
+        "/api/closures": {
+            "get": _op("The clinic's closures from today on",
+                       _ok("list", _obj(closures={"type": "array", "items": _ref("Closure")})), 401, 503),
+            "post": _op("Close the clinic on a date or a range of dates (admin)",
+                        _ok("created", _obj(closures={"type": "array", "items": _ref("Closure")},
+                                            overlapping_appointments=ids)),
+                        400, 401, 403, 409, 413, 422, 503, body=_ref("ClosureIn"), status="201"),
+        },
+        "/api/closures/{id}": {"delete": _op("Reopen a closed date (admin)", _ok("deleted"),
                                              401, 403, 404, 503, params=[_id()], status="204")},
         "/api/services": {"get": _op("Services", _ok("list", _obj(services={"type": "array", "items": any_json})),
                                      401, 503)},

@@ -6,6 +6,8 @@ gets 404 exactly as for a missing one; staff-only writes give 403 to everybody e
 
 from __future__ import annotations
 
+import itertools
+import re
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -15,6 +17,23 @@ from tests.api_helpers import call, seeded_clinic
 FUTURE = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(days=200)
 TIME_OFF = {"starts_at": FUTURE.isoformat(), "ends_at": (FUTURE + timedelta(hours=3)).isoformat(), "reason": "x"}
 HOURS = [{"weekday": 1, "start_time": "09:00", "end_time": "12:00"}]
+_days = itertools.count(1)
+
+
+def a_free_date() -> dict:
+    """A body naming a date no other write in the test has used (overrides and closures are per date)."""
+    return {"on_date": (FUTURE.date() + timedelta(days=next(_days))).isoformat(), "reason": "x"}
+
+
+async def make_row(c, kind: str, admin: str) -> int:
+    if kind == "time-off":
+        _, made = await call("POST", f"{c.url}/api/dentists/{c.dentist}/time-off", admin, TIME_OFF)
+        return made["time_off"]["id"]
+    if kind == "override":
+        _, made = await call("POST", f"{c.url}/api/dentists/{c.dentist}/date-overrides", admin, a_free_date())
+        return made["date_override"]["id"]
+    _, made = await call("POST", f"{c.url}/api/closures", admin, a_free_date())
+    return made["closures"][0]["id"]
 
 
 def endpoints(c) -> list[tuple[str, str, object]]:
@@ -27,8 +46,14 @@ def endpoints(c) -> list[tuple[str, str, object]]:
         ("PUT", f"/api/dentists/{c.dentist}/working-hours", HOURS),
         ("GET", f"/api/dentists/{c.dentist}/time-off", None),
         ("POST", f"/api/dentists/{c.dentist}/time-off", TIME_OFF),
-        ("DELETE", "/api/time-off/{new}", None),  # a fresh time off of `dentist` for each caller
+        ("DELETE", "/api/time-off/{new:time-off}", None),  # a fresh time off of `dentist` for each caller
         ("GET", "/api/services", None),
+        ("GET", f"/api/dentists/{c.dentist}/date-overrides", None),
+        ("POST", f"/api/dentists/{c.dentist}/date-overrides", a_free_date),  # a new date for each caller
+        ("DELETE", "/api/date-overrides/{new:override}", None),
+        ("GET", "/api/closures", None),
+        ("POST", "/api/closures", a_free_date),
+        ("DELETE", "/api/closures/{new:closure}", None),
     ]
 
 
@@ -45,6 +70,12 @@ EXPECTED = {
     7: dict(admin=201, dentist=201, other_dentist=403, patient=403, other_patient=403, service=403),
     8: dict(admin=204, dentist=204, other_dentist=403, patient=403, other_patient=403, service=403),
     9: dict(admin=200, dentist=200, other_dentist=200, patient=200, other_patient=200, service=200),
+    10: dict(admin=200, dentist=200, other_dentist=403, patient=403, other_patient=403, service=403),
+    11: dict(admin=201, dentist=201, other_dentist=403, patient=403, other_patient=403, service=403),
+    12: dict(admin=204, dentist=204, other_dentist=403, patient=403, other_patient=403, service=403),
+    13: dict(admin=200, dentist=200, other_dentist=200, patient=200, other_patient=200, service=200),
+    14: dict(admin=201, dentist=403, other_dentist=403, patient=403, other_patient=403, service=403),
+    15: dict(admin=204, dentist=403, other_dentist=403, patient=403, other_patient=403, service=403),
 }
 
 
@@ -55,7 +86,8 @@ async def test_every_endpoint_refuses_bad_tokens_with_401(settings, engine, db_u
                "garbage": "not.a.token"}[bad]
         before = await c.last_event()
         for method, path, body in endpoints(c):
-            status, payload = await call(method, c.url + path.replace("{new}", "1"), tok, body)
+            body = body() if callable(body) else body
+            status, payload = await call(method, c.url + re.sub(r"\{new:[a-z-]+\}", "1", path), tok, body)
             assert status == 401, (method, path, payload)
             assert payload["error"] == ("missing_token" if bad == "none" else "invalid_token")
         assert await c.last_event() == before  # nothing was written
@@ -64,18 +96,21 @@ async def test_every_endpoint_refuses_bad_tokens_with_401(settings, engine, db_u
 async def test_authorisation_matrix(settings, engine, db_url):
     async with seeded_clinic(settings, engine, db_url) as c:
         tokens = c.tokens()
+        assert len(EXPECTED) == len(endpoints(c))
         for index, (method, path, body) in enumerate(endpoints(c)):
             for caller, expected in EXPECTED[index].items():
-                if "{new}" in path:
-                    _, made = await call("POST", f"{c.url}/api/dentists/{c.dentist}/time-off", tokens["admin"], TIME_OFF)
-                    path = path.replace("{new}", str(made["time_off"]["id"]))
-                status, payload = await call(method, c.url + path, tokens[caller], body)
+                url = c.url + path
+                kind = re.search(r"\{new:([a-z-]+)\}", path)
+                if kind:  # a fresh row for each caller, so one caller's delete does not hide the next one's answer
+                    url = c.url + path.replace(kind.group(0), str(await make_row(c, kind.group(1), tokens["admin"])))
+                before = await c.last_event()
+                status, payload = await call(method, url, tokens[caller], body() if callable(body) else body)
                 assert status == expected, (method, path, caller, payload)
                 if status == 403:
                     assert payload["error"] == "forbidden"
+                    assert await c.last_event() == before  # a refused write leaves no trace
                 if status == 404:
                     assert payload["error"] == "not_found"
-                path = endpoints(c)[index][1]
 
 
 async def test_a_dentist_sees_only_their_diary_and_a_patient_only_their_visits(settings, engine, db_url):
@@ -108,6 +143,10 @@ async def test_missing_things_are_404_json(settings, engine, db_url):
             ("PUT", "/api/dentists/999/working-hours", HOURS),
             ("POST", "/api/dentists/999/time-off", TIME_OFF),
             ("DELETE", "/api/time-off/999", None),
+            ("GET", "/api/dentists/999/date-overrides", None),
+            ("POST", "/api/dentists/999/date-overrides", a_free_date()),
+            ("DELETE", "/api/date-overrides/999", None),
+            ("DELETE", "/api/closures/999", None),
             ("GET", "/api/appointments/abc", None),
             ("GET", "/api/nothing-here", None),
         ]:
