@@ -1,4 +1,5 @@
-/* /admin: every dentist's appointments for today and the next two weeks, live, with status buttons. */
+/* /admin: every dentist's appointments for today and the next two weeks, live, with status buttons;
+   any dentist's date overrides and the clinic's closures. */
 (function () {
   "use strict";
   var C = window.Clinic, h = C.h;
@@ -9,20 +10,32 @@
   function start() {
     var counters = h("dl", {class: "counters", id: "counters"});
     var board = h("div", {class: "columns", id: "board"});
+    var overridesCard = h("section", {class: "card", id: "overrides"});
+    var closuresCard = h("section", {class: "card", id: "closures"});
     main.replaceChildren(
       h("div", {id: "notice", class: "notice", role: "alert"}),
       h("section", {class: "card", "aria-labelledby": "counters-title"},
         h("h2", {id: "counters-title"}, "Live service"), counters),
-      board);
+      board,
+      h("div", {class: "columns", id: "rules"}, closuresCard, overridesCard));
+    var closures = window.Rules.Closures(closuresCard, {editable: true});
+    var overrides = null;
+    closures.load();
 
     C.api("GET", "/api/dentists").then(function (data) {
       var columns = data.dentists.filter(function (d) { return d.active; })
         .map(function (d) { return {id: d.id, title: d.full_name}; });
       var b = new window.Schedule.Board(board, {columns: columns, actions: true, title: "Appointments"});
       b.render();
+      overrides = window.Rules.Overrides(overridesCard, {
+        dentists: data.dentists, dentistId: data.dentists.length ? data.dentists[0].id : null,
+        title: "A dentist's other hours on a date"});
+      overrides.load();
       window.Schedule.live(b, function () {
         return C.api("GET", "/api/appointments?from=" + encodeURIComponent(C.dayKey()) + "&to=" + encodeURIComponent(until()));
-      }, {onChange: statsSoon, onConnect: statsSoon});
+      }, {onChange: statsSoon, onConnect: statsSoon,
+          onAvailability: function (ev) { closures.onEvent(ev); overrides.onEvent(ev); },
+          onResync: function () { closures.load(); overrides.load(); }});
     }).catch(function (err) {
       if (err.status === 401) C.signIn(main, ["admin"], start, "That token was not accepted: " + err.message);
       else C.notify("Could not load the dentists: " + err.message, "error");

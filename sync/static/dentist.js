@@ -1,4 +1,5 @@
-/* /dentist: my diary (live, with status buttons), my weekly hours, my time off. */
+/* /dentist: my diary (live, with status buttons), my weekly hours, my time off, my date overrides,
+   the clinic's closures. */
 (function () {
   "use strict";
   var C = window.Clinic, h = C.h;
@@ -10,14 +11,19 @@
     var board = h("div", {id: "board"});
     var hoursCard = h("section", {class: "card", id: "hours", "aria-labelledby": "hours-title"});
     var offCard = h("section", {class: "card", id: "time-off", "aria-labelledby": "off-title"});
+    var overridesCard = h("section", {class: "card", id: "overrides"});
+    var closuresCard = h("section", {class: "card", id: "closures"});
     main.replaceChildren(h("div", {id: "notice", class: "notice", role: "alert"}),
-      h("div", {class: "columns"}, board, h("div", {}, hoursCard, offCard)));
+      h("div", {class: "columns"}, board, h("div", {}, hoursCard, offCard, overridesCard, closuresCard)));
+    var overrides = window.Rules.Overrides(overridesCard, {dentistId: dentistId, title: "Other hours on a date"});
+    var closures = window.Rules.Closures(closuresCard, {editable: false});
 
     var b = new window.Schedule.Board(board, {columns: null, actions: true, title: "Appointments, next two weeks"});
     var until = new Date(Date.now() + (window.Schedule.DAYS + 1) * 864e5).toISOString();
     window.Schedule.live(b, function () {
       return C.api("GET", "/api/appointments?from=" + C.dayKey() + "&to=" + encodeURIComponent(until));
-    }, {onAvailability: availabilityChanged, onResync: function () { loadHours(); loadTimeOff(); },
+    }, {onAvailability: availabilityChanged,
+        onResync: function () { loadHours(); loadTimeOff(); overrides.load(); closures.load(); },
         onRefused: function (why) {
           window.clinicSync.close();
           C.signIn(main, ["dentist"], start, "That token was not accepted: " + why);
@@ -26,6 +32,9 @@
     var editing = false;  // a half-edited schedule is not overwritten by a live reload
     var reloadTimer = null;
     function availabilityChanged(ev) {
+      overrides.onEvent(ev);
+      closures.onEvent(ev);
+      if (ev.source !== "time_off" && ev.source !== "working_hours") return;
       clearTimeout(reloadTimer);
       reloadTimer = setTimeout(function () {
         if (ev.source === "time_off") loadTimeOff();
@@ -137,6 +146,8 @@
     }
     loadHours();
     loadTimeOff();
+    overrides.load();
+    closures.load();
   }
 
   C.signIn(main, ["dentist"], start);
