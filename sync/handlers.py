@@ -46,9 +46,18 @@ class SocketHandlers:
         self.sio.on("disconnect", self.disconnect)
         self.sio.on("subscribe", self.subscribe)
         self.sio.on("unsubscribe", self.unsubscribe)
+        self.sio.on("*", self.unknown)
+
+    def _sent_by_client(self, sid: str) -> bool:
+        """Whether a ``connect`` / ``disconnect`` call is really an event a connected client emitted
+        under that name (python-socketio dispatches those to the same handlers). A real connect
+        or disconnect runs while the connection is pending, never while it is connected."""
+        return self.sio.manager.is_connected(sid, "/")
 
     # -- connect ----------------------------------------------------------------------
-    async def connect(self, sid: str, environ: dict, auth: Any = None) -> None:
+    async def connect(self, sid: str, environ: Any = None, auth: Any = None, *extra: Any) -> Any:
+        if self._sent_by_client(sid):
+            return await self.unknown("connect", sid)
         if not isinstance(auth, dict):
             raise socketio.exceptions.ConnectionRefusedError("missing token")
         try:
@@ -118,18 +127,20 @@ class SocketHandlers:
         self.hub.send(client, "resync_required",
                       {"reason": reason, "since": since, "oldestId": oldest, "lastId": client.last_id})
 
-    async def disconnect(self, sid: str, reason: Any = None) -> None:
+    async def disconnect(self, sid: str, reason: Any = None, *extra: Any) -> Any:
+        if self._sent_by_client(sid):
+            return await self.unknown("disconnect", sid)
         client = self.hub.remove(sid)
         if client is not None:
             log.info("disconnect %s %s (%s)", sid, client.who.sub, reason)
 
     # -- subscriptions ----------------------------------------------------------------
-    async def subscribe(self, sid: str, data: Any = None) -> dict:
+    async def subscribe(self, sid: str, *args: Any) -> dict:
         client = self.hub.clients.get(sid)
         if client is None:
             return {"ok": False, "error": "not_connected", "message": "connection is closing"}
         try:
-            channel = rooms.channel_for(client.who, data)
+            channel = rooms.channel_for(client.who, _one(args))
         except rooms.SubscribeError as exc:
             return exc.ack()
         if channel not in client.channels and len(client.channels) >= MAX_SUBSCRIPTIONS:
@@ -138,12 +149,12 @@ class SocketHandlers:
         self.hub.join(client, channel)
         return {"ok": True, "channel": channel}
 
-    async def unsubscribe(self, sid: str, data: Any = None) -> dict:
+    async def unsubscribe(self, sid: str, *args: Any) -> dict:
         client = self.hub.clients.get(sid)
         if client is None:
             return {"ok": False, "error": "not_connected", "message": "connection is closing"}
         try:
-            channel = rooms.channel_for(client.who, data)
+            channel = rooms.channel_for(client.who, _one(args))
         except rooms.SubscribeError as exc:
             return exc.ack()
         if client.channels.get(channel) == "role":
@@ -153,7 +164,20 @@ class SocketHandlers:
             return {"ok": False, "error": "not_subscribed", "message": f"not subscribed to {channel}"}
         return {"ok": True, "channel": channel}
 
+    async def unknown(self, *args: Any) -> dict:
+        """Any other event name (called with the name, the sid and the arguments; an event named "*"
+        without the name): answered, so a client waiting for an ack is not left hanging; ignored."""
+        return {"ok": False, "error": "unknown_event",
+                "message": "this service answers only subscribe and unsubscribe"}
+
     async def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _one(args: tuple) -> Any:
+    """The request of a subscribe / unsubscribe: its only argument."""
+    if len(args) > 1:
+        raise rooms.SubscribeError("invalid_payload", "send the request as the only argument")
+    return args[0] if args else None
