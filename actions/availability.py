@@ -2,7 +2,8 @@
 
 Offers come from the gateway's availability source (the cache when it runs), never
 more than ``MAX_OFFERS`` buttons, spread over the window asked for; when the window
-is full, the nearest free times around it are offered instead.
+is full, the nearest free times around it are offered instead — after saying so when the
+window lies wholly before the minimum notice or past the booking horizon.
 """
 
 from __future__ import annotations
@@ -98,6 +99,12 @@ def offer_events(gw: Gateway, dispatcher: CollectingDispatcher, service: Service
     """Say what is free (or nearest) with buttons; the events remember the offer."""
     offer = find_offer(gw, service, dentist, when)
     whom = for_whom(service, dentist)
+    if offer.nearest:  # say why nothing in the window, when the rules are the reason
+        earliest, latest = gw.bookable_window(service.id)
+        if when.start >= latest:
+            dispatcher.utter_message(response="utter_too_far")
+        elif when.end <= earliest:
+            dispatcher.utter_message(response="utter_too_soon")
     if not offer.slots:
         dispatcher.utter_message(response="utter_no_slots", for_whom=whom, phone=gw.settings.clinic_phone)
         return [SlotSet("offered_slots", [])]

@@ -114,11 +114,14 @@ class SqlAvailability:
                 service = s.get(Service, service_id)
                 if service is None:
                     return []
-                schedules = load_schedules(s, max(now, around - window), max(now, around) + window,
+                # as the cache does: only inside the bookable window (minimum notice .. horizon)
+                earliest, latest = self.booking.rules.window(now, self.booking.tz, service)
+                around = min(max(around, earliest), latest)
+                schedules = load_schedules(s, max(earliest, around - window), min(latest, around + window),
                                            None if dentist_id is None else [dentist_id])
                 return nearest_slots(schedules.values(), timedelta(minutes=service.duration_minutes), around,
-                                     tz=self.booking.tz, not_before=now, window=window, count=count,
-                                     step=self.booking.step, **service_buffers(service))
+                                     tz=self.booking.tz, not_before=earliest, not_after=latest, window=window,
+                                     count=count, step=self.booking.step, now=now, **service_buffers(service))
         except DatabaseError as exc:
             raise GatewayError(str(exc)) from exc
 
@@ -180,6 +183,16 @@ class Gateway:
     def nearest(self, service_id: int, around: datetime, dentist_id: int | None = None,
                 count: int = 3) -> list[Slot]:
         return list(self.availability.nearest(service_id, around, dentist_id=dentist_id, count=count))
+
+    def bookable_window(self, service_id: int) -> tuple[datetime, datetime]:
+        """[earliest, latest): when a visit of this service may start now — from the minimum
+        notice (the service's own, else the clinic's) to the end of the booking horizon."""
+        try:
+            with session_scope(self.booking.engine) as s:
+                service = s.get(Service, service_id)
+        except DatabaseError as exc:
+            raise GatewayError(str(exc)) from exc
+        return self.booking.rules.window(self.now(), self.tz, service)
 
     def is_free(self, service_id: int, dentist_id: int, starts_at: datetime) -> bool:
         found = self.free_slots(service_id, starts_at, starts_at + timedelta(seconds=1),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -70,6 +70,30 @@ async def test_check_availability_when_the_day_is_full_offers_the_nearest(gw):
     assert turn.responses == ["utter_offer_nearest"]
     assert turn.messages[0]["for_whom"] == " for a consultation with Dr. Chen"
     assert 1 <= len(turn.buttons()) <= 6
+
+
+async def test_a_window_past_the_horizon_is_explained_and_the_last_bookable_times_offered(gw, settings):
+    chat = Chat()
+    chat.say("is dr chen free in four months?", "check_availability", {"dentist": "chen", "time": "in four months"},
+             dentist="chen", time="in four months")
+    turn = await chat.run(ActionCheckAvailability())
+    assert turn.responses == ["utter_too_far", "utter_offer_nearest"]
+    last_day = NOW.date() + timedelta(days=settings.horizon_days)
+    starts = [decode_choice(choice_of(b))[0].astimezone(TZ) for b in turn.buttons()]
+    assert starts and all(s.date() <= last_day for s in starts)
+    assert max(starts).date() >= last_day - timedelta(days=7)  # the nearest to what was asked: the horizon's end
+
+
+async def test_a_window_inside_the_services_notice_is_explained(gw, engine):
+    with engine.begin() as conn:  # consultations need three days' notice
+        conn.exec_driver_sql("UPDATE services SET min_notice_minutes = 3 * 24 * 60 WHERE name = 'Consultation'")
+    chat = Chat()
+    chat.say("is dr alvarez free tomorrow?", "check_availability", {"dentist": "alvarez", "time": "tomorrow"},
+             dentist="alvarez", time="tomorrow")
+    turn = await chat.run(ActionCheckAvailability())
+    assert turn.responses == ["utter_too_soon", "utter_offer_nearest"]
+    starts = [decode_choice(choice_of(b))[0] for b in turn.buttons()]
+    assert starts and min(starts) >= NOW + timedelta(days=3)
 
 
 async def test_a_time_in_the_past_is_refused(gw):
