@@ -491,7 +491,9 @@ async def soak(args) -> tuple[str, bool]:
         "### Soak: steady clinic-chain load, memory sampled",
         "",
         f"- Command: `{' '.join(['.venv/bin/python', 'bench/soak.py', *sys.argv[1:]])}`",
-        f"- Machine: {machine()}; load average at start {load_start}, at the end {load_average()}",
+        f"- Machine: {machine()}; load average at start {load_start}, at the end {load_average()}; 1-minute load "
+        f"during the load {min(float(x['load'].split()[0]) for x in samples):.2f}–"
+        f"{max(float(x['load'].split()[0]) for x in samples):.2f} (the soak itself adds about one core)",
         f"- Date: {started}; stack start-up {startup:.0f} s; load {load_seconds / 60:.1f} min, RSS sampled every "
         f"{args.sample_seconds:g} s ({len(samples)} samples)",
         f"- Clinic: demo clinic + {args.chain_dentists} chain dentists (Mon–Sat 08:00–18:00), 2,000 patients, "
