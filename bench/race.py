@@ -302,10 +302,10 @@ async def main_async(args) -> str:
         stack.settings = stack.settings.model_copy(update={"slot_step_minutes": SLOT_MINUTES,
                                                            "availability_source": args.sources[0]})
         slots, where = prepare(db_url, stack, args.slots)
-        t0 = time.monotonic()
-        stack.start()
-        startup = time.monotonic() - t0
         try:
+            t0 = time.monotonic()
+            stack.start()
+            startup = time.monotonic() - t0
             results = []
             for source in args.sources:
                 r = await race(stack, source, db_url, slots, args.users, args.picks)

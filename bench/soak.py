@@ -388,11 +388,11 @@ async def soak(args) -> tuple[str, bool]:
         clinic = build_clinic(db_url, stack, args.chain_dentists, 2000)
         writer = Writer(db_url, clinic, stack.settings.tz, args.rate, args.live)
         writer.fill()
-        t0 = time.monotonic()
-        stack.start()
-        startup = time.monotonic() - t0
         dash = None
         try:
+            t0 = time.monotonic()
+            stack.start()
+            startup = time.monotonic() - t0
             await use_source(stack, "cache")
             await stack.say(f"soak-warmup-{uuid.uuid4().hex[:6]}", REQUESTS[0])
             labels = ([("admin", i + 1) for i in range(args.admins)]
@@ -493,7 +493,7 @@ async def soak(args) -> tuple[str, bool]:
         f"- Command: `{' '.join(['.venv/bin/python', 'bench/soak.py', *sys.argv[1:]])}`",
         f"- Machine: {machine()}; load average at start {load_start}, at the end {load_average()}; 1-minute load "
         f"during the load {min(float(x['load'].split()[0]) for x in samples):.2f}–"
-        f"{max(float(x['load'].split()[0]) for x in samples):.2f} (the soak itself adds about one core)",
+        f"{max(float(x['load'].split()[0]) for x in samples):.2f} (the soak's own processes included)",
         f"- Date: {started}; stack start-up {startup:.0f} s; load {load_seconds / 60:.1f} min, RSS sampled every "
         f"{args.sample_seconds:g} s ({len(samples)} samples)",
         f"- Clinic: demo clinic + {args.chain_dentists} chain dentists (Mon–Sat 08:00–18:00), 2,000 patients, "
