@@ -32,167 +32,49 @@ Horizon: the load covers [now − 1 day, now + cache_days]. A query ending past 
 horizon minus one day (the margin keeps a long visit's tail covered) falls back to SQL,
 counted in ``health()["sql_fallbacks"]``; with the hourly refresh this only happens for
 questions about dates about ``cache_days`` ahead.
+
+Modules: this one loads and applies events; ``cache_state`` holds the immutable snapshot
+types, ``cache_reads`` the queries, ``cache_refresher`` the background reloads.
 """
 
 from __future__ import annotations
 
 import asyncio
-import heapq
 import logging
-import re
 import threading
-import time as _time
 from collections import deque
-from dataclasses import dataclass, field, fields, replace
-from datetime import date, datetime, timedelta, timezone
+from dataclasses import replace
+from datetime import datetime, timedelta
 from typing import Any, Callable, Mapping
 
 from sqlalchemy import select, text
 from sqlalchemy.engine import Engine
 
-from bot.availability import (DentistSchedule, Rules, Slot, buffered, iter_free_slots, load_schedules,
-                              merge_intervals, nearest_slots)
-from bot.booking import BookingService, Result
-from bot.db import DatabaseUnavailable, session_scope
+from bot.availability import Rules, Slot, buffered, load_schedules
+from bot.booking import BookingService
+from bot.db import session_scope
 from bot.models import Dentist, Service
 from bot.settings import Settings
 
+from .cache_reads import SlotQueries
+from .cache_refresher import Refresher
+from .cache_state import UTC, DentistInfo, ServiceInfo, State, freeze, parse_ts, service_info
+
 log = logging.getLogger(__name__)
 
-UTC = timezone.utc
 APPOINTMENT_EVENTS = frozenset({"appointment_created", "appointment_updated", "appointment_deleted"})
 AVAILABILITY_EVENT = "availability_changed"
-NEAREST_WINDOW = timedelta(days=14)  # as BookingService's alternatives
 GAP_LOOKBACK = 1000  # outbox ids checked for in-flight gaps at a full load
-EDGE_MARGIN = timedelta(days=1)  # the end of the loaded horizon that queries may not reach
 
 __all__ = ["AvailabilityCache", "CacheNotStarted", "DentistInfo", "ServiceInfo", "Slot", "get_cache",
-           "set_cache"]
+           "parse_ts", "set_cache"]
 
 
 class CacheNotStarted(RuntimeError):
     """``get_cache()`` was called before the action server set the process-wide cache."""
 
 
-@dataclass(frozen=True)
-class ServiceInfo:
-    """A service as the bot names it. ``buffer_*`` minutes surround a visit in the diary."""
-
-    id: int
-    name: str
-    duration_minutes: int
-    price_cents: int
-    description: str | None = None
-    buffer_before_minutes: int = 0
-    buffer_after_minutes: int = 0
-    min_notice_minutes: int | None = None  # None: the clinic's default (settings)
-
-    @property
-    def duration(self) -> timedelta:
-        return timedelta(minutes=self.duration_minutes)
-
-    @property
-    def price(self) -> float:
-        return self.price_cents / 100
-
-
-@dataclass(frozen=True)
-class DentistInfo:
-    id: int
-    name: str
-    specialty: str | None = None
-
-
-_FIELDS = tuple(f.name for f in fields(DentistSchedule))
-_NO_HOLDS = datetime.max.replace(tzinfo=UTC)  # as "now": every hold has expired
-
-
-class _FrozenSchedule(DentistSchedule):
-    """A schedule that is never mutated once published: time off and visits are merged once;
-    only live holds (few, and they expire) are merged in per query."""
-
-    def __init__(self, **kw):
-        super().__init__(**kw)
-        self._base = merge_intervals(sorted([*self.time_off.values(), *self.busy.values()]))
-        # (service shape, local day) -> its free slots as (starts_at, dentist_id, ends_at, slot): tuples
-        # sort in C with the same order as Slot's (slower, Python-level) dataclass comparisons
-        self._days: dict[tuple, tuple[tuple, ...]] = {}
-
-    def live_holds(self, now: datetime, holder: str | None) -> bool:
-        return any(h.expires_at > now and (holder is None or h.holder != holder) for h in self.holds.values())
-
-    def day_slots(self, day: date, duration: timedelta, *, tz, step: timedelta, buffer_before: timedelta,
-                  buffer_after: timedelta) -> tuple[tuple, ...]:
-        """Every free slot starting on local ``day``, holds aside — computed once per published
-        schedule (a change publishes a new one), so repeated questions cost a lookup."""
-        key = (duration, step, buffer_before, buffer_after, day)
-        found = self._days.get(key)
-        if found is None:
-            lo = datetime.combine(day, datetime.min.time(), tz).astimezone(UTC)
-            hi = datetime.combine(day + timedelta(days=1), datetime.min.time(), tz).astimezone(UTC)
-            found = tuple((sl.starts_at, sl.dentist_id, sl.ends_at, sl) for sl in iter_free_slots(
-                self, duration, lo, hi, tz=tz, step=step, buffer_before=buffer_before, buffer_after=buffer_after,
-                now=_NO_HOLDS, holder=None))
-            self._days[key] = found  # a racing writer computes the same tuple
-        return found
-
-    def blocked(self, *, now: datetime | None = None, holder: str | None = None):
-        holds = [(h.starts_at, h.ends_at) for h in self.holds.values()
-                 if (now is None or h.expires_at > now) and (holder is None or h.holder != holder)]
-        if not holds:
-            return self._base
-        return merge_intervals(sorted([*self._base, *holds]))
-
-    def evolve(self, **changes) -> "_FrozenSchedule":
-        return _FrozenSchedule(**{**{name: getattr(self, name) for name in _FIELDS}, **changes})
-
-
-def _freeze(s: DentistSchedule, closures: frozenset[date]) -> _FrozenSchedule:
-    kw = {name: getattr(s, name) for name in _FIELDS}
-    kw.update(hours={d: sorted(b) for d, b in s.hours.items()}, time_off=dict(s.time_off), busy=dict(s.busy),
-              overrides={d: sorted(b) for d, b in s.overrides.items()}, holds=dict(s.holds), closures=closures)
-    return _FrozenSchedule(**kw)
-
-
-@dataclass(frozen=True)
-class _State:
-    """Everything a reader needs, swapped as one reference."""
-
-    schedules: Mapping[int, _FrozenSchedule]  # active dentists only, by id
-    services: Mapping[int, ServiceInfo]
-    dentists: Mapping[int, DentistInfo]
-    window_start: datetime
-    window_end: datetime
-    closures: frozenset[date] = frozenset()
-    # appointments of dentists not (yet) active: kept so a dentist who appears gets them
-    orphans: Mapping[int, Mapping[int, tuple[datetime, datetime]]] = field(default_factory=dict)
-
-    @property
-    def usable_end(self) -> datetime:
-        return self.window_end - EDGE_MARGIN
-
-
-_FRACTION = re.compile(r"(\.\d+)")
-
-
-def parse_ts(value: Any) -> datetime:
-    """An ISO-8601 instant as PostgreSQL's JSON writes it (any fraction length, any offset)."""
-    if isinstance(value, datetime):
-        dt = value
-    else:
-        s = str(value).strip().replace(" ", "T", 1)
-        if s.endswith("Z"):
-            s = s[:-1] + "+00:00"
-        s = _FRACTION.sub(lambda m: (m.group(1) + "000000")[:7], s, count=1)
-        if re.search(r"[+-]\d\d$", s):  # "+00" → "+00:00"
-            s += ":00"
-        dt = datetime.fromisoformat(s)
-    if dt.tzinfo is None:
-        raise ValueError(f"timestamp without a time zone: {value!r}")
-    return dt.astimezone(UTC)
-
-
-class AvailabilityCache:
+class AvailabilityCache(SlotQueries):
     def __init__(self, engine: Engine, settings: Settings, *, clock: Callable[[], datetime] | None = None,
                  refresh_seconds: float = 3600.0):
         self.engine = engine
@@ -206,7 +88,7 @@ class AvailabilityCache:
         self._rr_engine = engine.execution_options(isolation_level="REPEATABLE READ")
         self._sql = BookingService(engine, settings, clock=self._clock)  # the fallback and reference
 
-        self._state: _State | None = None
+        self._state: State | None = None
         self._lock = threading.RLock()  # writers only
         self._recording: list[dict] | None = None  # events seen during a full reload
         self._where: dict[int, int] = {}  # appointment id → dentist id whose busy holds it
@@ -219,15 +101,7 @@ class AvailabilityCache:
         self.counts = {"events_applied": 0, "events_ignored": 0, "events_failed": 0, "full_loads": 0,
                        "dentist_reloads": 0, "reload_failures": 0, "queries": 0, "sql_fallbacks": 0}
 
-        # background refresher (started by ``start``)
-        self._wake: asyncio.Event | None = None
-        self._idle: asyncio.Event | None = None
-        self._pending_all = False
-        self._pending: dict[int, None] = {}  # dentist ids, in request order
-        self._waiters: list[asyncio.Future] = []
-        self._task: asyncio.Task | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._closing = False
+        self._refresher = Refresher(self, refresh_seconds)
         self._event_waiters: list[tuple[int, asyncio.Future]] = []
 
     # --- loading ---------------------------------------------------------------------------
@@ -239,13 +113,13 @@ class AvailabilityCache:
     def now(self) -> datetime:
         return self._clock()
 
-    def _read_all(self) -> tuple[_State, int]:
+    def _read_all(self) -> tuple[State, int]:
         """One consistent read of everything; returns the state and the safe ``since``."""
         now = self.now()
         start, end = now - timedelta(days=1), now + timedelta(days=self.days)
         with session_scope(self._rr_engine) as s:
             schedules = load_schedules(s, start, end)
-            services = {sv.id: _service_info(sv) for sv in s.scalars(select(Service).order_by(Service.id))}
+            services = {sv.id: service_info(sv) for sv in s.scalars(select(Service).order_by(Service.id))}
             dentists = {d.id: DentistInfo(d.id, d.full_name, d.specialty)
                         for d in s.scalars(select(Dentist).where(Dentist.active.is_(True)).order_by(Dentist.id))}
             hi, gap = s.execute(text(
@@ -255,11 +129,11 @@ class AvailabilityCache:
                 {"n": GAP_LOOKBACK}).one()
         since = int(hi) if gap is None else int(gap) - 1
         closures = frozenset(next(iter(schedules.values())).closures) if schedules else frozenset()
-        state = _State({i: _freeze(sc, closures) for i, sc in sorted(schedules.items())}, services, dentists,
+        state = State({i: freeze(sc, closures) for i, sc in sorted(schedules.items())}, services, dentists,
                        start, end, closures)
         return state, since
 
-    def _install(self, state: _State) -> None:
+    def _install(self, state: State) -> None:
         with self._lock:
             self._state = state
             self._where = {a: d for d, sc in state.schedules.items() for a in sc.busy}
@@ -321,7 +195,7 @@ class AvailabilityCache:
                 else:
                     busy = {**fresh.busy, **state.orphans.get(dentist_id, {})}
                 fresh.busy = busy
-                schedules[dentist_id] = _freeze(fresh, state.closures)
+                schedules[dentist_id] = freeze(fresh, state.closures)
                 dentists[dentist_id] = info
                 for a in busy:
                     self._where[a] = dentist_id
@@ -442,280 +316,40 @@ class AvailabilityCache:
             self._where[appt_id] = dentist_id
         self._state = replace(state, schedules=schedules, orphans=orphans)
 
-    # --- the background refresher -----------------------------------------------------------
+    # --- the background refresher (actions/cache_refresher.py) --------------------------------
 
     def request_refresh(self, dentist_id: int | None) -> None:
         """Ask for a dentist's (None: everything's) reload from SQL, off the caller's path.
         Without a running refresher (scripts, unit tests) the reload happens inline."""
-        if self._task is None or self._task.done():
-            if dentist_id is None:
-                state, _ = self._read_all()
-                self._install(state)
-                self.counts["full_loads"] += 1
-            else:
-                self.reload_dentist(int(dentist_id))
-            return
-        if dentist_id is None:
-            self._pending_all = True
-            self._pending.clear()
-        elif not self._pending_all:
-            self._pending[int(dentist_id)] = None
-        self._signal()
-
-    def _signal(self) -> None:
-        assert self._loop is not None and self._wake is not None and self._idle is not None
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is self._loop:
-            self._idle.clear()
-            self._wake.set()
-        else:  # called from another thread
-            self._loop.call_soon_threadsafe(self._idle.clear)
-            self._loop.call_soon_threadsafe(self._wake.set)
+        if self._refresher.running:
+            self._refresher.request(dentist_id)
+        elif dentist_id is None:
+            state, _ = self._read_all()
+            self._install(state)
+            self.counts["full_loads"] += 1
+        else:
+            self.reload_dentist(int(dentist_id))
 
     async def start(self) -> None:
         """Start the refresher (the cache must be loaded, or it loads now)."""
-        self._loop = asyncio.get_running_loop()
-        self._closing = False
-        self._wake, self._idle = asyncio.Event(), asyncio.Event()
-        self._idle.set()
         if self._state is None:
             await asyncio.to_thread(self.load)
-        self._task = asyncio.create_task(self._refresher(), name="availability-cache-refresher")
+        self._refresher.start()
 
     async def stop(self) -> None:
-        self._closing = True
-        task, self._task = self._task, None
-        if task is not None:
-            if self._wake is not None:
-                self._wake.set()
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
-        for w in self._waiters:
-            if not w.done():
-                w.cancel()
+        await self._refresher.stop()
 
     async def full_reload(self) -> None:
-        """Queue a full reload and wait until it is done (``resync_required``)."""
-        if self._task is None or self._task.done():
+        """A full reload, queued behind the one running if any; returns when it is done
+        (``resync_required``)."""
+        if self._refresher.running:
+            await self._refresher.full_reload()
+        else:
             await self.reload()
-            return
-        fut = asyncio.get_running_loop().create_future()
-        self._waiters.append(fut)
-        self.request_refresh(None)
-        await fut
 
     async def settled(self, timeout: float | None = None) -> None:
         """Wait until no reload is queued or running (tests, shutdown)."""
-        if self._idle is not None:
-            await asyncio.wait_for(self._idle.wait(), timeout)
-
-    async def _refresher(self) -> None:
-        assert self._wake is not None and self._idle is not None
-        next_full = _time.monotonic() + self.refresh_seconds
-        backoff = 0.5
-        # ``_closing`` as well as cancel(): Python 3.10's wait_for can swallow a cancellation
-        # that lands just as the awaited event fires
-        while not self._closing:
-            if not (self._pending_all or self._pending):
-                self._idle.set()
-                try:
-                    await asyncio.wait_for(self._wake.wait(), max(0.0, next_full - _time.monotonic()))
-                except asyncio.TimeoutError:
-                    self._pending_all = True
-            self._wake.clear()
-            if self._closing:
-                break
-            try:
-                if self._pending_all:
-                    self._pending_all = False
-                    self._pending.clear()
-                    waiters, self._waiters = self._waiters, []
-                    try:
-                        await self.reload()
-                    except BaseException as exc:
-                        for w in waiters:
-                            if not w.done():
-                                w.set_exception(exc if isinstance(exc, Exception) else RuntimeError(str(exc)))
-                        raise
-                    for w in waiters:
-                        if not w.done():
-                            w.set_result(None)
-                    next_full = _time.monotonic() + self.refresh_seconds
-                elif self._pending:
-                    dentist_id = next(iter(self._pending))
-                    del self._pending[dentist_id]
-                    await asyncio.to_thread(self.reload_dentist, dentist_id)
-                backoff = 0.5
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                self.counts["reload_failures"] += 1
-                log.exception("availability reload failed; retrying everything in %.1fs", backoff)
-                self._pending_all = True  # whatever was lost, a full reload covers it
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 30.0)
-
-    # --- reads (the hot path) ---------------------------------------------------------------
-
-    @staticmethod
-    def _check(*values: datetime) -> None:
-        for v in values:
-            if not isinstance(v, datetime) or v.tzinfo is None or v.utcoffset() is None:
-                raise ValueError(f"an aware datetime is needed, got {v!r}")
-
-    def _kwargs(self, service: ServiceInfo, now: datetime, holder: str | None) -> dict:
-        return {"tz": self.tz, "step": self.step, "now": now, "holder": holder,
-                "buffer_before": timedelta(minutes=service.buffer_before_minutes),
-                "buffer_after": timedelta(minutes=service.buffer_after_minutes)}
-
-    @staticmethod
-    def _pick(schedules: Mapping[int, DentistSchedule], dentist_id: int | None) -> list[DentistSchedule]:
-        if dentist_id is None:
-            return list(schedules.values())
-        one = schedules.get(int(dentist_id))
-        return [one] if one is not None else []
-
-    def free_slots(self, service_id: int, start: datetime, end: datetime, dentist_id: int | None = None,
-                   limit: int | None = None, *, holder: str | None = None) -> list[Slot]:
-        """Free slots of a service starting in [start, end) ∩ the bookable window (now + the
-        minimum notice .. the booking horizon), in time order; one dentist or any. ``holder``'s
-        own slot hold does not hide its slot. Unknown service or dentist → []. Inside the
-        loaded horizon no SQL runs; past it (or before the first load) SQL answers."""
-        self._check(start, end)
-        self.counts["queries"] += 1
-        state = self._state
-        if state is None:
-            return self._sql_free_slots(service_id, start, end, dentist_id, limit, holder)
-        service = state.services.get(int(service_id))
-        if service is None:
-            return []
-        now = self.now()
-        earliest, latest = self.rules.window(now, self.tz, service)
-        start, end = max(start, earliest), min(end, latest)
-        if end <= start:
-            return []
-        if end > state.usable_end:
-            return self._sql_free_slots(service_id, start, end, dentist_id, limit, holder)
-        return self._fast_free_slots(self._pick(state.schedules, dentist_id), service, start, end, now=now,
-                                     holder=holder, limit=limit)
-
-    def _fast_free_slots(self, schedules: list, service: ServiceInfo, start: datetime, end: datetime, *,
-                         now: datetime, holder: str | None, limit: int | None = None) -> list[Slot]:
-        """``bot.availability.free_slots`` over the per-day memo of each frozen schedule; a dentist
-        with someone's live hold is computed directly (holds expire with time)."""
-        kw = self._kwargs(service, now, holder)
-        first, last = start.astimezone(self.tz).date(), end.astimezone(self.tz).date()
-        shape = dict(tz=self.tz, step=self.step, buffer_before=kw["buffer_before"], buffer_after=kw["buffer_after"])
-        rows: list[tuple] = []
-        for sched in schedules:
-            if not isinstance(sched, _FrozenSchedule) or sched.live_holds(now, holder):
-                rows.extend((sl.starts_at, sl.dentist_id, sl.ends_at, sl)
-                            for sl in iter_free_slots(sched, service.duration, start, end, **kw))
-                continue
-            day = first
-            while day <= last:
-                slots = sched.day_slots(day, service.duration, **shape)
-                if first < day < last:  # a whole day inside [start, end)
-                    rows.extend(slots)
-                else:
-                    rows.extend(r for r in slots if start <= r[0] < end)
-                day += timedelta(days=1)
-        rows.sort()  # (starts_at, dentist_id, ends_at) is unique: the Slot itself is never compared
-        if limit is not None:
-            rows = rows[:max(1, limit)]  # as bot.availability.free_slots: it checks the limit after adding
-        return [r[3] for r in rows]
-
-    def nearest(self, service_id: int, around: datetime, dentist_id: int | None = None,
-                count: int = 3, *, holder: str | None = None) -> list[Slot]:
-        """The ``count`` bookable free slots closest to ``around`` (within 14 days of it), in time
-        order. With a dentist: theirs, or — when they have none — any dentist's (the same rule
-        as BookingService's ``slot_taken`` alternatives)."""
-        self._check(around)
-        self.counts["queries"] += 1
-        state = self._state
-        if state is None:
-            return self._sql_nearest(service_id, around, dentist_id, count, holder)
-        service = state.services.get(int(service_id))
-        if service is None:
-            return []
-        plan = self._nearest_plan(service, around)
-        if plan[2] > state.usable_end:
-            return self._sql_nearest(service_id, around, dentist_id, count, holder)
-        return self._nearest_in(state.schedules, service, plan, dentist_id, count, holder)
-
-    def _nearest_plan(self, service: ServiceInfo, around: datetime):
-        """(around clamped into the bookable window, lo, hi, earliest, latest, now)."""
-        now = self.now()
-        earliest, latest = self.rules.window(now, self.tz, service)
-        around = min(max(around, earliest), latest)
-        lo, hi = max(earliest, around - NEAREST_WINDOW), min(latest, around + NEAREST_WINDOW)
-        return around, lo, hi, earliest, latest, now
-
-    def _nearest_in(self, schedules: Mapping[int, DentistSchedule], service: ServiceInfo, plan, dentist_id,
-                    count: int, holder: str | None) -> list[Slot]:
-        around, lo, hi, earliest, latest, now = plan
-        kwargs = dict(not_before=earliest, not_after=latest, window=NEAREST_WINDOW, count=count,
-                      **self._kwargs(service, now, holder))
-
-        def pick(group: list) -> list[Slot]:
-            if not all(isinstance(g, _FrozenSchedule) for g in group):  # the SQL fallback's schedules
-                return nearest_slots(group, service.duration, around, **kwargs)
-            # as bot.availability.nearest_slots, over the memoised slots
-            slots = self._fast_free_slots(group, service, max(earliest, around - NEAREST_WINDOW),
-                                          min(around + NEAREST_WINDOW, latest), now=now, holder=holder)
-            best = heapq.nsmallest(count, slots, key=lambda s: (abs(s.starts_at - around), s.starts_at,
-                                                               s.dentist_id))
-            return sorted(best)
-
-        if dentist_id is not None:
-            found = pick(self._pick(schedules, dentist_id))
-            if found:
-                return found
-        return pick(list(schedules.values()))
-
-    def services(self) -> list[ServiceInfo]:
-        state = self._state
-        return list(state.services.values()) if state is not None else []
-
-    def dentists(self) -> list[DentistInfo]:
-        """Active dentists."""
-        state = self._state
-        return list(state.dentists.values()) if state is not None else []
-
-    def schedules(self) -> dict[int, DentistSchedule]:
-        """A copy of every active dentist's diary as the cache holds it (tests, debugging)."""
-        state = self._state
-        if state is None:
-            return {}
-        return {i: DentistSchedule(**{name: getattr(sc, name) for name in _FIELDS}) for i, sc in
-                state.schedules.items()}
-
-    # --- the SQL fallback (outside the horizon, or before the first load) --------------------
-
-    def _sql_free_slots(self, service_id, start, end, dentist_id, limit, holder) -> list[Slot]:
-        self.counts["sql_fallbacks"] += 1
-        found = self._sql.available_slots(int(service_id), start, end, dentist_id=dentist_id, limit=limit,
-                                          holder=holder)
-        if isinstance(found, Result):  # the booking service's guard: the database is unreachable
-            raise DatabaseUnavailable(found.message)
-        return found
-
-    def _sql_nearest(self, service_id, around, dentist_id, count, holder) -> list[Slot]:
-        self.counts["sql_fallbacks"] += 1
-        with session_scope(self.engine) as s:
-            row = s.get(Service, int(service_id))
-            if row is None:
-                return []
-            service = _service_info(row)
-            plan = self._nearest_plan(service, around)
-            schedules = load_schedules(s, plan[1], plan[2])
-        return self._nearest_in(schedules, service, plan, dentist_id, count, holder)
+        await self._refresher.settled(timeout)
 
     # --- health -----------------------------------------------------------------------------
 
@@ -736,14 +370,9 @@ class AvailabilityCache:
             "visits": len(self._where),
             "slots_horizon_days": (round(max(0.0, (state.usable_end - now).total_seconds() / 86400), 2)
                                    if state is not None else 0),
-            "refreshing": bool(self._pending_all or self._pending),
+            "refreshing": self._refresher.busy,
             **self.counts,
         }
-
-
-def _service_info(sv: Service) -> ServiceInfo:
-    return ServiceInfo(sv.id, sv.name, sv.duration_minutes, sv.price_cents, sv.description,
-                       sv.buffer_before_minutes, sv.buffer_after_minutes, sv.min_notice_minutes)
 
 
 # --- the process-wide instance ---------------------------------------------------------------

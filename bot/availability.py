@@ -15,7 +15,7 @@ import bisect
 import heapq
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
-from typing import Iterable, Iterator, Mapping
+from typing import Callable, Iterable, Iterator, Mapping
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
@@ -69,6 +69,49 @@ class Rules:
         last_day = now.astimezone(tz).date() + timedelta(days=self.horizon_days)
         end = datetime.combine(last_day + timedelta(days=1), time(0), tz).astimezone(UTC)
         return now + self.notice_for(service), end
+
+    def clamp(self, now: datetime, tz: ZoneInfo, service, start: datetime, end: datetime) -> Interval | None:
+        """[start, end) cut to the bookable window; None when nothing of it is bookable."""
+        earliest, latest = self.window(now, tz, service)
+        start, end = max(start, earliest), min(end, latest)
+        return (start, end) if start < end else None
+
+    def nearest_search(self, now: datetime, tz: ZoneInfo, service, around: datetime) -> "NearestSearch":
+        """Where to look for the slots nearest ``around``: ``around`` moved into the bookable
+        window, and the part of that window within ``NEAREST_WINDOW`` of it."""
+        earliest, latest = self.window(now, tz, service)
+        around = min(max(around, earliest), latest)
+        return NearestSearch(around, max(earliest, around - NEAREST_WINDOW), min(latest, around + NEAREST_WINDOW),
+                             earliest, latest, now)
+
+
+NEAREST_WINDOW = timedelta(days=14)  # how far from the asked time alternatives are looked for
+
+
+@dataclass(frozen=True)
+class NearestSearch:
+    around: datetime
+    lo: datetime
+    hi: datetime
+    earliest: datetime
+    latest: datetime
+    now: datetime
+
+
+def closest(slots: Iterable["Slot"], around: datetime, count: int) -> list["Slot"]:
+    """The ``count`` slots closest to ``around`` (earlier first on a tie), in time order."""
+    best = heapq.nsmallest(count, slots, key=lambda s: (abs(s.starts_at - around), s.starts_at, s.dentist_id))
+    return sorted(best)
+
+
+def same_dentist_first(dentist_id: int | None, nearest: Callable[[int | None], list["Slot"]]) -> list["Slot"]:
+    """The alternatives policy shared by the booking service and the action server's cache:
+    the chosen dentist's nearest slots, or anyone's (``nearest(None)``) when they have none."""
+    if dentist_id is not None:
+        found = nearest(dentist_id)
+        if found:
+            return found
+    return nearest(None)
 
 
 @dataclass
@@ -202,7 +245,7 @@ def nearest_slots(
     tz: ZoneInfo,
     not_before: datetime,
     not_after: datetime | None = None,
-    window: timedelta = timedelta(days=14),
+    window: timedelta = NEAREST_WINDOW,
     count: int = 3,
     **kwargs,
 ) -> list[Slot]:
@@ -210,9 +253,7 @@ def nearest_slots(
     [not_before, not_after), in time order."""
     lo = max(not_before, around - window)
     hi = around + window if not_after is None else min(around + window, not_after)
-    slots = free_slots(schedules, duration, lo, hi, tz=tz, **kwargs)
-    best = heapq.nsmallest(count, slots, key=lambda s: (abs(s.starts_at - around), s.starts_at, s.dentist_id))
-    return sorted(best)
+    return closest(free_slots(schedules, duration, lo, hi, tz=tz, **kwargs), around, count)
 
 
 # --- loading from PostgreSQL -------------------------------------------------------------------

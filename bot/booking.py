@@ -16,13 +16,13 @@ from datetime import datetime, timedelta, timezone
 from enum import Enum
 from typing import Callable
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from .availability import (Rules, Slot, buffered, free_slots, load_schedules, nearest_slots, service_buffers,
-                           within_hours)
+from .availability import (Rules, Slot, buffered, free_slots, load_schedules, nearest_slots, same_dentist_first,
+                           service_buffers, within_hours)
 from .db import DatabaseError, DatabaseUnavailable, InvalidData, SlotTaken, session_scope
 from .models import STATUSES, Appointment, Dentist, Patient, Service, SlotHold
 from .phone import InvalidPhone, normalise_phone
@@ -153,10 +153,10 @@ class BookingService:
             if service is None:
                 return []
             now = self.now()
-            earliest, latest = self.rules.window(now, self.tz, service)
-            start, end = max(start, earliest), min(end, latest)
-            if end <= start:
+            bookable = self.rules.clamp(now, self.tz, service, start, end)
+            if bookable is None:
                 return []
+            start, end = bookable
             schedules = load_schedules(s, start, end, None if dentist_id is None else [dentist_id])
         return free_slots(schedules.values(), timedelta(minutes=service.duration_minutes), start, end,
                           tz=self.tz, step=self.step, limit=limit, now=now, holder=holder,
@@ -165,19 +165,16 @@ class BookingService:
     def _alternatives(self, s: Session, service: Service, dentist_id: int | None, around: datetime,
                       count: int = 3, holder: str | None = None) -> list[Slot]:
         """The free slots nearest ``around``: the same dentist's first, else anyone's."""
-        now = self.now()
-        earliest, latest = self.rules.window(now, self.tz, service)
-        around = min(max(around, earliest), latest)
-        window = timedelta(days=14)
-        lo, hi = max(earliest, around - window), min(latest, around + window)
-        kwargs = dict(tz=self.tz, not_before=earliest, not_after=latest, window=window, count=count,
-                      step=self.step, now=now, holder=holder, **service_buffers(service))
+        search = self.rules.nearest_search(self.now(), self.tz, service, around)
+        kwargs = dict(tz=self.tz, not_before=search.earliest, not_after=search.latest, count=count,
+                      step=self.step, now=search.now, holder=holder, **service_buffers(service))
         duration = timedelta(minutes=service.duration_minutes)
-        if dentist_id is not None:
-            found = nearest_slots(load_schedules(s, lo, hi, [dentist_id]).values(), duration, around, **kwargs)
-            if found:
-                return found
-        return nearest_slots(load_schedules(s, lo, hi).values(), duration, around, **kwargs)
+
+        def nearest(one: int | None) -> list[Slot]:
+            schedules = load_schedules(s, search.lo, search.hi, None if one is None else [one])
+            return nearest_slots(schedules.values(), duration, search.around, **kwargs)
+
+        return same_dentist_first(dentist_id, nearest)
 
     # --- patients ------------------------------------------------------------------------------
 
