@@ -316,11 +316,9 @@ class BookingService:
         service_id = dentist = None
         try:
             with session_scope(self.engine) as s:
-                appt = self._locked(s, appointment_id)
-                refusal = self._check_access(actor, appt)
-                if refusal:
-                    return refusal
-                assert appt is not None
+                appt = self._visit(s, actor, appointment_id)
+                if isinstance(appt, Result):
+                    return appt
                 if appt.status not in ("pending", "confirmed"):
                     return Result(Outcome.ALREADY_CANCELLED if appt.status == "cancelled" else Outcome.NOT_ALLOWED,
                                   f"That visit is {appt.status.replace('_', ' ')} and cannot be moved.")
@@ -345,11 +343,9 @@ class BookingService:
     @_guard
     def cancel(self, actor: Identity, appointment_id: int) -> Result:
         with session_scope(self.engine) as s:
-            appt = self._locked(s, appointment_id)
-            refusal = self._check_access(actor, appt)
-            if refusal:
-                return refusal
-            assert appt is not None
+            appt = self._visit(s, actor, appointment_id)
+            if isinstance(appt, Result):
+                return appt
             if appt.status == "cancelled":
                 return Result(Outcome.ALREADY_CANCELLED, "That visit was already cancelled.",
                               appointment=AppointmentView.of(appt))
@@ -366,11 +362,9 @@ class BookingService:
         if actor.role not in ("admin", "dentist"):
             return Result(Outcome.NOT_ALLOWED, "Only staff can change a visit's status.")
         with session_scope(self.engine) as s:
-            appt = self._locked(s, appointment_id)
-            refusal = self._check_access(actor, appt)
-            if refusal:
-                return refusal
-            assert appt is not None
+            appt = self._visit(s, actor, appointment_id)
+            if isinstance(appt, Result):
+                return appt
             appt.status = status
         return self._after_write(Outcome.UPDATED, appointment_id)
 
@@ -390,22 +384,21 @@ class BookingService:
     @_guard
     def get(self, actor: Identity, appointment_id: int) -> Result:
         with session_scope(self.engine) as s:
-            appt = s.get(Appointment, appointment_id)
-            refusal = self._check_access(actor, appt)
-            if refusal:
-                return refusal
-            assert appt is not None
+            appt = self._visit(s, actor, appointment_id, lock=False)
+            if isinstance(appt, Result):
+                return appt
             return Result(Outcome.FOUND, appointment=AppointmentView.of(appt))
 
     # --- helpers -------------------------------------------------------------------------------
 
-    @staticmethod
-    def _locked(s: Session, appointment_id: int) -> Appointment | None:
-        """The visit, row-locked until the transaction ends (two edits of one visit queue up)."""
-        if not isinstance(appointment_id, int) or isinstance(appointment_id, bool):
-            return None
-        return s.scalars(select(Appointment).where(Appointment.id == appointment_id)
-                         .with_for_update(of=Appointment)).one_or_none()
+    def _visit(self, s: Session, actor: Identity, appointment_id: int, *, lock: bool = True) -> Appointment | Result:
+        """The visit if ``actor`` may act on it, else the refusal. With ``lock`` the row stays
+        locked until the transaction ends (two edits of one visit queue up)."""
+        appt = None
+        if isinstance(appointment_id, int) and not isinstance(appointment_id, bool):
+            q = select(Appointment).where(Appointment.id == appointment_id)
+            appt = s.scalars(q.with_for_update(of=Appointment) if lock else q).one_or_none()
+        return self._check_access(actor, appt) or appt
 
     def _after_write(self, outcome: Outcome, appointment_id: int) -> Result:
         with session_scope(self.engine) as s:
