@@ -15,7 +15,8 @@ PY=${PY:-.venv/bin/python}
 # (an install on top, never a sync, so nothing of app.lock moves).
 if ! "$PY" -c "import matplotlib, numpy" 2>/dev/null || [ ! -x "$(dirname "$PY")/py-spy" ]; then
     echo "bench: installing requirements/bench.lock into $(dirname "$(dirname "$PY")")"
-    uv pip install -q -p "$PY" -r requirements/bench.lock
+    UV=${UV:-$(command -v uv || echo .make/uv/bin/uv)}
+    "$UV" pip install -q -p "$PY" -r requirements/bench.lock
 fi
 # Up to 5,000 sockets on each side: the generator and the servers it starts raise their own
 # RLIMIT_NOFILE (65536, within the hard limit); this shell's limit only has to allow it.
