@@ -20,8 +20,8 @@ from bot.phone import InvalidPhone, normalise_phone
 
 from .availability import (buttons, chosen_slot, dentist_of, load_offer, offer_events, requested_time,
                            store_offer)
-from .common import (OUTCOME_RESPONSES, RETRY_OUTCOMES, changed_this_turn, guarded, holder_of, log,
-                     reset_request)
+from .common import (OUTCOME_RESPONSES, RETRY_OUTCOMES, ReadsUnreadableAnswers, changed_this_turn, guarded,
+                     holder_of, log, reset_request)
 from .dates import PastTime, When, parse_when
 from .formatting import decode_choice, price_label, when_label
 from .gateway import Gateway, ServiceInfo, get_gateway
@@ -149,7 +149,7 @@ class SlotChoiceMixin:
         return out
 
 
-class ValidateBookingForm(SlotChoiceMixin, FormValidationAction):
+class ValidateBookingForm(ReadsUnreadableAnswers, SlotChoiceMixin, FormValidationAction):
     def name(self) -> str:
         return "validate_booking_form"
 

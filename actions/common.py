@@ -7,7 +7,7 @@ import logging
 from typing import Any, Awaitable, Callable
 
 from rasa_sdk import Tracker
-from rasa_sdk.events import SlotSet
+from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from bot.booking import Outcome
@@ -80,3 +80,40 @@ def entity_values(tracker: Tracker, entity: str) -> list[str]:
 def changed_this_turn(tracker: Tracker, *names: str) -> bool:
     """Whether any of ``names`` was set since the user's latest message."""
     return any(name in tracker.slots_to_validate() for name in names)
+
+
+def unreadable(text: Any) -> bool:
+    """Whether the NLU model cannot have read ``text``. It learnt English words and the letters in
+    them, so for a message without one ASCII letter or digit (Hebrew, Arabic, Cyrillic, emoji, "?")
+    it has nothing to go on but its bias, which says ``affirm`` at about 0.9 — for "нет", "لا" and
+    "❌" as much as for "👍". Button payloads ("/affirm") do not go through the model."""
+    if not isinstance(text, str) or text.startswith("/"):
+        return False
+    return not any(c.isascii() and c.isalnum() for c in text)
+
+
+class ReadsUnreadableAnswers:
+    """For a form's validation action (before ``FormValidationAction`` in the bases): a message the
+    model cannot read is taken as the answer to the question the form asked — the slot's own
+    validation keeps it (a name in Hebrew) or refuses it and the question is asked again ("🦷" as a
+    phone number) — never as the intent the model guessed. To "Shall I ...?" it is no answer at
+    all: nothing is booked, moved or cancelled on a guess, and the question is asked again."""
+
+    async def get_extraction_events(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+                                    domain: dict) -> list[EventType]:
+        events = await super().get_extraction_events(dispatcher, tracker, domain)  # type: ignore[misc]
+        requested = tracker.get_slot("requested_slot")
+        text = tracker.latest_message.get("text")
+        if requested in (None, "confirmed") or changed_this_turn(tracker, requested):
+            return events
+        if unreadable(text):
+            events.append(SlotSet(requested, text))
+        return events
+
+    async def get_validation_events(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+                                    domain: dict) -> list[EventType]:
+        if (tracker.get_slot("requested_slot") == "confirmed" and changed_this_turn(tracker, "confirmed")
+                and unreadable(tracker.latest_message.get("text"))):
+            dispatcher.utter_message(response="utter_please_rephrase")
+            return [SlotSet("confirmed", None)]
+        return await super().get_validation_events(dispatcher, tracker, domain)  # type: ignore[misc]

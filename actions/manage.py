@@ -19,7 +19,7 @@ from rasa_sdk.executor import CollectingDispatcher
 from bot.booking import AppointmentView, Outcome, Result
 
 from .booking import AskSlotChoice, SlotChoiceMixin, announce
-from .common import RETRY_OUTCOMES, guarded, reset_request
+from .common import RETRY_OUTCOMES, ReadsUnreadableAnswers, guarded, reset_request
 from .availability import store_offer
 from .formatting import decode_choice, short_dentist, when_label
 from .gateway import Gateway, get_gateway
@@ -112,7 +112,7 @@ def _visit(gw: Gateway, tracker: Tracker) -> AppointmentView | None:
     return None
 
 
-class ManageFormValidation(AppointmentMixin, FormValidationAction):
+class ManageFormValidation(ReadsUnreadableAnswers, AppointmentMixin, FormValidationAction):
     """End the form at once when there is nothing of the caller's to act on."""
 
     @abstractmethod
