@@ -105,8 +105,8 @@ def clinic(pg_server: str, template_db: str) -> Iterator[dict]:
 def _operations() -> list[tuple[str, str, bool]]:
     """(METHOD, path, takes input) of every operation the service describes (a test below checks
     that the document it serves names exactly these)."""
-    doc = openapi.document(Settings(database_url="postgresql://x@localhost/x", env="test", jwt_secret="s" * 40,
-                                    _env_file=None))
+    doc = openapi.document(Settings(database_url="postgresql://x@localhost/x", env="test",
+                                    jwt_secret="s" * 40, _env_file=None))
     return [(method.upper(), path, "parameters" in op or "requestBody" in op)
             for path, ops in doc["paths"].items() for method, op in ops.items() if path != SELF]
 
