@@ -22,6 +22,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 ADMIN = Identity(role="admin", sub="admin")
 HOSTILE = '<script>window.__pwned=1</script><img src=x onerror="window.__pwned=2"><b>bold</b>'
+# a patient's name in Hebrew with emoji, a right-to-left override and markup: shown exactly as stored
+HOSTILE_NAME = 'דוד כהן 🦷 \u202eevil\u202c <img src=x onerror="window.__pwned=3">'
 
 
 async def open_page(browser, url: str, *, width: int = 1280, height: int = 900):
@@ -48,6 +50,8 @@ async def test_booking_appears_on_admin_within_a_second_without_reload(browser, 
     svc = BookingService(engine, settings)
     with engine.begin() as conn:  # hostile text in a seeded visit's notes: shown as text, never run
         conn.execute(text("UPDATE appointments SET notes = :n WHERE id = 1"), {"n": HOSTILE})
+        conn.execute(text("UPDATE patients SET full_name = :n WHERE id = (SELECT patient_id FROM appointments"
+                          " WHERE id = 1)"), {"n": HOSTILE_NAME})
     async with running(settings) as server:
         page, errors = await open_page(browser, f"{server.url}/admin?token={mint('admin', settings=settings)}")
         await wait_live(page)
@@ -74,6 +78,7 @@ async def test_booking_appears_on_admin_within_a_second_without_reload(browser, 
         # the hostile note is text on the page, nothing ran and no element was injected
         note = page.locator('li[data-id="1"] .appt-notes')
         assert await note.inner_text() == HOSTILE
+        assert await page.locator('li[data-id="1"] .appt-who').inner_text() == HOSTILE_NAME
         assert await page.evaluate("window.__pwned === undefined")
         assert await page.locator("#board img, #board script, #board b").count() == 0
 
