@@ -6,8 +6,11 @@ straight into the table, so availability rules are not in the way; the outbox tr
 and the no-overlap constraint are).
 
 Writers commit at a fixed rate: writer ``k`` of ``W`` books at ``t0 + (k + W·i) / rate``.
-Each booking is one autocommitted ``INSERT ... RETURNING id``, so the reply arrives after
-COMMIT: ``time.time_ns()`` taken then is the commit time recorded for that appointment.
+Each booking is one autocommitted ``INSERT ... RETURNING id, clock_timestamp()``: the
+server's clock read as the row is written, just before COMMIT, is the commit time recorded
+for that appointment (same machine, same clock as the clients). It can only be early, so
+latencies are never flattered; the writer's own clock after the reply would be late by
+however long the writer process waited for a core.
 The outbox id of each appointment is read afterwards (:func:`outbox_ids`).
 """
 
@@ -29,7 +32,8 @@ SLOT = timedelta(minutes=30)
 FAR_FUTURE = datetime(2031, 1, 6, 8, 0, tzinfo=timezone.utc)
 
 INSERT = ("INSERT INTO appointments (patient_id, dentist_id, service_id, starts_at, ends_at, status)"
-          " VALUES (%s, %s, 1, %s, %s, 'confirmed') RETURNING id")
+          " VALUES (%s, %s, 1, %s, %s, 'confirmed')"
+          " RETURNING id, (extract(epoch FROM clock_timestamp()) * 1e6)::bigint * 1000")
 
 
 def server_url(dbname: str = "postgres", host: str = "127.0.0.1", port: int = 5432) -> str:
@@ -102,8 +106,7 @@ async def write(url: str, *, rate: float, duration: float, writers: int, slots: 
             dentist, patient = rng.randint(1, DENTISTS), rng.randint(1, PATIENTS)
             starts, ends = slots.take(dentist)
             cur = await conn.execute(INSERT, (patient, dentist, starts, ends))
-            committed = time.time_ns()  # autocommit: the reply follows COMMIT
-            (appointment_id,) = await cur.fetchone()
+            appointment_id, committed = await cur.fetchone()
             bookings.append(Booking(appointment_id, dentist, patient, committed, late))
 
     try:
