@@ -56,6 +56,9 @@ _ORDINAL = re.compile(r"\b(?:on\s+)?(?:the\s+)?(\d{1,2})(st|nd|rd|th)\b"
                       r"jul|aug|sep|oct|nov|dec))")
 _MONTH = re.compile(r"\b(jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\b")
 _WEEK = re.compile(r"\b(this|next|coming) (week|weekend)\b|\b(?:on |at )?the weekend\b|\bweekend\b")
+# "in 3 months", "two weeks from now": counted from today, so the day of the month is kept
+_DURATION = re.compile(r"\b(\d+|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve)\s+"
+                       r"(day|week|month|year)s?\b")
 _FILLER = re.compile(r"\b(on|at|for|in|please|pls|maybe|around|about|sometime|some time|any|time|the|a|an|"
                      r"is|it|ok|okay|fine|how about|what about|or|and|would be|works|good|great|free)\b")
 
@@ -148,9 +151,10 @@ def _ordinal(today: date, day: int) -> date | None:
 
 
 def _rest_date(rest: str, now_local: datetime, tz: ZoneInfo) -> date | None:
+    # "March" is the 1st of March, but "in 3 months" is three months from today, not the 1st
     settings = {"PREFER_DATES_FROM": "future", "RELATIVE_BASE": now_local.replace(tzinfo=None),
                 "TIMEZONE": str(tz.key), "RETURN_AS_TIMEZONE_AWARE": False,
-                "PREFER_DAY_OF_MONTH": "first"}
+                "PREFER_DAY_OF_MONTH": "current" if _DURATION.search(rest) else "first"}
     parsed = dateparser.parse(rest, languages=["en"], settings=settings)
     if parsed is None:
         return None
@@ -182,6 +186,7 @@ def _parse(text: str, now: datetime, tz: ZoneInfo) -> When | None:
     today = now_local.date()
     s = " " + re.sub(r"\s+", " ", text.lower().replace(",", " ").replace("?", " ").replace("!", " ")) + " "
     s = s.replace("a.m.", "am").replace("p.m.", "pm")
+    s = re.sub(r"\b(?:a|an)\s+(day|week|month|year)\b", r"1 \1", s)  # "in a month": the filler drops "a"
 
     if _ASAP.search(s):
         return When(now, now + timedelta(days=ASAP_DAYS), asap=True)

@@ -39,6 +39,13 @@ def window(text: str, now: datetime = WED, tz: ZoneInfo = NY) -> When:
     ("dec 3", at(2026, 12, 3), at(2026, 12, 4)),
     ("12/3", at(2026, 12, 3), at(2026, 12, 4)),
     ("in two weeks", at(2026, 12, 9), at(2026, 12, 10)),
+    # a duration counts from today; a month alone is its first day
+    ("in 3 months", at(2027, 2, 25), at(2027, 2, 26)),
+    ("three months from now", at(2027, 2, 25), at(2027, 2, 26)),
+    ("in a month", at(2026, 12, 25), at(2026, 12, 26)),
+    ("in a week", at(2026, 12, 2), at(2026, 12, 3)),
+    ("march", at(2027, 3, 1), at(2027, 3, 2)),
+    ("3 March 2099", at(2099, 3, 3), at(2099, 3, 4)),  # the horizon is the offer's business
 ])
 def test_days_and_parts_of_day(text, start, end):
     when = window(text)
@@ -161,3 +168,9 @@ def test_windows_survive_a_slot_round_trip():
                                          ("9:15 a.m.", time(9, 15)), ("the second one", None)])
 def test_parse_clock(text, clock):
     assert parse_clock(text) == clock
+
+
+@pytest.mark.parametrize("text", ["3 March 1999", "on 3/3/1999", "March 3rd 1999", "in 1999", "1999"])
+def test_a_date_years_ago_is_in_the_past(text):
+    with pytest.raises(PastTime):
+        parse_when(text, WED, NY)
