@@ -26,6 +26,7 @@ from . import api, frames, holds, keys, rest, web as pages
 from .handlers import SocketHandlers
 from .hub import Hub
 from .listener import OutboxListener
+from .server import SocketServer
 from .stats import Stats
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ def create_app(settings: Settings | None = None, *, node_id: str | None = None,
     if settings.redis_url:
         manager = socketio.AsyncRedisManager(
             settings.redis_url, channel=redis_channel or os.environ.get("SYNC_REDIS_CHANNEL", "realtime-sync"))
-    sio = socketio.AsyncServer(
+    sio = SocketServer(
         async_mode="aiohttp", client_manager=manager, cors_allowed_origins="*",
         ping_interval=PING_INTERVAL, ping_timeout=PING_TIMEOUT, max_http_buffer_size=MAX_MESSAGE_BYTES,
         logger=False, engineio_logger=False)
@@ -54,6 +55,7 @@ def create_app(settings: Settings | None = None, *, node_id: str | None = None,
     frames.enable(sio.eio)
     app[keys.SIO] = sio
     app[keys.STATS] = stats = Stats()
+    sio.stats = stats
     app[keys.HUB] = hub = Hub(sio, stats)
 
     dsn = _dsn(settings)

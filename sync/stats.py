@@ -29,6 +29,7 @@ class Stats:
         self.events_delivered = 0  # one per (event, recipient)
         self.events_failed = 0
         self.clients_dropped_slow = 0
+        self.malformed_packets = 0  # client packets dropped by sync/server.py
         self.direct_writes = 0  # deliveries written straight to an idle websocket
         self.lag_ms: deque[float] = deque(maxlen=_SAMPLES)      # created_at → last packet queued
         self.fanout_ms: deque[float] = deque(maxlen=_SAMPLES)   # batch read → last packet queued
@@ -59,6 +60,7 @@ class Stats:
             "eventsFailed": self.events_failed,
             "slowClientsDropped": self.clients_dropped_slow,
             "directWrites": self.direct_writes,
+            "malformedPackets": self.malformed_packets,
             "eventsPerSecond": {"last10s": self.rate(10), "last60s": self.rate(60)},
             "deliveryLagMs": percentiles(list(self.lag_ms)),
             "fanoutMs": percentiles(list(self.fanout_ms)),

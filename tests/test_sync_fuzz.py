@@ -10,6 +10,8 @@ that is not its own."""
 from __future__ import annotations
 
 import asyncio
+import gc
+import logging
 import json
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
@@ -349,6 +351,29 @@ def test_malformed_packets_leave_the_connection_and_its_rights_as_they_were(live
         live.run(session.close())
     live.healthy()
     assert live.run(live.clients["patient"].call("subscribe", {"topic": "appointments"}))["ok"] is True
+
+
+def test_malformed_packets_are_counted_not_logged_as_errors(live: Live, caplog):
+    """A packet that does not decode is dropped on one DEBUG line (sync/server.py), not an ERROR
+    traceback per packet that a client could repeat to flood the log."""
+    undecodable = ['423[[1],{}]', '424[{"a":1}]', '42[]', '42{', '4/x,42["subscribe"]', '44{"message":"x"}',
+                   '49["x"]', '425[null]', '426[1]']
+    session = live.run(_session())
+    raw = live.run(raw_connect(session, live.url, live.token("admin")))
+    before = live.app[keys.STATS].malformed_packets
+    try:
+        with caplog.at_level(logging.WARNING):
+            for frame in undecodable:
+                live.run(raw.ws.send_str(frame))
+            reply = live.run(raw.call(2**41, "subscribe", {"topic": "appointments"}))
+            gc.collect()  # "Task exception was never retrieved" is reported when the task is freed
+            live.run(asyncio.sleep(0.05))
+        assert reply == {"ok": True, "channel": "appointments:all"}
+        assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+        assert live.app[keys.STATS].malformed_packets - before == len(undecodable)
+    finally:
+        live.run(raw.close())
+        live.run(session.close())
 
 
 async def _session() -> aiohttp.ClientSession:
