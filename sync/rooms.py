@@ -120,10 +120,12 @@ def channel_for(who: Identity, request: Any) -> str:
     topic = request.get("topic")
     if topic not in TOPICS:
         raise SubscribeError("unknown_topic", f"topic must be one of {', '.join(TOPICS)}")
-    named = [k for k in ("dentist_id", "patient_id", "global") if request.get(k) not in (None, False)]
+    # identity, not equality: 0 == False and 1 == True, but dentist_id 0 and "global": 1 are invalid
+    named = [k for k in ("dentist_id", "patient_id", "global")
+             if request.get(k) is not None and request.get(k) is not False]
     if len(named) > 1:
         raise SubscribeError("invalid_payload", "name one of dentist_id, patient_id or global")
-    if "global" in request and request["global"] not in (True, False):
+    if "global" in request and request["global"] is not True and request["global"] is not False:
         raise SubscribeError("invalid_payload", "global must be true")
 
     if topic == "availability":
