@@ -62,6 +62,21 @@ def machine() -> str:
             f"{platform.python_version()}, {platform.system()}")
 
 
+def revision(paths: tuple[str, ...] = ("actions", "bot", "sync", "sql", "data", "domain.yml", "config.yml")) -> str:
+    """The commit measured, and whether the code the services run differs from it."""
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", *paths], cwd=ROOT, capture_output=True,
+                               text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "commit unknown (not a git checkout)"
+    changed = sorted({line[3:].split("/")[0] for line in dirty.splitlines()})
+    return f"commit {head}" + (f" with uncommitted changes in {', '.join(changed)}" if changed else "")
+
+
 def load_average() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 

@@ -42,8 +42,8 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from actions.dates import parse_when  # noqa: E402
-from bench.common import (ROOT, load_average, machine, pct, scratch_database, tree_cpu_seconds,  # noqa: E402
-                          use_source, utc_now, write_section)
+from bench.common import (ROOT, load_average, machine, pct, revision, scratch_database,  # noqa: E402
+                          tree_cpu_seconds, use_source, utc_now, write_section)
 from bot.booking import BookingService  # noqa: E402
 from bot.db import make_engine  # noqa: E402
 from bot.seed import seed  # noqa: E402
@@ -244,7 +244,7 @@ def verdict(r: dict, slots: int) -> list[str]:
     return problems
 
 
-def report(results: list[dict], args, where: str, startup: float, load_start: str, started: str) -> str:
+def report(results: list[dict], args, where: str, startup: float, load_start: str, started: str, code: str) -> str:
     rows = []
     for r in results:
         o = r["outcomes"]
@@ -259,6 +259,7 @@ def report(results: list[dict], args, where: str, startup: float, load_start: st
         f"### Race: {args.users} users for {args.slots} slots",
         "",
         f"- Command: `{' '.join(['.venv/bin/python', 'bench/race.py', *sys.argv[1:]])}`",
+        f"- Code: {code}",
         f"- Machine: {machine()}; load average at start {load_start}, at the end {load_average()}",
         f"- Date: {started} (stack start-up {startup:.0f} s)",
         f"- Clinic: {args.slots} consultation slots in the whole horizon ({where}); {args.users} users at once, "
@@ -296,7 +297,7 @@ def report(results: list[dict], args, where: str, startup: float, load_start: st
 
 
 async def main_async(args) -> str:
-    started, load_start = utc_now(), load_average()
+    started, load_start, code = utc_now(), load_average(), revision()
     with scratch_database("bench_race", keep=args.keep_db) as db_url:
         stack = Stack(db_url)
         stack.settings = stack.settings.model_copy(update={"slot_step_minutes": SLOT_MINUTES,
@@ -313,7 +314,7 @@ async def main_async(args) -> str:
                 print(json.dumps({k: v for k, v in r.items() if k != "errors"}, default=str), flush=True)
         finally:
             stack.stop()
-    return report(results, args, where, startup, load_start, started)
+    return report(results, args, where, startup, load_start, started, code)
 
 
 def main() -> int:

@@ -55,8 +55,8 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import (ROOT, load_average, machine, pct, scratch_database, tree_cpu_seconds,  # noqa: E402
-                          tree_rss_kib, use_source, utc_now, write_section)
+from bench.common import (ROOT, load_average, machine, pct, revision, scratch_database,  # noqa: E402
+                          tree_cpu_seconds, tree_rss_kib, use_source, utc_now, write_section)
 from bench.realtime.clients import worker_main  # noqa: E402
 from bot.db import make_engine  # noqa: E402
 from bot.seed import seed  # noqa: E402
@@ -307,6 +307,7 @@ def expected_ids(db_url: str, after: int, labels: list[tuple[str, int]]) -> tupl
 
 
 def compare(expected: list[int], got: list[int]) -> dict:
+    """Counts, and the ids missing from ``got`` (``lost_ids``)."""
     want, seen = set(expected), set()
     dup = unexpected = disorder = 0
     last = 0
@@ -320,7 +321,7 @@ def compare(expected: list[int], got: list[int]) -> dict:
             disorder += 1
         last = max(last, i)
     return {"expected": len(expected), "received": len(got), "lost": len(want - seen), "duplicates": dup,
-            "unexpected": unexpected, "out_of_order": disorder}
+            "unexpected": unexpected, "out_of_order": disorder, "lost_ids": sorted(want - seen)}
 
 
 # --- analysis --------------------------------------------------------------------------------
@@ -382,7 +383,7 @@ async def health(stack: Stack) -> dict:
 
 
 async def soak(args) -> tuple[str, bool]:
-    started, load_start = utc_now(), load_average()
+    started, load_start, code = utc_now(), load_average(), revision()
     with scratch_database("bench_soak", keep=args.keep_db) as db_url:
         stack = Stack(db_url)
         clinic = build_clinic(db_url, stack, args.chain_dentists, 2000)
@@ -416,7 +417,7 @@ async def soak(args) -> tuple[str, bool]:
             samples: list[dict] = []
             chat = Chat()
             stop = asyncio.Event()
-            t_load = time.monotonic()
+            t_load, t_load_wall = time.monotonic(), datetime.now(UTC)
             cpu0 = {name: tree_cpu_seconds(pid) for name, pid in pids.items()}
             thread = threading.Thread(target=writer.run, name="soak-writer", daemon=True)
             thread.start()
@@ -459,6 +460,9 @@ async def soak(args) -> tuple[str, bool]:
             cache = (await health(stack))["cache"]
             results = await asyncio.to_thread(dash.stop)
             dash = None
+            with psycopg.connect(db_url) as conn:  # for describing any lost event
+                outbox_info = {r[0]: (r[1], r[2], r[3]) for r in conn.execute(
+                    "SELECT id, type, dentist_id, created_at FROM realtime_events WHERE id > %s", (head0,))}
         finally:
             if dash is not None:
                 dash.stop()
@@ -472,11 +476,20 @@ async def soak(args) -> tuple[str, bool]:
             got.append(np.frombuffer(ids, dtype=np.int64).tolist() if ok else [])
     totals = {"expected": 0, "received": 0, "lost": 0, "duplicates": 0, "unexpected": 0, "out_of_order": 0}
     complete = 0
-    for want, have in zip(expected, got):
+    missed: dict[int, list[str]] = {}  # lost event id → the clients that missed it
+    for (role, ident), want, have in zip(labels, expected, got):
         c = compare(want, have)
         for key in totals:
             totals[key] += c[key]
         complete += not (c["lost"] or c["duplicates"] or c["unexpected"] or c["out_of_order"])
+        for i in c["lost_ids"]:
+            missed.setdefault(i, []).append(f"{role}:{ident}")
+    lost_events = []
+    for i, who in sorted(missed.items()):
+        kind, dentist, at = outbox_info.get(i, ("?", None, None))
+        lost_events.append({"id": i, "type": kind, "dentist_id": dentist, "clients": len(who),
+                            "roles": sorted({w.split(":")[0] for w in who}),
+                            "seconds_into_load": None if at is None else round((at - t_load_wall).total_seconds(), 1)})
     trends = {name: trend(samples, name) for name in SERVICES}
     png = ROOT / "bench" / ("out" if args.no_report else "plots") / "soak.png"
     plot(samples, trends, chat, png)
@@ -491,6 +504,7 @@ async def soak(args) -> tuple[str, bool]:
         "### Soak: steady clinic-chain load, memory sampled",
         "",
         f"- Command: `{' '.join(['.venv/bin/python', 'bench/soak.py', *sys.argv[1:]])}`",
+        f"- Code: {code}",
         f"- Machine: {machine()}; load average at start {load_start}, at the end {load_average()}; 1-minute load "
         f"during the load {min(float(x['load'].split()[0]) for x in samples):.2f}–"
         f"{max(float(x['load'].split()[0]) for x in samples):.2f} (the soak's own processes included)",
@@ -523,6 +537,10 @@ async def soak(args) -> tuple[str, bool]:
         f"unexpected {totals['unexpected']}, out of order {totals['out_of_order']}; {complete}/{len(labels)} "
         f"clients complete; {closed} connections closed before the end. The action server's cache applied "
         f"events up to id {cache['last_event_id']} (outbox head {head}); {cache.get('events_failed', 0)} failed.",
+        *([f"Lost events: {len(lost_events)} distinct ids missed by at least one client; the first ones: "
+           + "; ".join(f"#{e['id']} {e['type']} (dentist {e['dentist_id']}, {e['seconds_into_load']} s into the "
+                       f"load) missed by {e['clients']} {'/'.join(e['roles'])} client(s)" for e in lost_events[:8])
+           + " (all of them in bench/out/soak.json)."] if lost_events else []),
         f"Errors: writer {writer.error or 'none'}; chat {len(chat.errors)}"
         + (f" (first: {chat.errors[0]})" if chat.errors else "") + ".",
         "",
@@ -535,7 +553,8 @@ async def soak(args) -> tuple[str, bool]:
     out = ROOT / "bench" / "out"
     out.mkdir(exist_ok=True)
     (out / "soak.json").write_text(json.dumps({"samples": samples, "trends": trends, "totals": totals,
-                                               "writer": writer.counts, "turns": chat.turns}, default=str))
+                                               "writer": writer.counts, "turns": chat.turns,
+                                               "lost_events": lost_events, "code": code}, default=str))
     return "\n".join(lines), ok
 
 
