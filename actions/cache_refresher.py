@@ -13,6 +13,8 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from bot.aio import cancel_and_wait
+
 if TYPE_CHECKING:
     from .cache import AvailabilityCache
 
@@ -74,14 +76,9 @@ class Refresher:
     async def stop(self) -> None:
         self._closing = True
         task, self._task = self._task, None
-        if task is not None:
-            if self._wake is not None:
-                self._wake.set()
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+        if self._wake is not None:
+            self._wake.set()
+        await cancel_and_wait(task)
         for w in self._waiters:
             if not w.done():
                 w.cancel()

@@ -24,6 +24,7 @@ import os
 import time
 from typing import Any
 
+from bot.aio import cancel_and_wait
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -76,12 +77,7 @@ class Runtime:
     async def stop(self) -> None:
         from .cache import set_cache
 
-        if self._startup is not None and not self._startup.done():
-            self._startup.cancel()
-            try:
-                await self._startup
-            except (asyncio.CancelledError, Exception):
-                pass
+        await cancel_and_wait(self._startup)
         set_cache(None)
         if self.sync is not None:
             await self.sync.stop()

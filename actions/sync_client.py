@@ -24,6 +24,7 @@ from typing import Any
 
 import socketio
 
+from bot.aio import cancel_and_wait
 from bot.settings import Settings
 from bot.tokens import mint
 
@@ -85,12 +86,7 @@ class SyncClient:
     async def stop(self) -> None:
         self._stopping = True
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(task)
         if self._reload is not None and not self._reload.done():
             self._reload.cancel()
         try:

@@ -17,6 +17,7 @@ from typing import Any
 import socketio
 from psycopg_pool import AsyncConnectionPool
 
+from bot.aio import cancel_and_wait
 from bot.settings import Settings
 from bot.tokens import TokenError, verify
 
@@ -171,9 +172,7 @@ class SocketHandlers:
                 "message": "this service answers only subscribe and unsubscribe"}
 
     async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(*self._tasks)
 
 
 def _one(args: tuple) -> Any:

@@ -14,6 +14,8 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
+from bot.aio import cancel_and_wait
+
 from . import keys
 
 log = logging.getLogger(__name__)
@@ -46,7 +48,6 @@ def setup(app: web.Application, every: float = SWEEP_SECONDS) -> None:
         try:
             yield
         finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            await cancel_and_wait(task)
 
     app.cleanup_ctx.append(ctx)

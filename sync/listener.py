@@ -22,6 +22,8 @@ from collections.abc import Callable
 
 import psycopg
 
+from bot.aio import cancel_and_wait
+
 from . import outbox
 from .outbox import OutboxEvent
 
@@ -76,13 +78,8 @@ class OutboxListener:
         return self._task
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        task, self._task = self._task, None
+        await cancel_and_wait(task)
         self.connected = False
 
     def state(self) -> dict:
