@@ -1,0 +1,70 @@
+"""Rasa's command line with one per-turn cost taken out: ``python -m rasa_tools.server run ...``.
+
+Same arguments as ``rasa`` (``run``, ``shell``, ...); the launcher starts the Rasa server this way.
+
+Rasa 3.6 checks every custom action's answer with ``jsonschema.validate(result, schema)``
+(``RemoteAction._validate_action_result``). With the pinned jsonschema 4.17 that call first
+checks the *schema itself* against the draft 2020-12 meta-schema, every time: about 55 ms of
+CPU for Rasa's events schema, before the answer is checked in about 1.5 ms. A booking turn
+calls one to three custom actions (the action, the form's validation, the form's question),
+so this was the largest single cost of a turn (py-spy: 36 % of the Rasa process's time at one
+chat user; see BENCHMARKS.md, "Chat turns"). Here the validator is built once per class, its
+schema checked once, and every answer is still checked against the same schema, with the same
+error (``best_match``, as ``jsonschema.validate`` reports) and the same message Rasa adds.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Dict, Text
+
+_validators: Dict[type, Any] = {}
+
+
+def _validator_for(action_class: type):
+    validator = _validators.get(action_class)
+    if validator is None:
+        from jsonschema.validators import validator_for
+
+        schema = action_class.action_response_format_spec()
+        cls = validator_for(schema)
+        cls.check_schema(schema)  # once, as jsonschema.validate would on every call
+        validator = _validators[action_class] = cls(schema)
+    return validator
+
+
+def _validate_action_result(self, result: Dict[Text, Any]) -> bool:
+    from jsonschema import ValidationError
+    from jsonschema.exceptions import best_match
+    from rasa.shared.constants import DOCS_BASE_URL
+
+    error = best_match(_validator_for(type(self)).iter_errors(result))
+    if error is None:
+        return True
+    assert isinstance(error, ValidationError)
+    error.message += (
+        f". Failed to validate Action server response from API, "
+        f"make sure your response from the Action endpoint is valid. "
+        f"For more information about the format visit "
+        f"{DOCS_BASE_URL}/custom-actions"
+    )
+    raise error
+
+
+def apply() -> None:
+    """Install the cached validator on Rasa's RemoteAction (idempotent)."""
+    from rasa.core.actions.action import RemoteAction
+
+    RemoteAction._validate_action_result = _validate_action_result
+
+
+def main() -> int:
+    apply()
+    from rasa.__main__ import main as rasa_main
+
+    sys.argv[0] = "rasa"
+    return rasa_main()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
