@@ -1,9 +1,18 @@
 """Per-turn latency of a full booking conversation through Rasa's REST channel, with
 1 and with 20 concurrent chat users, on the whole system as ``make run`` starts it.
 
-    .venv/bin/python bench/chat_turns.py [--users 1 20] [--rounds 3] [--sources cache sql] [--no-report]
+    .venv/bin/python bench/chat_turns.py [--users 1 20] [--think-users 20] [--think 1 3] [--rounds 3]
+                                         [--sources cache sql] [--no-report]
 
 Each user: a one-shot request → pick the first offered slot → name → phone → "yes".
+Two ways of modelling "N concurrent users", both reported:
+
+* closed loop (``--users``): every user sends its next message the instant the previous reply
+  arrives, i.e. N back-to-back request streams, the harshest reading of "N users";
+* with think time (``--think-users``, ``--think LOW HIGH``): every user waits a random
+  LOW–HIGH seconds before each message (people read and type), starting at a random moment
+  in the first HIGH seconds, so N users offer a few turns a second, not N at once.
+
 Every scenario runs once per availability source of the action server, same stack, same run:
 ``cache`` (its in-memory cache) and ``sql`` (``AVAILABILITY_SOURCE=sql``, the naive baseline:
 every question a query); the action server is restarted between the two and the visits the
@@ -17,6 +26,7 @@ import argparse
 import asyncio
 import os
 import platform
+import random
 import statistics
 import sys
 import time
@@ -44,10 +54,14 @@ def pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
-async def conversation(stack: Stack, n: int, turns: list[float], outcomes: list[str]) -> None:
+async def conversation(stack: Stack, n: int, turns: list[float], outcomes: list[str],
+                       think: tuple[float, float] | None = None) -> None:
+    """One booking; with ``think`` = (low, high) seconds, a pause of that length before each message."""
     sender = f"bench-{uuid.uuid4().hex[:10]}"
 
     async def turn(text: str) -> list[dict]:
+        if think:
+            await asyncio.sleep(random.uniform(*think))
         t0 = time.perf_counter()
         replies = await stack.say(sender, text)
         turns.append((time.perf_counter() - t0) * 1000)
@@ -66,7 +80,17 @@ async def conversation(stack: Stack, n: int, turns: list[float], outcomes: list[
     outcomes.append("booked" if "You're booked" in text else "other")
 
 
-async def run(users: list[int], rounds: int, sources: list[str]) -> str:
+async def start_conversation(stack: Stack, n: int, turns: list[float], outcomes: list[str],
+                             think: tuple[float, float] | None) -> None:
+    """A closed-loop user starts at once; a user with think time starts at a random moment in the
+    first ``high`` seconds (the first message then waits its own think time too)."""
+    if think:
+        await asyncio.sleep(random.uniform(0, think[1]))
+    await conversation(stack, n, turns, outcomes, think)
+
+
+async def run(users: list[int], rounds: int, sources: list[str], think_users: list[int],
+              think: tuple[float, float]) -> str:
     name = f"bench_chat_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(SERVER, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
@@ -77,7 +101,7 @@ async def run(users: list[int], rounds: int, sources: list[str]) -> str:
     seed(engine, stack.settings)
     engine.dispose()
     lines = []
-    figures: dict[tuple[str, int], tuple[float, float, float]] = {}
+    figures: dict[tuple[str, int, tuple[float, float] | None], tuple[float, float, float]] = {}
     load_start = os.getloadavg()[0]
     with psycopg.connect(db_url) as conn:
         seeded = conn.execute("SELECT coalesce(max(id), 0) FROM appointments").fetchone()[0]
@@ -93,32 +117,39 @@ async def run(users: list[int], rounds: int, sources: list[str]) -> str:
             await use_source(stack, source)
             await conversation(stack, 0, [], [])  # warm-up, not counted
             actions_pid = stack.services["actions"].proc.pid
-            for count in users:
+            rasa_pid = stack.services["rasa"].proc.pid
+            scenarios = [(count, None) for count in users] + [(count, think) for count in think_users]
+            for count, pause in scenarios:
                 turns: list[float] = []
                 outcomes: list[str] = []
-                cpu0 = tree_cpu_seconds(actions_pid)
+                cpu0, rasa0 = tree_cpu_seconds(actions_pid), tree_cpu_seconds(rasa_pid)
+                load0 = os.getloadavg()[0]
                 t0 = time.monotonic()
                 for r in range(rounds):
-                    await asyncio.gather(*(conversation(stack, 1000 * r + count * 10 + i, turns, outcomes)
-                                           for i in range(count)))
+                    await asyncio.gather(*(start_conversation(stack, 1000 * r + count * 10 + i, turns,
+                                                              outcomes, pause) for i in range(count)))
                 wall = time.monotonic() - t0
                 cpu_ms = (tree_cpu_seconds(actions_pid) - cpu0) * 1000 / max(1, len(turns))
+                rasa_ms = (tree_cpu_seconds(rasa_pid) - rasa0) * 1000 / max(1, len(turns))
                 p50, p95 = statistics.median(turns), pct(turns, 95)
-                figures[(source, count)] = (p50, p95, cpu_ms)
-                lines.append(f"| {source} | {count} | {len(turns)} | {p50:.0f} | {p95:.0f} | "
+                figures[(source, count, pause)] = (p50, p95, cpu_ms)
+                mode = "closed loop" if pause is None else f"think {pause[0]:g}–{pause[1]:g} s"
+                lines.append(f"| {source} | {count} | {mode} | {len(turns)} | {p50:.0f} | {p95:.0f} | "
                              f"{max(turns):.0f} | {outcomes.count('booked')}/{len(outcomes)} | {wall:.1f} "
-                             f"| {cpu_ms:.1f} |")
+                             f"| {len(turns) / wall:.1f} | {rasa_ms:.0f} | {cpu_ms:.1f} "
+                             f"| {load0:.1f} → {os.getloadavg()[0]:.1f} |")
     finally:
         stack.stop()
         with psycopg.connect(SERVER, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     ratios = []
-    for count in users:
-        if ("cache", count) in figures and ("sql", count) in figures:
-            c, q = figures[("cache", count)], figures[("sql", count)]
-            ratios.append(f"{count} user{'s' if count > 1 else ''}: p50 {q[0] / c[0]:.2f}×, p95 {q[1] / c[1]:.2f}×, "
-                          f"action server CPU per turn {q[2] / c[2]:.2f}×")
+    for count, pause in [(c, None) for c in users] + [(c, think) for c in think_users]:
+        if ("cache", count, pause) in figures and ("sql", count, pause) in figures:
+            c, q = figures[("cache", count, pause)], figures[("sql", count, pause)]
+            mode = "" if pause is None else " with think time"
+            ratios.append(f"{count} user{'s' if count > 1 else ''}{mode}: p50 {q[0] / c[0]:.2f}×, "
+                          f"p95 {q[1] / c[1]:.2f}×, action server CPU per turn {q[2] / c[2]:.2f}×")
     return "\n".join([
         "### Chat turns through the REST channel",
         "",
@@ -127,13 +158,16 @@ async def run(users: list[int], rounds: int, sources: list[str]) -> str:
         f"{platform.python_implementation()} {platform.python_version()}, load before start "
         f"{load_start:.1f}, at the end {os.getloadavg()[0]:.1f}; stack start-up {startup:.0f} s. A conversation "
         "is 5 turns (request, slot button, name, phone, yes); every turn runs the NLU model, the policies and a "
-        "custom action. Availability source: `cache` = the action server's in-memory cache, `sql` = "
+        "custom action. *closed loop*: each user sends its next message the instant the reply arrives "
+        "(N back-to-back request streams); *think a–b s*: each user pauses a random a–b s before every "
+        "message, as people read and type (N chatting people). Availability source: `cache` = the action "
+        "server's in-memory cache, `sql` = "
         "`AVAILABILITY_SOURCE=sql` (the naive baseline: a query per question), same stack, action server "
         "restarted between the two, the first source's bookings deleted before the second.",
         "",
-        "| source | concurrent users | turns | p50 ms | p95 ms | max ms | booked | wall s "
-        "| action server CPU ms per turn |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| source | concurrent users | users send | turns | p50 ms | p95 ms | max ms | booked | wall s "
+        "| turns/s | Rasa CPU ms per turn | action server CPU ms per turn | load 1 min (start → end) |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
         *lines,
         "",
         *([f"Naive baseline ÷ cache, same run: {'; '.join(ratios)}."] if ratios else []),
@@ -143,6 +177,10 @@ async def run(users: list[int], rounds: int, sources: list[str]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--users", type=int, nargs="+", default=[1, 20])
+    parser.add_argument("--think-users", type=int, nargs="*", default=[20],
+                        help="user counts to run again with think time between messages")
+    parser.add_argument("--think", type=float, nargs=2, default=[1.0, 3.0], metavar=("LOW", "HIGH"),
+                        help="think time before each message, seconds (uniform)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--sources", nargs="+", choices=["cache", "sql"], default=["cache", "sql"])
     parser.add_argument("--no-report", action="store_true", help="leave BENCHMARKS.md alone")
@@ -150,7 +188,7 @@ def main() -> int:
     if not has_model():
         print("no trained model: run `make train` first", file=sys.stderr)
         return 1
-    report = asyncio.run(run(args.users, args.rounds, args.sources))
+    report = asyncio.run(run(args.users, args.rounds, args.sources, args.think_users, tuple(args.think)))
     out = Path(__file__).resolve().parent / "out"
     out.mkdir(exist_ok=True)
     (out / "chat_turns.md").write_text(report + "\n")
