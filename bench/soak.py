@@ -382,6 +382,15 @@ async def health(stack: Stack) -> dict:
             return await resp.json()
 
 
+async def sync_stats(stack: Stack) -> dict:
+    """The sync service's own counters (``/api/realtime/stats``, admin token)."""
+    token = mint("admin", "soak-stats", settings=stack.settings)
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{stack.url('sync')}/api/realtime/stats",
+                               headers={"Authorization": f"Bearer {token}"}) as resp:
+            return await resp.json() if resp.status == 200 else {"status": resp.status}
+
+
 async def soak(args) -> tuple[str, bool]:
     started, load_start, code = utc_now(), load_average(), revision()
     with scratch_database("bench_soak", keep=args.keep_db) as db_url:
@@ -458,11 +467,13 @@ async def soak(args) -> tuple[str, bool]:
                 await asyncio.sleep(0.5)
             await asyncio.sleep(1.0)  # anything sent twice would arrive now
             cache = (await health(stack))["cache"]
+            server = await sync_stats(stack)
             results = await asyncio.to_thread(dash.stop)
             dash = None
             with psycopg.connect(db_url) as conn:  # for describing any lost event
-                outbox_info = {r[0]: (r[1], r[2], r[3]) for r in conn.execute(
-                    "SELECT id, type, dentist_id, created_at FROM realtime_events WHERE id > %s", (head0,))}
+                rows = conn.execute("SELECT id, type, dentist_id, created_at, payload->>'source', payload->>'op'"
+                                    " FROM realtime_events WHERE id > %s", (head0,)).fetchall()
+            outbox_info = {r[0]: (r[1] + (f" from {r[4]} {r[5]}" if r[4] else ""), r[2], r[3]) for r in rows}
         finally:
             if dash is not None:
                 dash.stop()
@@ -536,7 +547,10 @@ async def soak(args) -> tuple[str, bool]:
         f"{totals['expected']:,} expected frames: lost {totals['lost']}, duplicate {totals['duplicates']}, "
         f"unexpected {totals['unexpected']}, out of order {totals['out_of_order']}; {complete}/{len(labels)} "
         f"clients complete; {closed} connections closed before the end. The action server's cache applied "
-        f"events up to id {cache['last_event_id']} (outbox head {head}); {cache.get('events_failed', 0)} failed.",
+        f"events up to id {cache['last_event_id']} (outbox head {head}); {cache.get('events_failed', 0)} failed. "
+        f"The sync service's counters: {server.get('listener', {}).get('gapsSkipped', '?')} outbox ids skipped as "
+        f"never committed (a gap older than its gap timeout), {server.get('slowClientsDropped', '?')} slow clients "
+        f"dropped, {server.get('eventsFailed', '?')} events failed.",
         *([f"Lost events: {len(lost_events)} distinct ids missed by at least one client; the first ones: "
            + "; ".join(f"#{e['id']} {e['type']} (dentist {e['dentist_id']}, {e['seconds_into_load']} s into the "
                        f"load) missed by {e['clients']} {'/'.join(e['roles'])} client(s)" for e in lost_events[:8])
@@ -554,7 +568,8 @@ async def soak(args) -> tuple[str, bool]:
     out.mkdir(exist_ok=True)
     (out / "soak.json").write_text(json.dumps({"samples": samples, "trends": trends, "totals": totals,
                                                "writer": writer.counts, "turns": chat.turns,
-                                               "lost_events": lost_events, "code": code}, default=str))
+                                               "lost_events": lost_events, "code": code, "sync_stats": server},
+                                              default=str))
     return "\n".join(lines), ok
 
 
