@@ -5,8 +5,8 @@
 #   scripts/train.sh --nlu-only  # NLU only:   config.yml, data/nlu/          -> models/nlu-only/nlu-<hash>.tar.gz
 #   scripts/train.sh --force     # train even when the model for this hash exists
 #
-# The hash covers the content and path of every input file, rasa_tools/phone.py (a
-# pipeline component) and requirements/rasa.lock (a new Rasa version retrains).
+# The hash covers the content and path of every input file, rasa_tools/phone.py and
+# rasa_tools/faq_selector.py (pipeline components) and requirements/rasa.lock (a new Rasa version retrains).
 # Progress goes to stderr; the model path is the only line on stdout, so callers can
 # do MODEL=$(scripts/train.sh).
 # NLU-only models live in models/nlu-only/ so `rasa run --model models` never picks one.
@@ -38,9 +38,9 @@ else
   outdir=models prefix=rasa
 fi
 
-# rasa_tools/phone.py is code inside the model (a custom pipeline component).
+# rasa_tools/phone.py and faq_selector.py are code inside the model (custom pipeline components).
 fingerprint() {
-  { find "${inputs[@]}" requirements/rasa.lock rasa_tools/phone.py -type f \
+  { find "${inputs[@]}" requirements/rasa.lock rasa_tools/phone.py rasa_tools/faq_selector.py -type f \
       \( -name '*.yml' -o -name '*.yaml' -o -name '*.lock' -o -name '*.py' \) -print0 \
       | LC_ALL=C sort -z | xargs -0 sha256sum; } | sha256sum | cut -c1-16
 }
