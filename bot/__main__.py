@@ -6,6 +6,7 @@
     prune-events --older-than 7d trim the outbox
     db start|stop|url            the embedded PostgreSQL (used when DATABASE_URL is unset)
     up                           start everything; Ctrl-C stops it all
+    rasa-env                     print `export` lines for endpoints.yml, as `up` gives them to Rasa
 """
 
 from __future__ import annotations
@@ -80,6 +81,20 @@ def _cmd_up(args) -> int:
     return run(train=not args.no_train, skip=frozenset(args.skip))
 
 
+def _cmd_rasa_env(args) -> int:
+    import shlex
+
+    from .db import resolve_database_url
+    from .launcher import rasa_env
+
+    settings = get_settings()
+    env = {**rasa_env(resolve_database_url(settings), settings.redis_url, settings.actions_port),
+           "RASA_TELEMETRY_ENABLED": "false"}
+    for name, value in env.items():
+        print(f"export {name}={shlex.quote(value)}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     parser = argparse.ArgumentParser(prog="python -m bot", description=__doc__,
@@ -103,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--skip", action="append", default=[], choices=["sync", "actions", "rasa"],
                     help="do not start this service (repeatable)")
     up.set_defaults(fn=_cmd_up)
+    sub.add_parser("rasa-env", help="print the variables endpoints.yml reads, as `export` lines for a shell "
+                   "(for `rasa shell`)").set_defaults(fn=_cmd_rasa_env)
     args = parser.parse_args(argv)
     try:
         get_settings()
