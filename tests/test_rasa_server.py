@@ -51,8 +51,9 @@ print(json.dumps({"before": before, "after": after, "schema_checks": checks.call
 
 
 def test_custom_action_answers_are_judged_as_rasa_does_with_the_schema_checked_once():
+    env = {"RASA_TELEMETRY_ENABLED": "false", "TF_CPP_MIN_LOG_LEVEL": "3", "PATH": "/usr/bin:/bin"}
     r = subprocess.run([str(RASA_PY), "-c", PROBE], cwd=ROOT, capture_output=True, text=True, timeout=300,
-                       env={"RASA_TELEMETRY_ENABLED": "false", "TF_CPP_MIN_LOG_LEVEL": "3", "PATH": "/usr/bin:/bin"})
+                       env=env)
     assert r.returncode == 0, r.stderr[-3000:]
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert out["before"][0] is True
@@ -63,7 +64,8 @@ def test_custom_action_answers_are_judged_as_rasa_does_with_the_schema_checked_o
 
 
 def test_it_is_rasa_s_command_line():
-    r = subprocess.run([str(RASA_PY), "-m", "rasa_tools.server", "run", "--help"], cwd=ROOT, capture_output=True,
-                       text=True, timeout=300, env={"RASA_TELEMETRY_ENABLED": "false", "PATH": "/usr/bin:/bin"})
+    r = subprocess.run([str(RASA_PY), "-m", "rasa_tools.server", "run", "--help"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=300,
+                       env={"RASA_TELEMETRY_ENABLED": "false", "PATH": "/usr/bin:/bin"})
     assert r.returncode == 0, r.stderr[-3000:]
     assert "usage: rasa run" in r.stdout and "--enable-api" in r.stdout
