@@ -8,8 +8,10 @@ reconnect the same read catches up with everything committed meanwhile.
 Ids are handed out before commit, so a row with a smaller id can become visible
 after a larger one (two writers committing out of order). When the next expected
 id is missing, the listener holds back until it is settled: every transaction
-that was running when the gap was seen has ended (then a missing id was rolled
-back) or ``gap_timeout`` has passed. So each client gets ids in increasing order
+that was running when the gap was seen has ended — cluster-wide, or among this
+database's writers (so a long transaction in another database does not matter) —
+and then a missing id was rolled back; ``gap_timeout`` (30 s) is the last resort
+for an id whose writer stays open. So each client gets ids in increasing order
 and none is skipped because a slower writer committed late.
 """
 
@@ -32,22 +34,29 @@ log = logging.getLogger(__name__)
 CHANNEL = "realtime_events"
 _SNAPSHOT = ("SELECT pg_snapshot_xmin(s)::text::bigint, pg_snapshot_xmax(s)::text::bigint"
              " FROM pg_current_snapshot() s")
+# Transactions of this database that hold an xid (every outbox row is written by a trigger after
+# its table's row, so its writer has one), and whether we may see other roles' backends at all.
+_WRITERS = ("SELECT coalesce(array_agg(pid::text || ':' || backend_xid::text), '{}'),"
+            " current_setting('is_superuser') = 'on' OR pg_has_role('pg_read_all_stats', 'member')"
+            " FROM pg_stat_activity WHERE datname = current_database() AND backend_xid IS NOT NULL"
+            " AND pid <> pg_backend_pid()")
 
 
 class _Gap:
-    __slots__ = ("start", "seen", "xmax", "settled")
+    __slots__ = ("start", "seen", "xmax", "writers", "settled")
 
-    def __init__(self, start: int, xmax: int):
+    def __init__(self, start: int, xmax: int, writers: frozenset[str] | None):
         self.start = start
         self.seen = time.monotonic()
         self.xmax = xmax
+        self.writers = writers  # this database's open writers when the gap was seen (None: unknown)
         self.settled = False
 
 
 class OutboxListener:
     def __init__(self, conninfo: str, on_events: Callable[[list[OutboxEvent], float], None], *,
                  batch_size: int = 500, idle_check: float = 5.0, query_timeout: float = 10.0,
-                 backoff_initial: float = 0.1, backoff_max: float = 5.0, gap_timeout: float = 2.0,
+                 backoff_initial: float = 0.1, backoff_max: float = 5.0, gap_timeout: float = 30.0,
                  gap_poll: float = 0.02):
         self.conninfo = conninfo
         self.on_events = on_events
@@ -182,8 +191,26 @@ class OutboxListener:
     async def _gap_settled(self, conn: psycopg.AsyncConnection, start: int) -> bool:
         cur = await self._query(conn.execute(_SNAPSHOT))
         xmin, xmax = await cur.fetchone()
+        writers = await self._writers(conn)
         if self._gap is None or self._gap.start != start:
-            self._gap = _Gap(start, xmax)
+            self._gap = _Gap(start, xmax, writers)
         gap = self._gap
-        gap.settled = xmin >= gap.xmax or time.monotonic() - gap.seen > self.gap_timeout
-        return gap.settled
+        # Settled when every transaction that could still commit the missing id has ended:
+        # cluster-wide (xmin has passed the xmax seen with the gap), or — precise even while
+        # another database holds xmin back — no writer of this database open then is open now.
+        # The timeout is the last resort (an id held by a transaction left open for that long).
+        done = xmin >= gap.xmax or (gap.writers is not None and writers is not None
+                                     and not (gap.writers & writers))
+        if not done and time.monotonic() - gap.seen > self.gap_timeout:
+            log.warning("outbox id %d still missing after %.0fs with its writer open; skipped (clients "
+                        "get it only by reloading)", start, self.gap_timeout)
+            done = True
+        gap.settled = done
+        return done
+
+    async def _writers(self, conn: psycopg.AsyncConnection) -> frozenset[str] | None:
+        """This database's transactions holding an xid, as ``pid:xid``; None when this role may
+        not see other roles' transactions (then only xmin and the timeout settle a gap)."""
+        cur = await self._query(conn.execute(_WRITERS))
+        found, visible = await cur.fetchone()
+        return frozenset(found) if visible else None

@@ -158,3 +158,34 @@ async def test_out_of_order_commits_are_delivered_in_id_order(settings, db_url):
             await slow.close()
         await admin.close()
     await clinic.close()
+
+
+async def test_a_late_commit_is_waited_for_while_another_database_holds_xmin_back(settings, db_url, pg_server):
+    """The cluster-wide xmin cannot settle a gap while any database has an old transaction open;
+    the listener then watches this database's writers: a writer committing 3 s late is waited
+    for and delivered in order, and a rolled-back id is skipped as soon as its writer is gone."""
+    clinic = await Clinic.open(db_url)
+    elsewhere = await psycopg.AsyncConnection.connect(pg_server)  # another database
+    await elsewhere.execute("SELECT pg_current_xact_id()")  # holds an xid open: xmin stays behind
+    async with serve(settings) as (url, app):
+        admin = await Recorder("admin").connect(url, token(settings, "admin"))
+        slow = await psycopg.AsyncConnection.connect(db_url)
+        try:
+            first = await clinic.last_event_id() + 1
+            await Clinic(slow).book(dentist=1, patient=1, slot=200)  # takes `first`, commits late
+            await clinic.book(dentist=2, patient=2, slot=201)         # first + 1, committed
+            await asyncio.sleep(3.0)
+            assert admin.ids == []
+            await slow.commit()
+            await admin.wait_id(first + 1)
+            assert admin.ids == [first, first + 1]
+            await Clinic(slow).book(dentist=1, patient=1, slot=202)   # rolled back: skipped at once
+            await clinic.book(dentist=2, patient=2, slot=203)
+            await slow.rollback()
+            await admin.wait_id(first + 3, timeout=1.5)
+            assert admin.ids == [first, first + 1, first + 3]
+        finally:
+            await slow.close()
+            await elsewhere.close()
+        await admin.close()
+    await clinic.close()
