@@ -22,7 +22,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from bot.settings import Settings, get_settings, libpq_url
 
-from . import api, frames, holds, keys, rest, web as pages
+from . import api, holds, keys, rest, web as pages
 from .handlers import SocketHandlers
 from .hub import Hub
 from .listener import OutboxListener
@@ -52,7 +52,6 @@ def create_app(settings: Settings | None = None, *, node_id: str | None = None,
         ping_interval=PING_INTERVAL, ping_timeout=PING_TIMEOUT, max_http_buffer_size=MAX_MESSAGE_BYTES,
         logger=False, engineio_logger=False)
     sio.attach(app)
-    frames.enable(sio.eio)
     app[keys.SIO] = sio
     app[keys.STATS] = stats = Stats()
     sio.stats = stats

@@ -3,9 +3,9 @@
 Fan-out is synchronous and encodes once: for each event the hub takes the union of
 the members of the event's channels (a set, so a client in several matching
 channels is counted once) and hands each recipient the event's shared, pre-built
-bytes — no task per recipient. A socket whose Engine.IO queue is idle gets the
-websocket frame written straight to its transport (``sync/frames.py``); any other
-socket gets the shared Engine.IO packet on its queue, behind what is already there.
+bytes — no task per recipient. A websocket-first session (``sync/engine.py``) gets
+the websocket frame written straight to its transport; a session that started on
+long-polling gets the shared Engine.IO packet on its queue.
 Every client also remembers the last id it was given, so an id is never sent to
 it twice or out of order (replay and live delivery may overlap).
 """
@@ -22,7 +22,8 @@ from engineio import packet as eio_packet
 
 from bot.tokens import Identity
 
-from . import frames, rooms
+from . import rooms
+from .engine import LeanSocket
 from .outbox import OutboxEvent
 from .stats import Stats
 
@@ -168,16 +169,15 @@ class Hub:
         sock = self.sio.eio.sockets.get(client.eio_sid)
         if sock is None or sock.closed or sock.closing:
             return False
-        line = frames.line_for(sock)
-        if line is not None and frames.idle(sock):
-            transport = line.writable()
-            if transport is not None:
-                if transport.get_write_buffer_size() > self.max_buffered_bytes:
-                    self._drop_slow(client, f"{transport.get_write_buffer_size()} bytes")
-                    return False
-                transport.write(ev.frame(redacted))
-                self.stats.direct_writes += 1
-                return True
+        if isinstance(sock, LeanSocket):
+            unsent = sock.unsent()
+            if unsent > self.max_buffered_bytes:
+                self._drop_slow(client, f"{unsent} bytes")
+                return False
+            if not sock.write_frame(ev.frame(redacted)):
+                return False
+            self.stats.direct_writes += 1
+            return True
         return self._put(client, ev.packet(redacted), sock)
 
     def send(self, client: Client, name: str, data: dict) -> bool:
@@ -189,6 +189,8 @@ class Hub:
         sock = sock or self.sio.eio.sockets.get(client.eio_sid)
         if sock is None or sock.closed or sock.closing:
             return False
+        if isinstance(sock, LeanSocket):
+            return sock.write(pkt)
         if sock.queue.qsize() >= self.max_backlog:
             self._drop_slow(client, f"{sock.queue.qsize()} packets")
             return False

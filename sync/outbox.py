@@ -2,8 +2,8 @@
 
 The database builds the client-facing JSON itself (``{"id", "type", "at"} || payload``),
 so Python never parses or re-serialises a payload: each event is encoded once, as an
-Engine.IO packet that every recipient's socket queue shares, and as the websocket frame
-the hub writes straight to idle sockets (``sync/frames.py``).
+Engine.IO packet that every long-polling recipient's queue shares, and as the websocket
+frame the hub writes straight to every websocket session (``sync/engine.py``).
 """
 
 from __future__ import annotations

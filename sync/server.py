@@ -15,6 +15,7 @@ import logging
 
 import socketio
 
+from .engine import LeanEngine
 from .stats import Stats
 
 log = logging.getLogger(__name__)
@@ -22,6 +23,9 @@ log = logging.getLogger(__name__)
 
 class SocketServer(socketio.AsyncServer):
     stats: Stats | None = None
+
+    def _engineio_server_class(self):
+        return LeanEngine  # websocket-first sessions without per-socket tasks (sync/engine.py)
 
     def _malformed(self, eio_sid: str, what: str) -> None:
         if self.stats is not None:

@@ -30,7 +30,7 @@ class Stats:
         self.events_failed = 0
         self.clients_dropped_slow = 0
         self.malformed_packets = 0  # client packets dropped by sync/server.py
-        self.direct_writes = 0  # deliveries written straight to an idle websocket
+        self.direct_writes = 0  # deliveries written straight to a websocket (sync/engine.py)
         self.lag_ms: deque[float] = deque(maxlen=_SAMPLES)      # created_at → last packet queued
         self.fanout_ms: deque[float] = deque(maxlen=_SAMPLES)   # batch read → last packet queued
         self._buckets: deque[list[int]] = deque(maxlen=61)      # [second, events] for the rate

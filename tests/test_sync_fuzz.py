@@ -128,10 +128,11 @@ def live(settings: Settings, db_url: str) -> Iterator[Live]:
             loop.run_until_complete(client.close())
         loop.run_until_complete(server.__aexit__(None, None, None))
         loop.run_until_complete(clinic.close())
-        leftovers = asyncio.all_tasks(loop)  # the clients' engine.io ping tasks
+        leftovers = asyncio.all_tasks(loop)  # e.g. the clients' engine.io ping tasks
         for task in leftovers:
             task.cancel()
-        loop.run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))
+        if leftovers:  # (gather() of nothing would make a future on another loop)
+            loop.run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))
         loop.close()
 
 

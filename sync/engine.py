@@ -1,0 +1,259 @@
+"""Lean Engine.IO websocket sessions: no tasks of their own, frames written in place.
+
+python-engineio serves a websocket session with a reader task, a writer task draining an
+``asyncio.Queue`` (with a ``wait_for`` task of its own) and a ping task sleeping between
+pings — four to five tasks, their coroutine frames and timers for every idle connection, and
+a task wake-up per recipient for every event. ``LeanEngine`` keeps engine.io's protocol and
+everything else about it (handshake, long-polling, upgrades, the service task that closes
+sockets whose pong is late) and changes only how a session that *starts* on the websocket
+transport is served (``transports: ["websocket", ...]``, which the dashboards, the action
+server and the benchmark clients use):
+
+* the connection's own aiohttp request task reads frames (no reader or ``wait_for`` task);
+* every packet — events, acks, pings — is encoded and written to the TCP transport at once,
+  in the order it is sent, so there is no queue and no writer task. The hub builds each
+  event's frame once and hands the same bytes to every recipient (``write_frame``);
+* pings come from one task per server, which pings each socket ``ping_interval`` seconds
+  after its last pong (sockets are kept in one-second buckets, so a tick touches only the
+  sockets due);
+* no permessage-deflate (a compressor per connection costs far more memory than the small
+  JSON frames would save), and the request's headers are dropped from the Engine.IO
+  ``environ`` once the session is up (the connect handler has seen them by then).
+
+A client that cannot keep up — more than ``max_buffered_bytes`` unsent on its socket — is
+disconnected rather than buffered without bound; it reconnects and resumes with ``since``.
+Sessions that start on long-polling (and upgrade later) keep engine.io's own machinery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+
+import engineio
+from aiohttp import WSMsgType
+from aiohttp.web import WebSocketResponse
+from engineio import exceptions
+from engineio import packet as eio_packet
+from engineio.async_socket import AsyncSocket
+
+from .frames import binary_frame, text_frame
+
+log = logging.getLogger(__name__)
+
+CLOSE_FRAME_TIMEOUT = 5.0  # seconds a closing socket waits for the client's close frame
+# what the Engine.IO environ keeps once a lean session is up (see the module docstring)
+ENVIRON_KEPT = frozenset({"REMOTE_ADDR", "HTTP_X_FORWARDED_FOR", "HTTP_USER_AGENT", "HTTP_ORIGIN",
+                          "QUERY_STRING", "PATH_INFO", "REQUEST_METHOD", "wsgi.url_scheme"})
+
+
+class LeanSocket(AsyncSocket):
+    """An Engine.IO session served on one websocket without a queue or helper tasks."""
+
+    def __init__(self, server: "LeanEngine", sid: str):
+        super().__init__(server, sid)
+        self.queue = server.no_queue  # nothing is ever queued (shared, always empty)
+        self.last_ping = None  # set when a ping is sent, cleared by the pong (check_ping_timeout)
+        self.next_ping = math.inf
+        self.response: WebSocketResponse | None = None
+        self.transport: asyncio.Transport | None = None
+        self.early: list[bytes] | None = []  # frames sent before the websocket is open (OPEN)
+
+    # -- writing -----------------------------------------------------------------------
+    def unsent(self) -> int:
+        """Bytes written to this socket that the kernel has not taken yet."""
+        transport = self.transport
+        return transport.get_write_buffer_size() if transport is not None else 0
+
+    def write_frame(self, frame: bytes) -> bool:
+        """Write one complete websocket frame now; False if the socket is closed, closing or
+        too far behind (in which case it is being closed)."""
+        if self.closed:
+            return False
+        if self.early is not None:
+            self.early.append(frame)
+            return True
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return False
+        if transport.get_write_buffer_size() > self.server.max_buffered_bytes:
+            self.server.slow_sockets += 1
+            log.warning("engine.io socket %s has %d bytes unsent: closing it", self.sid,
+                        transport.get_write_buffer_size())
+            self.server.spawn(self.close(wait=False, abort=True,
+                                         reason=self.server.reason.TRANSPORT_ERROR))
+            return False
+        transport.write(frame)
+        return True
+
+    def write(self, pkt: eio_packet.Packet) -> bool:
+        encoded = pkt.encode()
+        return self.write_frame(text_frame(encoded) if isinstance(encoded, str) else binary_frame(encoded))
+
+    async def send(self, pkt: eio_packet.Packet) -> None:
+        if not self.closing or pkt.packet_type == eio_packet.CLOSE:
+            self.write(pkt)
+
+    # -- pings -------------------------------------------------------------------------
+    def schedule_ping(self) -> None:
+        """Called on connect and on every pong: the next ping is due ``ping_interval`` later."""
+        self.last_ping = None
+        self.server.due_ping(self, time.time() + self.server.ping_interval)
+
+    def ping(self, now: float) -> None:
+        if self.closing or self.closed:
+            return
+        self.next_ping = math.inf
+        self.last_ping = now
+        self.write(eio_packet.Packet(eio_packet.PING))
+
+    # -- lifecycle ---------------------------------------------------------------------
+    async def close(self, wait: bool = True, abort: bool = False, reason=None) -> None:
+        if self.closed or self.closing:
+            return
+        self.closing = True
+        await self.server._trigger_event("disconnect", self.sid,
+                                         reason or self.server.reason.SERVER_DISCONNECT, run_async=False)
+        if not abort:
+            self.write(eio_packet.Packet(eio_packet.CLOSE))
+        self.closed = True
+        response = self.response
+        if response is not None and not response.closed:
+            self.server.spawn(self._hang_up(response))
+
+    @staticmethod
+    async def _hang_up(response: WebSocketResponse) -> None:
+        try:
+            await response.close()
+        except Exception:  # the peer is gone: nothing left to tell it
+            pass
+
+    async def _upgrade_websocket(self, environ):
+        if self.connected:
+            raise OSError("the websocket session is already open")
+        request = environ["aiohttp.request"]
+        response = WebSocketResponse(max_msg_size=self.server.max_http_buffer_size, compress=False)
+        await response.prepare(request)
+        self.response, self.transport = response, request.transport
+        self.connected = self.upgraded = True
+        early, self.early = self.early, None
+        for frame in early or ():
+            self.transport.write(frame)
+        for key in [k for k in environ if k not in ENVIRON_KEPT]:
+            del environ[key]
+        try:
+            await self._read(response)
+        finally:
+            self.server.lean.discard(self)
+            await self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
+        return response
+
+    async def _read(self, response: WebSocketResponse) -> None:
+        while not self.closed:
+            msg = await response.receive()
+            if msg.type is not WSMsgType.TEXT and msg.type is not WSMsgType.BINARY:
+                return  # closed by either side, or a protocol error (aiohttp closed it)
+            try:
+                pkt = eio_packet.Packet(encoded_packet=msg.data)
+            except Exception as exc:  # not an Engine.IO packet at all: the session ends (as in engine.io)
+                log.debug("engine.io socket %s: undecodable frame (%s): closing it", self.sid, exc)
+                return
+            try:
+                await self.receive(pkt)
+            except exceptions.UnknownPacketError:
+                pass
+            except exceptions.SocketIsClosedError:
+                return
+            except Exception:  # one bad packet must not end the session
+                log.exception("engine.io socket %s: receive error", self.sid)
+
+
+class _NoQueue:
+    """What engine.io code finds as a lean socket's queue: always empty, never waited on."""
+
+    def empty(self) -> bool:
+        return True
+
+    def qsize(self) -> int:
+        return 0
+
+    async def join(self) -> None:
+        return None
+
+    def put_nowait(self, item) -> None:
+        raise RuntimeError("lean engine.io sockets have no queue; use LeanSocket.write")
+
+    async def put(self, item) -> None:
+        self.put_nowait(item)
+
+
+class LeanEngine(engineio.AsyncServer):
+    """engine.io's server, creating ``LeanSocket`` sessions for websocket-first clients."""
+
+    def __init__(self, *args, max_buffered_bytes: int = 8 * 1024 * 1024, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.max_buffered_bytes = max_buffered_bytes
+        self.no_queue = _NoQueue()
+        self.lean: set[LeanSocket] = set()
+        self.slow_sockets = 0  # closed for having more than max_buffered_bytes unsent
+        self._buckets: dict[int, list[LeanSocket]] = {}
+        self._pinger: asyncio.Task | None = None
+        self._tasks: set[asyncio.Task] = set()
+
+    async def _handle_connect(self, environ, transport, jsonp_index=None):
+        """engine.io's connect (``AsyncServer._handle_connect``) for a websocket-first session,
+        with a ``LeanSocket``; long-polling sessions go to engine.io unchanged."""
+        if transport != "websocket":
+            return await super()._handle_connect(environ, transport, jsonp_index)
+        if self.start_service_task:  # engine.io's sweep for sockets whose pong is late
+            self.start_service_task = False
+            self.service_task_handle = self.start_background_task(self._service_task)
+        sid = self.generate_id()
+        sock = self.sockets[sid] = LeanSocket(self, sid)
+        await sock.send(eio_packet.Packet(eio_packet.OPEN, {
+            "sid": sid,
+            "upgrades": self._upgrades(sid, transport),
+            "pingTimeout": int(self.ping_timeout * 1000),
+            "pingInterval": int(self.ping_interval + self.ping_interval_grace_period) * 1000,
+            "maxPayload": self.max_http_buffer_size,
+        }))
+        ret = await self._trigger_event("connect", sid, environ, run_async=False)
+        if ret is not None and ret is not True:
+            del self.sockets[sid]
+            return self._unauthorized(ret or None)
+        sock.schedule_ping()
+        try:
+            return await sock.handle_get_request(environ)
+        finally:
+            if sock.closed:
+                self.sockets.pop(sid, None)
+
+    def spawn(self, coro) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def due_ping(self, sock: LeanSocket, when: float) -> None:
+        self.lean.add(sock)
+        sock.next_ping = when
+        self._buckets.setdefault(math.ceil(when), []).append(sock)
+        if self._pinger is None:
+            self._pinger = asyncio.ensure_future(self._ping_loop())
+
+    async def _ping_loop(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.time()
+            for second in [s for s in self._buckets if s <= now]:
+                for sock in self._buckets.pop(second):
+                    if sock.next_ping <= now and sock in self.lean:
+                        sock.ping(now)
+
+    async def shutdown(self) -> None:
+        if self._pinger is not None:
+            self._pinger.cancel()
+            await asyncio.gather(self._pinger, return_exceptions=True)
+            self._pinger = None
+        await super().shutdown()
