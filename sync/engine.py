@@ -79,14 +79,20 @@ class LeanSocket(AsyncSocket):
         if transport is None or transport.is_closing():
             return False
         if transport.get_write_buffer_size() > self.server.max_buffered_bytes:
-            self.server.slow_sockets += 1
-            log.warning("engine.io socket %s has %d bytes unsent: closing it", self.sid,
+            log.warning("engine.io socket %s has %d bytes unsent: dropping it", self.sid,
                         transport.get_write_buffer_size())
-            self.server.spawn(self.close(wait=False, abort=True,
-                                         reason=self.server.reason.TRANSPORT_ERROR))
+            self.drop()
             return False
         transport.write(frame)
         return True
+
+    def drop(self) -> None:
+        """Cut the connection now, unsent frames and all (a client too slow to read them). The
+        client sees its transport close, reconnects by itself and resumes with ``since``;
+        a Socket.IO disconnect packet instead would tell it not to reconnect."""
+        if self.transport is not None:
+            self.transport.abort()
+        self.server.spawn(self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_ERROR))
 
     def write(self, pkt: eio_packet.Packet) -> bool:
         encoded = pkt.encode()
@@ -197,7 +203,6 @@ class LeanEngine(engineio.AsyncServer):
         self.max_buffered_bytes = max_buffered_bytes
         self.no_queue = _NoQueue()
         self.lean: set[LeanSocket] = set()
-        self.slow_sockets = 0  # closed for having more than max_buffered_bytes unsent
         self._buckets: dict[int, list[LeanSocket]] = {}
         self._pinger: asyncio.Task | None = None
         self._tasks: set[asyncio.Task] = set()

@@ -172,7 +172,7 @@ class Hub:
         if isinstance(sock, LeanSocket):
             unsent = sock.unsent()
             if unsent > self.max_buffered_bytes:
-                self._drop_slow(client, f"{unsent} bytes")
+                self._drop_slow(client, f"{unsent} bytes", sock)
                 return False
             if not sock.write_frame(ev.frame(redacted)):
                 return False
@@ -197,11 +197,14 @@ class Hub:
         sock.queue.put_nowait(pkt)
         return True
 
-    def _drop_slow(self, client: Client, behind: str) -> None:
+    def _drop_slow(self, client: Client, behind: str, sock=None) -> None:
         """A client that cannot keep up is dropped; it resumes with ``since`` when it can."""
         self.stats.clients_dropped_slow += 1
         log.warning("client %s (%s) is %s behind: disconnecting it", client.sid, client.who.sub, behind)
         client.pending = True  # nothing more for it
+        if isinstance(sock, LeanSocket):
+            sock.drop()  # the transport closes at once: the client reconnects by itself
+            return
         task = asyncio.get_running_loop().create_task(self.sio.disconnect(client.sid))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

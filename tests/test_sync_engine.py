@@ -179,5 +179,15 @@ async def test_a_client_that_stops_reading_is_dropped_not_buffered_without_bound
             await reader.wait_id(40_000_400, timeout=20)
             assert stats.clients_dropped_slow == 1
             assert len(hub.clients) == 1  # the reader is still there
+            # the stuck client's connection was cut (so its client reconnects by itself), not
+            # closed with a Socket.IO disconnect packet (which tells a client not to reconnect)
+            seen = []
+            while True:
+                msg = await stuck.receive(timeout=10)
+                if msg.type is not aiohttp.WSMsgType.TEXT:
+                    break
+                seen.append(msg.data[:2])
+            assert msg.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSE)
+            assert "41" not in seen and len(seen) < 400
             await reader.close()
             await stuck.close()
