@@ -67,14 +67,23 @@ def task_kinds() -> Counter:
     return Counter(t.get_coro().__qualname__ for t in asyncio.all_tasks())
 
 
+async def settled(hub, clients: int) -> None:
+    """Until ``clients`` are live and their connect-time tasks have finished."""
+    async def live():
+        while len(hub.clients) < clients or any(c.pending for c in hub.clients.values()) \
+                or any(not t.done() for t in asyncio.all_tasks() if "_start" in repr(t.get_coro())):
+            await asyncio.sleep(0.01)
+    await asyncio.wait_for(live(), 5)
+
+
 async def test_an_idle_lean_session_has_no_tasks_of_its_own(settings):
     async with serve(settings) as (url, app):
         async with aiohttp.ClientSession() as session:  # raw clients: no tasks of their own
             first, _ = await raw_session(url, token(settings, "admin"), session)
-            await asyncio.sleep(0.2)
+            await settled(app[keys.HUB], 1)
             before = task_kinds()
             more = [(await raw_session(url, token(settings, "admin"), session))[0] for _ in range(20)]
-            await asyncio.sleep(0.2)  # connect handlers and resume tasks done
+            await settled(app[keys.HUB], 21)
             # per connection only aiohttp's own two (the connection's and its request's, which
             # reads the websocket); no engine.io reader, writer, queue wait or ping task
             added = task_kinds() - before
