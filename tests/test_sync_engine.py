@@ -200,3 +200,11 @@ async def test_a_client_that_stops_reading_is_dropped_not_buffered_without_bound
             assert "41" not in seen and len(seen) < 400
             await reader.close()
             await stuck.close()
+
+
+async def test_the_heartbeat_is_every_30_seconds(settings):
+    async with serve(settings) as (url, app):
+        async with aiohttp.ClientSession() as session:
+            ws, opened = await raw_session(url, token(settings, "admin"), session)
+            assert (opened["pingInterval"], opened["pingTimeout"]) == (30_000, 20_000)
+            await ws.close()
