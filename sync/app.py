@@ -31,7 +31,7 @@ from .stats import Stats
 
 log = logging.getLogger(__name__)
 
-PING_INTERVAL = 30  # seconds: the heartbeat (issue contract); clients answer within PING_TIMEOUT
+PING_INTERVAL = 30  # seconds: the heartbeat (docs/realtime.md); clients answer within PING_TIMEOUT
 PING_TIMEOUT = 20
 MAX_MESSAGE_BYTES = 256 * 1024  # a bigger client message closes its socket (engine.io's own limit)
 
