@@ -141,7 +141,12 @@ class LeanSocket(AsyncSocket):
             raise OSError("the websocket session is already open")
         request = environ["aiohttp.request"]
         response = WebSocketResponse(max_msg_size=self.server.max_http_buffer_size, compress=False)
-        await response.prepare(request)
+        try:
+            await response.prepare(request)
+        except BaseException:  # a bad handshake (aiohttp answers 400) or the client left
+            self.server.lean.discard(self)
+            await self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_ERROR)
+            raise
         self.response, self.transport = response, request.transport
         self.connected = self.upgraded = True
         early, self.early = self.early, None
@@ -254,7 +259,10 @@ class LeanEngine(engineio.AsyncServer):
             for second in [s for s in self._buckets if s <= now]:
                 for sock in self._buckets.pop(second):
                     if sock.next_ping <= now and sock in self.lean:
-                        sock.ping(now)
+                        try:
+                            sock.ping(now)
+                        except Exception:  # one broken socket must not stop everyone's pings
+                            log.exception("engine.io socket %s: ping failed", sock.sid)
 
     async def shutdown(self) -> None:
         if self._pinger is not None:

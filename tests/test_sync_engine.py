@@ -208,3 +208,17 @@ async def test_the_heartbeat_is_every_30_seconds(settings):
             ws, opened = await raw_session(url, token(settings, "admin"), session)
             assert (opened["pingInterval"], opened["pingTimeout"]) == (30_000, 20_000)
             await ws.close()
+
+
+async def test_a_bad_websocket_handshake_is_refused_and_leaves_nothing_behind(settings):
+    async with serve(settings) as (url, app):
+        eio = app[keys.SIO].eio
+        async with aiohttp.ClientSession() as session:
+            # an upgrade request without Sec-WebSocket-Key: engine.io accepts the transport, the
+            # websocket handshake fails
+            async with session.get(f"{url}/socket.io/?EIO=4&transport=websocket",
+                                   headers={"Upgrade": "websocket", "Connection": "Upgrade"}) as resp:
+                assert resp.status == 400
+            assert eio.sockets == {} and eio.lean == set()
+            ws, _ = await raw_session(url, token(settings, "admin"), session)  # others still served
+            await ws.close()
