@@ -70,7 +70,7 @@ def revision(paths: tuple[str, ...] = ("actions", "bot", "sync", "sql", "data", 
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
                               check=True).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--", *paths], cwd=ROOT, capture_output=True,
-                               text=True, check=True).stdout.strip()
+                               text=True, check=True).stdout  # not stripped: " M path" keeps its columns
     except (OSError, subprocess.CalledProcessError):
         return "commit unknown (not a git checkout)"
     changed = sorted({line[3:].split("/")[0] for line in dirty.splitlines()})
