@@ -17,7 +17,9 @@ Every scenario runs once per availability source of the action server, same stac
 ``cache`` (its in-memory cache) and ``sql`` (``AVAILABILITY_SOURCE=sql``, the naive baseline:
 every question a query); the action server is restarted between the two and the visits the
 first one booked are deleted. Prints markdown (figures, command, machine), writes
-bench/out/chat_turns.md and the ``chat_turns`` section of BENCHMARKS.md (unless ``--no-report``).
+bench/out/chat_turns.md, the plot ``bench/plots/chat-turns.png`` (every turn's latency, a column
+per scenario, cache against sql) and the ``chat_turns`` section of BENCHMARKS.md (unless
+``--no-report``; the plot then goes to bench/out/).
 """
 
 from __future__ import annotations
@@ -38,20 +40,14 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import tree_cpu_seconds, use_source, write_section  # noqa: E402
+from bench.common import (ROOT, pct, plot_latency, plot_path, scratch_database, tree_cpu_seconds,  # noqa: E402
+                          use_source, write_section)
 from bot.db import make_engine  # noqa: E402
-from bot.migrate import migrate  # noqa: E402
 from bot.seed import seed  # noqa: E402
 from bot.stack import Stack, has_model  # noqa: E402
 
-SERVER = os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 REQUESTS = ["I'd like a cleaning with any dentist next week", "can I book a filling with any dentist next week?",
             "book a consultation with Dr Chen next week please", "I need a whitening with Dr Patel next week"]
-
-
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
 async def conversation(stack: Stack, n: int, turns: list[float], outcomes: list[str],
@@ -89,60 +85,79 @@ async def start_conversation(stack: Stack, n: int, turns: list[float], outcomes:
     await conversation(stack, n, turns, outcomes, think)
 
 
-async def run(users: list[int], rounds: int, sources: list[str], think_users: list[int],
-              think: tuple[float, float]) -> str:
-    name = f"bench_chat_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(SERVER, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    db_url = SERVER.rpartition("/")[0] + "/" + name
-    migrate(db_url)
+def seeded_stack(db_url: str) -> tuple[Stack, int]:
+    """A stack (not started) on the demo clinic seeded into ``db_url``; the last seeded visit's id."""
     stack = Stack(db_url)
     engine = make_engine(stack.settings.database_url, pool_size=1)
     seed(engine, stack.settings)
     engine.dispose()
+    with psycopg.connect(db_url) as conn:
+        return stack, conn.execute("SELECT coalesce(max(id), 0) FROM appointments").fetchone()[0]
+
+
+def reset_diaries(db_url: str, seeded: int) -> None:
+    """Holds and the visits booked since the seed removed: the same diaries for every variant."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("DELETE FROM slot_holds")
+        conn.execute("DELETE FROM appointments WHERE id > %s", (seeded,))
+
+
+def mode_of(pause: tuple[float, float] | None) -> str:
+    return "closed loop" if pause is None else f"think {pause[0]:g}–{pause[1]:g} s"
+
+
+async def run(users: list[int], rounds: int, sources: list[str], think_users: list[int],
+              think: tuple[float, float], png: Path) -> str:
     lines = []
     figures: dict[tuple[str, int, tuple[float, float] | None], tuple[float, float, float]] = {}
+    samples: dict[tuple[str, int, tuple[float, float] | None], list[float]] = {}
     load_start = os.getloadavg()[0]
-    with psycopg.connect(db_url) as conn:
-        seeded = conn.execute("SELECT coalesce(max(id), 0) FROM appointments").fetchone()[0]
-    try:
-        stack.settings = stack.settings.model_copy(update={"availability_source": sources[0]})
-        t0 = time.monotonic()
-        stack.start()
-        startup = time.monotonic() - t0
-        for source in sources:
-            with psycopg.connect(db_url, autocommit=True) as conn:  # the same diaries for every source
-                conn.execute("DELETE FROM slot_holds")
-                conn.execute("DELETE FROM appointments WHERE id > %s", (seeded,))
-            await use_source(stack, source)
-            await conversation(stack, 0, [], [])  # warm-up, not counted
-            actions_pid = stack.services["actions"].proc.pid
-            rasa_pid = stack.services["rasa"].proc.pid
-            scenarios = [(count, None) for count in users] + [(count, think) for count in think_users]
-            for count, pause in scenarios:
-                turns: list[float] = []
-                outcomes: list[str] = []
-                cpu0, rasa0 = tree_cpu_seconds(actions_pid), tree_cpu_seconds(rasa_pid)
-                load0 = os.getloadavg()[0]
-                t0 = time.monotonic()
-                for r in range(rounds):
-                    await asyncio.gather(*(start_conversation(stack, 1000 * r + count * 10 + i, turns,
-                                                              outcomes, pause) for i in range(count)))
-                wall = time.monotonic() - t0
-                cpu_ms = (tree_cpu_seconds(actions_pid) - cpu0) * 1000 / max(1, len(turns))
-                rasa_ms = (tree_cpu_seconds(rasa_pid) - rasa0) * 1000 / max(1, len(turns))
-                p50, p95 = statistics.median(turns), pct(turns, 95)
-                figures[(source, count, pause)] = (p50, p95, cpu_ms)
-                mode = "closed loop" if pause is None else f"think {pause[0]:g}–{pause[1]:g} s"
-                lines.append(f"| {source} | {count} | {mode} | {len(turns)} | {p50:.0f} | {p95:.0f} | "
-                             f"{max(turns):.0f} | {outcomes.count('booked')}/{len(outcomes)} | {wall:.1f} "
-                             f"| {len(turns) / wall:.1f} | {rasa_ms:.0f} | {cpu_ms:.1f} "
-                             f"| {load0:.1f} → {os.getloadavg()[0]:.1f} |")
-    finally:
-        stack.stop()
-        with psycopg.connect(SERVER, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    scenarios = [(count, None) for count in users] + [(count, think) for count in think_users]
+    with scratch_database("bench_chat") as db_url:
+        stack, seeded = seeded_stack(db_url)
+        try:
+            stack.settings = stack.settings.model_copy(update={"availability_source": sources[0]})
+            t0 = time.monotonic()
+            stack.start()
+            startup = time.monotonic() - t0
+            for source in sources:
+                reset_diaries(db_url, seeded)
+                await use_source(stack, source)
+                await conversation(stack, 0, [], [])  # warm-up, not counted
+                actions_pid = stack.services["actions"].proc.pid
+                rasa_pid = stack.services["rasa"].proc.pid
+                for count, pause in scenarios:
+                    turns: list[float] = []
+                    outcomes: list[str] = []
+                    cpu0, rasa0 = tree_cpu_seconds(actions_pid), tree_cpu_seconds(rasa_pid)
+                    load0 = os.getloadavg()[0]
+                    t0 = time.monotonic()
+                    for r in range(rounds):
+                        await asyncio.gather(*(start_conversation(stack, 1000 * r + count * 10 + i, turns,
+                                                                  outcomes, pause) for i in range(count)))
+                    wall = time.monotonic() - t0
+                    cpu_ms = (tree_cpu_seconds(actions_pid) - cpu0) * 1000 / max(1, len(turns))
+                    rasa_ms = (tree_cpu_seconds(rasa_pid) - rasa0) * 1000 / max(1, len(turns))
+                    p50, p95 = statistics.median(turns), pct(turns, 95)
+                    figures[(source, count, pause)] = (p50, p95, cpu_ms)
+                    samples[(source, count, pause)] = turns
+                    lines.append(f"| {source} | {count} | {mode_of(pause)} | {len(turns)} | {p50:.0f} "
+                                 f"| {p95:.0f} | {max(turns):.0f} "
+                                 f"| {outcomes.count('booked')}/{len(outcomes)} | {wall:.1f} "
+                                 f"| {len(turns) / wall:.1f} | {rasa_ms:.0f} | {cpu_ms:.1f} "
+                                 f"| {load0:.1f} → {os.getloadavg()[0]:.1f} |")
+        finally:
+            stack.stop()
+    plot_latency(png, [(f"{count} user{'s' if count > 1 else ''}, {mode_of(pause)}",
+                        {source: samples.get((source, count, pause), []) for source in sources})
+                       for count, pause in scenarios],
+                 title="Chat turns through the REST channel: every turn's latency, the action server's cache "
+                       "vs SQL (dashed: the 150 ms p95 target)", target_ms=150, target_label="p95 target")
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    rasa = stack.services["rasa"]
+    workers = rasa.env.get("SANIC_WORKERS", "1")
+    rasa_setup = (f"{workers} Sanic worker{'' if workers == '1' else 's'}, "
+                  f"`{rasa.argv[rasa.argv.index('--endpoints') + 1]}`")
     ratios = []
     for count, pause in [(c, None) for c in users] + [(c, think) for c in think_users]:
         if ("cache", count, pause) in figures and ("sql", count, pause) in figures:
@@ -156,7 +171,8 @@ async def run(users: list[int], rounds: int, sources: list[str], think_users: li
         f"`{' '.join(['.venv/bin/python', 'bench/chat_turns.py', *sys.argv[1:]])}` — "
         f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, {mem:.1f} GiB, "
         f"{platform.python_implementation()} {platform.python_version()}, load before start "
-        f"{load_start:.1f}, at the end {os.getloadavg()[0]:.1f}; stack start-up {startup:.0f} s. A conversation "
+        f"{load_start:.1f}, at the end {os.getloadavg()[0]:.1f}; stack start-up {startup:.0f} s; Rasa: "
+        f"{rasa_setup} (several workers: `bench/chat_ab.py`). A conversation "
         "is 5 turns (request, slot button, name, phone, yes); every turn runs the NLU model, the policies and a "
         "custom action. *closed loop*: each user sends its next message the instant the reply arrives "
         "(N back-to-back request streams); *think a–b s*: each user pauses a random a–b s before every "
@@ -171,6 +187,8 @@ async def run(users: list[int], rounds: int, sources: list[str], think_users: li
         *lines,
         "",
         *([f"Naive baseline ÷ cache, same run: {'; '.join(ratios)}."] if ratios else []),
+        "",
+        f"![chat turns: latency distribution per scenario, cache vs sql]({png.relative_to(ROOT)})",
     ])
 
 
@@ -188,7 +206,8 @@ def main() -> int:
     if not has_model():
         print("no trained model: run `make train` first", file=sys.stderr)
         return 1
-    report = asyncio.run(run(args.users, args.rounds, args.sources, args.think_users, tuple(args.think)))
+    report = asyncio.run(run(args.users, args.rounds, args.sources, args.think_users, tuple(args.think),
+                             plot_path("chat-turns.png", args.no_report)))
     out = Path(__file__).resolve().parent / "out"
     out.mkdir(exist_ok=True)
     (out / "chat_turns.md").write_text(report + "\n")

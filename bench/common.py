@@ -1,6 +1,6 @@
 """What the chat-level benchmarks (``race.py``, ``soak.py``, ``chat_turns.py``) share: a scratch
 database, the machine's description, percentiles, process memory, the action server's
-availability source, and the generated sections of ``BENCHMARKS.md``.
+availability source, latency-distribution plots, and the generated sections of ``BENCHMARKS.md``.
 
 A generated section sits between ``<!-- bench:<key>:start ... -->`` and ``<!-- bench:<key>:end -->``;
 a run replaces only the text between its own two markers (or appends the section when the
@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import platform
+import sys
 import time
 import uuid
 from contextlib import contextmanager
@@ -167,3 +168,100 @@ def write_section(key: str, body: str, path: Path = BENCHMARKS_MD) -> None:
         text = text.rstrip() + "\n\n" + section + "\n"
     path.write_text(text)
     print(f"bench: wrote the {key} section of {path.name}")
+
+
+COLOURS = {"cache": "#1f77b4", "ours": "#1f77b4", "sql": "#d62728", "naive": "#d62728"}
+
+
+def _ms(value: float) -> str:
+    return f"{value:.0f}" if abs(value) >= 10 else f"{value:.2g}"
+
+
+def plot_latency(path: Path, panels: list[tuple[str, dict[str, list[float]]]], *, title: str,
+                 unit: str = "turn latency", target_ms: float | None = None, target_label: str = "target",
+                 same_scale: bool = True) -> Path:
+    """One PNG of latency distributions: a column per panel (a scenario), each comparing its
+    series (e.g. ``cache`` and ``sql``): a histogram (% of samples per bin) above, the cumulative
+    distribution (p50 and p95 marked) below, both on a log scale of milliseconds (values at or
+    below zero drawn at the smallest positive one); ``target_ms`` drawn as a dashed line. With
+    ``same_scale`` every column shares the x axis (scenarios of one kind), else each has its own.
+    A series' colour follows its name's first word (``COLOURS``)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker as ticker
+    import numpy as np
+
+    def scale(groups) -> tuple[float, float, np.ndarray]:
+        positive = [np.asarray(vs, dtype=float) for vs in groups if len(vs)]
+        positive = [a[a > 0] for a in positive]
+        positive = [a for a in positive if a.size]
+        lo = min(float(a.min()) for a in positive) if positive else 1.0
+        hi = max(float(a.max()) for a in positive) if positive else 1000.0
+        return lo, hi, np.logspace(np.log10(lo * 0.9), np.log10(hi * 1.1), 50)
+
+    everything = scale([vs for _, series in panels for vs in series.values()])
+    fig, axes = plt.subplots(2, len(panels), figsize=(4.6 * len(panels) + 0.6, 7), dpi=80, squeeze=False,
+                             sharex=True if same_scale else "col")
+    for col, (name, series) in enumerate(panels):
+        lo, hi, bins = everything if same_scale else scale(list(series.values()))
+        hist_ax, cdf_ax = axes[0][col], axes[1][col]
+        for k, (label, vs) in enumerate(series.items()):
+            if not vs:
+                continue
+            data = np.clip(np.asarray(vs, dtype=float), lo, None)
+            colour = COLOURS.get(label.split()[0], f"C{k + 2}")
+            p50, p95 = pct(vs, 50), pct(vs, 95)
+            weights = np.full(data.size, 100.0 / data.size)
+            hist_ax.hist(data, bins=bins, weights=weights, histtype="stepfilled", alpha=0.3, color=colour)
+            hist_ax.hist(data, bins=bins, weights=weights, histtype="step", color=colour,
+                         label=f"{label}: p50 {_ms(p50)}, p95 {_ms(p95)} ms (n={data.size:,})")
+            ordered = np.sort(data)
+            cdf_ax.step(ordered, np.arange(1, ordered.size + 1) * 100.0 / ordered.size, where="post",
+                        color=colour, label=label)
+            cdf_ax.plot([p50, p95], [50, 95], "o", color=colour, ms=4)
+        for ax in (hist_ax, cdf_ax):
+            ax.set_xscale("log")
+            ax.xaxis.set_major_locator(ticker.LogLocator(subs=(1, 2, 5)))
+            ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+            ax.grid(True, which="both", alpha=0.25)
+            if target_ms:
+                ax.axvline(target_ms, color="black", ls="--", lw=1)
+        if target_ms:
+            hist_ax.text(target_ms, 0.03, f" {target_label} {target_ms:g} ms", va="bottom", ha="right",
+                         rotation=90, fontsize=8, transform=hist_ax.get_xaxis_transform())
+        hist_ax.set_title(name, fontsize=10)
+        hist_ax.legend(fontsize=7, loc="upper left")
+        hist_ax.set_ylabel("% of samples per bin")
+        cdf_ax.set_ylabel("% at or below")
+        cdf_ax.set_ylim(0, 100.5)
+        for level in (50, 95):
+            cdf_ax.axhline(level, color="grey", lw=0.8, ls=":")
+        cdf_ax.set_xlabel(f"{unit} (ms, log scale)")
+        cdf_ax.legend(fontsize=7, loc="lower right")
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_path(name: str, no_report: bool) -> Path:
+    """Where a benchmark's PNG goes: ``bench/plots/`` (committed, referenced from BENCHMARKS.md), or
+    ``bench/out/`` when the run leaves BENCHMARKS.md alone (``--no-report``)."""
+    return ROOT / "bench" / ("out" if no_report else "plots") / name
+
+
+def have_plotting() -> bool:
+    """matplotlib and numpy importable (``requirements/bench.lock``); says how to get them if not."""
+    try:
+        import matplotlib  # noqa: F401
+        import numpy  # noqa: F401
+    except ImportError:
+        print("matplotlib and numpy are needed: uv pip install -p .venv/bin/python -r requirements/bench.lock",
+              file=sys.stderr)
+        return False
+    return True

@@ -20,7 +20,8 @@ Run once per availability source of the action server, in the same invocation an
 same stack: ``cache`` (its in-memory cache) and ``sql`` (``AVAILABILITY_SOURCE=sql``: every
 question answered by ``BookingService.available_slots``, the naive baseline); the action server
 is restarted between the two and the appointments are deleted. Markdown goes to stdout,
-``bench/out/race.md`` and the ``race`` section of BENCHMARKS.md (unless ``--no-report``).
+``bench/out/race.md`` and the ``race`` section of BENCHMARKS.md, every turn's latency (cache
+against sql) to ``bench/plots/race.png`` (unless ``--no-report``: both then stay in bench/out/).
 """
 
 from __future__ import annotations
@@ -42,8 +43,9 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from actions.dates import parse_when  # noqa: E402
-from bench.common import (ROOT, load_average, machine, pct, revision, scratch_database,  # noqa: E402
-                          tree_cpu_seconds, use_source, utc_now, write_section)
+from bench.common import (ROOT, have_plotting, load_average, machine, pct, plot_latency,  # noqa: E402
+                          plot_path, revision, scratch_database, tree_cpu_seconds, use_source, utc_now,
+                          write_section)
 from bot.booking import BookingService  # noqa: E402
 from bot.db import make_engine  # noqa: E402
 from bot.seed import seed  # noqa: E402
@@ -213,7 +215,7 @@ async def race(stack: Stack, source: str, db_url: str, slots: list[datetime], n_
     for u in users:
         outcomes[u.outcome] = outcomes.get(u.outcome, 0) + 1
     return {
-        "source": source, "users": n_users, "wall_s": wall, "turns": len(turns),
+        "source": source, "users": n_users, "wall_s": wall, "turns": len(turns), "turn_ms": turns,
         "p50": statistics.median(turns), "p95": pct(turns, 95), "max": max(turns),
         "booked": outcomes.get("booked", 0), "outcomes": outcomes, "sql": sql,
         "losers": len(losers),
@@ -244,7 +246,8 @@ def verdict(r: dict, slots: int) -> list[str]:
     return problems
 
 
-def report(results: list[dict], args, where: str, startup: float, load_start: str, started: str, code: str) -> str:
+def report(results: list[dict], args, where: str, startup: float, load_start: str, started: str, code: str,
+           png: Path) -> str:
     rows = []
     for r in results:
         o = r["outcomes"]
@@ -292,7 +295,8 @@ def report(results: list[dict], args, where: str, startup: float, load_start: st
               "`cache` = the action server's in-memory cache; `sql` = `AVAILABILITY_SOURCE=sql` (each offer, "
               "alternative and free-check a query through `BookingService.available_slots`), action server "
               "restarted between the two, appointments deleted. CPU per turn: utime + stime of the process "
-              "(and its children) over the race ÷ turns; PostgreSQL's share of the SQL path is not in it."]
+              "(and its children) over the race ÷ turns; PostgreSQL's share of the SQL path is not in it.",
+              "", f"![race: every turn's latency, cache vs sql]({png.relative_to(ROOT)})"]
     return "\n".join(lines)
 
 
@@ -311,10 +315,15 @@ async def main_async(args) -> str:
             for source in args.sources:
                 r = await race(stack, source, db_url, slots, args.users, args.picks)
                 results.append(r)
-                print(json.dumps({k: v for k, v in r.items() if k != "errors"}, default=str), flush=True)
+                print(json.dumps({k: v for k, v in r.items() if k not in ("errors", "turn_ms")}, default=str),
+                      flush=True)
         finally:
             stack.stop()
-    return report(results, args, where, startup, load_start, started, code)
+    panel = (f"{args.users} users at once for {args.slots} slots", {r["source"]: r["turn_ms"] for r in results})
+    png = plot_latency(plot_path("race.png", args.no_report), [panel],
+                       title="Race: every chat turn's latency\n(offers from the action server's cache vs SQL; "
+                             "dashed: issue 4's p95 target at 20 users)", target_ms=150, target_label="p95 target")
+    return report(results, args, where, startup, load_start, started, code, png)
 
 
 def main() -> int:
@@ -328,6 +337,8 @@ def main() -> int:
     args = parser.parse_args()
     if not has_model():
         print("no trained model: run `make train` first", file=sys.stderr)
+        return 1
+    if not have_plotting():
         return 1
     text = asyncio.run(main_async(args))
     out = ROOT / "bench" / "out"
