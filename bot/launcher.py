@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -37,6 +38,9 @@ class Service:
     url: str
     env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen | None = None
+    # ready when `url` answers 200, not merely when the port accepts (Rasa with several workers
+    # opens its port before the workers have loaded the model)
+    ready_http: bool = False
 
 
 def service_env(settings: Settings, database_url: str) -> dict[str, str]:
@@ -74,8 +78,12 @@ def plan(settings: Settings, database_url: str) -> list[Service]:
         services.append(Service("actions", [python, "-m", "actions"], settings.actions_port,
                                 f"http://127.0.0.1:{settings.actions_port}/health"))
     if RASA.exists() and (ROOT / "domain.yml").exists() and any((ROOT / "models").glob("*.tar.gz")):
-        endpoints = "endpoints.redis.yml" if settings.redis_url and (ROOT / "endpoints.redis.yml").exists() \
-            else "endpoints.yml"
+        shared_locks = bool(settings.redis_url) and (ROOT / "endpoints.redis.yml").exists()
+        endpoints = "endpoints.redis.yml" if shared_locks else "endpoints.yml"
+        env = rasa_env(database_url, settings.redis_url, settings.actions_port)
+        # Several Sanic workers (processes) on the one port, each with its own model: turns of
+        # different conversations run in parallel. Rasa allows it only with a shared lock store.
+        env["SANIC_WORKERS"] = str(settings.rasa_workers if shared_locks else 1)
         # `rasa run` through rasa_tools.server: the same command line, with the custom actions'
         # answers checked by a validator built once (it was the largest cost of a turn).
         services.append(Service(
@@ -83,9 +91,20 @@ def plan(settings: Settings, database_url: str) -> list[Service]:
             [str(RASA_PYTHON), "-m", "rasa_tools.server", "run", "--enable-api", "--cors", "*",
              "--port", str(settings.rasa_port), "--endpoints", endpoints, "--credentials", "credentials.yml",
              "--model", "models"],
-            settings.rasa_port, f"http://127.0.0.1:{settings.rasa_port}/",
-            env=rasa_env(database_url, settings.redis_url, settings.actions_port)))
+            settings.rasa_port, f"http://127.0.0.1:{settings.rasa_port}/", env=env, ready_http=True))
     return services
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return resp.status == 200
+    except (OSError, ValueError):
+        return False
+
+
+def is_ready(svc: Service) -> bool:
+    return _http_ok(svc.url) if svc.ready_http else _port_open(svc.port)
 
 
 def _port_open(port: int) -> bool:
@@ -101,6 +120,32 @@ def _train() -> None:
         subprocess.run(["bash", str(script)], cwd=ROOT, check=True)
 
 
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid``, from /proc (children of the main thread, as fork makes them)."""
+    found, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            with open(f"/proc/{parent}/task/{parent}/children") as fh:
+                kids = [int(x) for x in fh.read().split()]
+        except OSError:
+            continue
+        found += kids
+        todo += kids
+    return found
+
+
+def kill_tree(proc: subprocess.Popen) -> None:
+    """SIGKILL a service and every process below it: Rasa's Sanic workers are its children, and
+    killing only the parent would leave them serving the port."""
+    for pid in [*_descendants(proc.pid), proc.pid]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.wait()
+
+
 def stop_services(services: list[Service], timeout: float = 15.0) -> None:
     for svc in reversed(services):
         if svc.proc and svc.proc.poll() is None:
@@ -112,8 +157,7 @@ def stop_services(services: list[Service], timeout: float = 15.0) -> None:
                 svc.proc.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 log.warning("%s did not stop in time; killing it", svc.name)
-                svc.proc.kill()
-                svc.proc.wait()
+                kill_tree(svc.proc)
 
 
 def start_services(services: list[Service], env: dict[str, str]) -> None:
@@ -127,7 +171,7 @@ def wait_ready(services: list[Service], *, timeout: float, stop=lambda: False) -
     deadline = time.monotonic() + timeout
     pending = list(services)
     while pending and not stop() and time.monotonic() < deadline:
-        pending = [s for s in pending if not _port_open(s.port)]
+        pending = [s for s in pending if not is_ready(s)]
         if any(s.proc and s.proc.poll() is not None for s in services):
             return False
         time.sleep(0.3)
@@ -157,6 +201,12 @@ def run(*, train: bool = True, skip: frozenset[str] = frozenset()) -> int:
         _train()
 
     services = [s for s in plan(settings, database_url) if s.name not in skip]
+    for svc in services:
+        if svc.name == "rasa":
+            workers = svc.env["SANIC_WORKERS"]
+            log.info("Rasa: %s worker%s%s", workers, "" if workers == "1" else "s",
+                     " (RASA_WORKERS > 1 needs REDIS_URL: the workers share Rasa's lock store there)"
+                     if workers == "1" and settings.rasa_workers > 1 else "")
     busy = [s for s in services if _port_open(s.port)]
     if busy:
         for s in busy:
@@ -178,7 +228,7 @@ def run(*, train: bool = True, skip: frozenset[str] = frozenset()) -> int:
         wait_ready(services, timeout=180, stop=lambda: stopping)
         print("\nDental booking backend is up:", flush=True)
         for svc in services:
-            state = "ready" if _port_open(svc.port) else "starting"
+            state = "ready" if is_ready(svc) else "starting"
             print(f"  {svc.name:8} {svc.url}  ({state})", flush=True)
         if not services:
             print("  (no services in this checkout yet: the database is ready)")

@@ -50,6 +50,10 @@ class Settings(BaseSettings):
     sync_port: int = 5000
     actions_port: int = 5055
     rasa_port: int = 5005
+    # Rasa server processes (Sanic workers) sharing the port; more than one needs REDIS_URL, because
+    # Rasa's lock store (one message of a conversation at a time) must then live in Redis. One by
+    # default: two did not lower the 20-user p95 on 2 cores (docs/assistant.md) and double the memory
+    rasa_workers: int = Field(default=1, ge=1, le=16)
     sync_url: str | None = None  # where the action server finds the sync service
     # where the action server's offers come from: its in-memory cache, or SQL on every question
     # (BookingService.available_slots: the naive baseline the benchmarks compare the cache with)

@@ -1,6 +1,8 @@
 """The whole system for end-to-end tests and benchmarks: the sync service, the action server and the
 Rasa server, started exactly as ``make run`` starts them (``bot.launcher.plan``), on
-free ports, against one test database."""
+free ports, against one test database. Rasa runs as one process (``rasa_workers=1``) whatever
+``RASA_WORKERS`` and ``REDIS_URL`` say in the environment: every further Sanic worker loads its
+own copy of the model (~1.2 GB, and its start-up), which no test needs."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from pathlib import Path
 
 import aiohttp
 
-from .launcher import ROOT, Service, plan, service_env, start_services, stop_services, wait_ready
+from .launcher import ROOT, Service, kill_tree, plan, service_env, start_services, stop_services, wait_ready
 from .settings import Settings
 
 
@@ -34,11 +36,12 @@ class Stack:
     settings: Settings = field(init=False)
     services: dict[str, Service] = field(init=False)
     log_dir: Path | None = None
+    rasa_workers: int = 1
 
     def __post_init__(self):
         self.settings = Settings(database_url=self.db_url, env="test", jwt_secret=self.jwt_secret,
                                  sync_port=free_port(), actions_port=free_port(), rasa_port=free_port(),
-                                 _env_file=None)
+                                 rasa_workers=self.rasa_workers, _env_file=None)
         self.services = {s.name: s for s in plan(self.settings, self.settings.database_url)}
 
     def url(self, name: str) -> str:
@@ -60,6 +63,9 @@ class Stack:
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         proc = self.services[name].proc
         assert proc is not None
+        if sig == signal.SIGKILL:
+            kill_tree(proc)  # with several Rasa workers, them too
+            return
         proc.send_signal(sig)
         proc.wait(timeout=30)
 
