@@ -1,9 +1,17 @@
 """Soak (issue 6): the whole system under a steady clinic-chain load for ``--minutes`` (10), the
 memory of each service sampled every ``--sample-seconds`` (10), and every dashboard event checked
-against the outbox at the end.
+against the outbox at the end; then the same load on the naive baseline, in the same run.
 
-    .venv/bin/python bench/soak.py [--minutes 10] [--rate 5] [--admins 240] [--dentist-clients 60]
-                                   [--chat-users 3] [--no-report]
+    .venv/bin/python bench/soak.py [--minutes 10] [--phases ours naive] [--rate 5] [--admins 240]
+                                   [--dentist-clients 60] [--chat-users 3] [--no-report]
+
+Two phases, one after the other, on the same stack and database (``--phases``):
+
+* ``ours``: the dashboards on the sync service, the action server's offers from its cache;
+* ``naive``: the dashboards on ``bench/naive_server.py`` (one LISTEN connection → read the row →
+  ``sio.emit``, started as the realtime benchmark starts it), the action server restarted with
+  ``AVAILABILITY_SOURCE=sql`` (a query per offer). The naive server's visibility rule is narrower
+  (a dentist gets only the rows naming them), so its clients' expected sets follow that rule.
 
 The stack is ``bot.stack.Stack`` (sync service, action server, Rasa, as ``make run`` starts them)
 on a fresh database: the demo clinic plus ``--chain-dentists`` (20) dentists working Monday to
@@ -23,14 +31,16 @@ Every ``--sample-seconds``: VmRSS and CPU time of each service's process tree. T
 trend is the least-squares slope of RSS over the second half of the run (the first half is
 warm-up), reported per hour, with the change it predicts over that half; "flat" when the slope
 is under 5 % of the service's mean RSS per hour, or the change it predicts over the half is
-under 1 MiB (the sampling noise). At the end the writer and chat
+under 1 MiB (the sampling noise). At the end of a phase the writer and chat
 users stop, the clients drain, and each client's ids are compared with the outbox rows it may
 see (admins: every row after the load started; dentists: their visits, their availability and
 clinic-wide availability): lost, duplicate, unexpected, out of order. The action server's
-cache must have reached the outbox head too.
+cache must have reached the outbox head too. Commit → receive latency: the writer's commit time
+of each outbox row it wrote (see ``Writer``) to each client's receive time.
 
-Plot: ``bench/plots/soak.png``. Markdown: stdout, ``bench/out/soak.md`` and the ``soak``
-section of BENCHMARKS.md (unless ``--no-report``).
+Scoring, plots and markdown are in ``bench/soak_report.py``. Plots: ``bench/plots/soak.png``
+(memory), ``bench/plots/soak-latency.png`` (latency distributions). Markdown: stdout,
+``bench/out/soak.md`` and the ``soak`` section of BENCHMARKS.md (unless ``--no-report``).
 """
 
 from __future__ import annotations
@@ -40,7 +50,6 @@ import asyncio
 import json
 import multiprocessing as mp
 import random
-import statistics
 import sys
 import threading
 import time
@@ -55,19 +64,21 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import (ROOT, load_average, machine, pct, revision, scratch_database,  # noqa: E402
-                          tree_cpu_seconds, tree_rss_kib, use_source, utc_now, write_section)
+from bench import soak_report  # noqa: E402
+from bench.common import (ROOT, have_plotting, load_average, machine, plot_path, revision,  # noqa: E402
+                          scratch_database, tree_cpu_seconds, tree_rss_kib, use_source, utc_now,
+                          write_section)
 from bench.realtime.clients import worker_main  # noqa: E402
+from bench.soak_report import FLAT_PER_HOUR, NOISE_MIB, score  # noqa: E402
 from bot.db import make_engine  # noqa: E402
+from bot.launcher import Service, start_services, stop_services, wait_ready  # noqa: E402
 from bot.seed import seed  # noqa: E402
-from bot.stack import Stack, has_model  # noqa: E402
+from bot.stack import Stack, free_port, has_model  # noqa: E402
 from bot.tokens import mint  # noqa: E402
 
 UTC = timezone.utc
-SERVICES = ("sync", "actions", "rasa")
 REQUESTS = ["I'd like a cleaning with any dentist next week", "can I book a filling with any dentist next week?",
             "book a consultation with Dr Chen next week please", "I need a whitening with Dr Patel next week"]
-FLAT_PER_HOUR, NOISE_MIB = 0.05, 1.0  # a trend: > 5 % of the mean RSS per hour, and > 1 MiB over the half
 
 
 # --- the clinic ------------------------------------------------------------------------------
@@ -100,7 +111,10 @@ def build_clinic(db_url: str, stack: Stack, chain_dentists: int, patients: int) 
 # --- the SQL writer ------------------------------------------------------------------------
 
 class Writer:
-    """Writes at a fixed rate from a thread; counts what it did."""
+    """Writes at a fixed rate from a thread; counts what it did. Every write is one autocommitted
+    statement that returns its transaction id; ``committed`` maps that id (``xmin`` of the outbox
+    rows the statement's triggers wrote) to ``time.time_ns()`` right after the reply, which
+    follows COMMIT: the commit time that dashboard latency is measured from."""
 
     def __init__(self, db_url: str, clinic: dict, tz, rate: float, live: int, seed_: int = 6):
         self.db_url, self.clinic, self.tz, self.rate, self.live = db_url, clinic, tz, rate, live
@@ -110,6 +124,17 @@ class Writer:
         self.error: str | None = None
         self.time_off: deque[int] = deque()
         self.behind_max = 0.0
+        self.committed: dict[str, int] = {}
+
+    def write(self, conn: psycopg.Connection, sql: str, params: tuple, returning: str = "") -> tuple | None:
+        """``sql`` with ``RETURNING [returning,] <transaction id>``; the row, None when no row changed."""
+        cur = conn.execute(f"{sql} RETURNING {returning + ', ' if returning else ''}pg_current_xact_id()::xid::text",
+                           params)
+        at = time.time_ns()
+        row = cur.fetchone()
+        if row is not None:
+            self.committed[row[-1]] = at
+        return row
 
     def count(self, what: str) -> None:
         self.counts[what] = self.counts.get(what, 0) + 1
@@ -125,10 +150,10 @@ class Writer:
         for _ in range(5):
             start = self._when()
             try:
-                conn.execute("INSERT INTO appointments (patient_id, dentist_id, service_id, starts_at, ends_at,"
-                             " status) VALUES (%s, %s, %s, %s, %s, 'confirmed')",
-                             (self.rng.choice(self.clinic["patients"]), self.rng.choice(self.clinic["chain"]),
-                              self.clinic["service"], start, start + timedelta(minutes=30)))
+                self.write(conn, "INSERT INTO appointments (patient_id, dentist_id, service_id, starts_at,"
+                           " ends_at, status) VALUES (%s, %s, %s, %s, %s, 'confirmed')",
+                           (self.rng.choice(self.clinic["patients"]), self.rng.choice(self.clinic["chain"]),
+                            self.clinic["service"], start, start + timedelta(minutes=30)))
                 self.count("booked")
                 return
             except psycopg.errors.ExclusionViolation:
@@ -143,6 +168,7 @@ class Writer:
             while self.live_count(conn) < self.live:
                 self.book(conn)
         self.counts.clear()
+        self.committed.clear()
 
     def one(self, conn: psycopg.Connection) -> None:
         r = self.rng.random()
@@ -150,33 +176,32 @@ class Writer:
             if self.live_count(conn) < self.live:
                 self.book(conn)
             else:  # the oldest live visit of the soak (the writer's or a chat user's)
-                conn.execute("UPDATE appointments SET status = 'cancelled' WHERE id = (SELECT min(id) FROM"
-                             " appointments WHERE id > %s AND status <> 'cancelled')", (self.clinic["seeded"],))
+                self.write(conn, "UPDATE appointments SET status = 'cancelled' WHERE id = (SELECT min(id) FROM"
+                           " appointments WHERE id > %s AND status <> 'cancelled')", (self.clinic["seeded"],))
                 self.count("cancelled")
         elif r < 0.9:
             start = self._when()
             try:
-                conn.execute("UPDATE appointments SET starts_at = %s, ends_at = %s WHERE id = (SELECT id FROM"
-                             " appointments WHERE id > %s AND status <> 'cancelled' AND dentist_id = ANY(%s)"
-                             " ORDER BY random() LIMIT 1)",
-                             (start, start + timedelta(minutes=30), self.clinic["seeded"], self.clinic["chain"]))
+                self.write(conn, "UPDATE appointments SET starts_at = %s, ends_at = %s WHERE id = (SELECT id"
+                           " FROM appointments WHERE id > %s AND status <> 'cancelled' AND dentist_id = ANY(%s)"
+                           " ORDER BY random() LIMIT 1)",
+                           (start, start + timedelta(minutes=30), self.clinic["seeded"], self.clinic["chain"]))
                 self.count("moved")
             except psycopg.errors.ExclusionViolation:
                 self.count("collisions")
         elif r < 0.95:
-            conn.execute("UPDATE working_hours SET end_time = CASE WHEN end_time = '18:00' THEN '17:30'::time"
-                         " ELSE '18:00'::time END WHERE id = %s", (self.rng.choice(self.clinic["hours"]),))
+            self.write(conn, "UPDATE working_hours SET end_time = CASE WHEN end_time = '18:00' THEN"
+                       " '17:30'::time ELSE '18:00'::time END WHERE id = %s", (self.rng.choice(self.clinic["hours"]),))
             self.count("hours_edited")
         else:
             if len(self.time_off) >= 40 or (self.time_off and self.rng.random() < 0.5):
-                conn.execute("DELETE FROM time_off WHERE id = %s", (self.time_off.popleft(),))
+                self.write(conn, "DELETE FROM time_off WHERE id = %s", (self.time_off.popleft(),))
                 self.count("time_off_removed")
             else:
                 start = self._when()
-                self.time_off.append(conn.execute(
-                    "INSERT INTO time_off (dentist_id, starts_at, ends_at, reason) VALUES (%s, %s, %s, 'soak')"
-                    " RETURNING id", (self.rng.choice(self.clinic["chain"]), start, start + timedelta(hours=1))
-                ).fetchone()[0])
+                self.time_off.append(self.write(
+                    conn, "INSERT INTO time_off (dentist_id, starts_at, ends_at, reason) VALUES (%s, %s, %s, 'soak')",
+                    (self.rng.choice(self.clinic["chain"]), start, start + timedelta(hours=1)), "id")[0])
                 self.count("time_off_added")
 
     def run(self) -> None:
@@ -286,7 +311,11 @@ class Dashboards:
         return sum(tree_rss_kib(p.pid) for p in self.procs)
 
 
-def expected_ids(db_url: str, after: int, labels: list[tuple[str, int]]) -> tuple[list[list[int]], int]:
+def expected_ids(db_url: str, after: int, labels: list[tuple[str, int]],
+                 server: str = "ours") -> tuple[list[list[int]], int]:
+    """The outbox ids each client may see, in order, and the outbox head. The sync service sends a
+    dentist their visits (also one moved away from them) and availability (theirs and clinic-wide);
+    the naive server (``server="naive"``) only the rows naming them as ``dentist_id``."""
     with psycopg.connect(db_url) as conn:
         rows = conn.execute("SELECT id, type, dentist_id, (payload->'previous'->>'dentist_id')::bigint"
                             " FROM realtime_events WHERE id > %s ORDER BY id", (after,)).fetchall()
@@ -297,7 +326,9 @@ def expected_ids(db_url: str, after: int, labels: list[tuple[str, int]]) -> tupl
         if role == "admin":
             out.append(everything)
             continue
-        if ident not in per_dentist:
+        if ident not in per_dentist and server == "naive":
+            per_dentist[ident] = [i for i, _, dentist, _ in rows if dentist == ident]
+        elif ident not in per_dentist:
             per_dentist[ident] = [
                 i for i, kind, dentist, prev in rows
                 if (kind == "availability_changed" and dentist in (ident, None))
@@ -306,75 +337,8 @@ def expected_ids(db_url: str, after: int, labels: list[tuple[str, int]]) -> tupl
     return out, (everything[-1] if everything else after)
 
 
-def compare(expected: list[int], got: list[int]) -> dict:
-    """Counts, and the ids missing from ``got`` (``lost_ids``)."""
-    want, seen = set(expected), set()
-    dup = unexpected = disorder = 0
-    last = 0
-    for i in got:
-        if i in seen:
-            dup += 1
-        elif i not in want:
-            unexpected += 1
-        seen.add(i)
-        if i < last:
-            disorder += 1
-        last = max(last, i)
-    return {"expected": len(expected), "received": len(got), "lost": len(want - seen), "duplicates": dup,
-            "unexpected": unexpected, "out_of_order": disorder, "lost_ids": sorted(want - seen)}
 
-
-# --- analysis --------------------------------------------------------------------------------
-
-def trend(samples: list[dict], name: str) -> dict:
-    import numpy as np
-
-    half = samples[len(samples) // 2:]
-    t = np.array([s["t"] for s in half])
-    mib = np.array([s["rss"][name] / 1024 for s in half])
-    slope, intercept = np.polyfit(t, mib, 1) if len(half) >= 2 else (0.0, float(mib[0]))
-    change = slope * (t[-1] - t[0])
-    mean = float(mib.mean())
-    flat = abs(slope * 3600) < FLAT_PER_HOUR * mean or abs(change) < NOISE_MIB
-    return {"slope_mib_per_h": slope * 3600, "change_mib": change, "mean_mib": mean, "flat": bool(flat),
-            "first_mib": samples[0]["rss"][name] / 1024, "max_mib": max(s["rss"][name] for s in samples) / 1024,
-            "last_mib": samples[-1]["rss"][name] / 1024, "intercept": intercept, "t0": float(t[0]),
-            "t1": float(t[-1])}
-
-
-def plot(samples: list[dict], trends: dict, chat: Chat, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(len(SERVICES) + 1, 1, figsize=(9, 9), sharex=True,
-                             gridspec_kw={"height_ratios": [2] * len(SERVICES) + [1.4]})
-    minutes = [s["t"] / 60 for s in samples]
-    middle = samples[len(samples) // 2]["t"] / 60
-    for ax, name, colour in zip(axes, SERVICES, ("tab:blue", "tab:orange", "tab:green")):
-        tr = trends[name]
-        ax.plot(minutes, [s["rss"][name] / 1024 for s in samples], "o-", ms=3, color=colour, label=name)
-        xs = [tr["t0"], tr["t1"]]
-        ax.plot([x / 60 for x in xs], [tr["intercept"] + tr["slope_mib_per_h"] / 3600 * x for x in xs], "--",
-                color="black", lw=1, label=f"fit over the second half: {tr['slope_mib_per_h']:+.1f} MiB/h "
-                                          f"({100 * tr['slope_mib_per_h'] / tr['mean_mib']:+.1f} %/h)")
-        ax.axvline(middle, color="grey", lw=0.8, ls=":")
-        ax.set_ylabel(f"{name} RSS (MiB)")
-        ax.legend(loc="lower right", fontsize=8)
-    axes[0].set_title("Soak: RSS of each service's process tree (dotted: start of the fitted second half)")
-    bx = axes[-1]
-    if chat.turns:
-        bx.plot([t / 60 for t, _ in chat.turns], [ms for _, ms in chat.turns], ".", ms=3, color="tab:purple")
-    bx.set_ylabel("chat turn (ms)")
-    bx.set_xlabel("minutes into the load")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-
-
-# --- the run ---------------------------------------------------------------------------------
+# --- one phase -------------------------------------------------------------------------------
 
 async def health(stack: Stack) -> dict:
     async with aiohttp.ClientSession() as session:
@@ -382,200 +346,211 @@ async def health(stack: Stack) -> dict:
             return await resp.json()
 
 
-async def sync_stats(stack: Stack) -> dict:
-    """The sync service's own counters (``/api/realtime/stats``, admin token)."""
+async def realtime_stats(port: int, stack: Stack) -> dict:
+    """The realtime server's own counters (``/api/realtime/stats``, admin token; both servers serve it)."""
     token = mint("admin", "soak-stats", settings=stack.settings)
     async with aiohttp.ClientSession() as session:
-        async with session.get(f"{stack.url('sync')}/api/realtime/stats",
+        async with session.get(f"http://127.0.0.1:{port}/api/realtime/stats",
                                headers={"Authorization": f"Bearer {token}"}) as resp:
             return await resp.json() if resp.status == 200 else {"status": resp.status}
 
+
+def naive_service() -> Service:
+    """``bench/naive_server.py`` as the realtime benchmark starts it (its own port, the same database
+    and secret as the stack); ready when its health URL answers."""
+    port = free_port()
+    return Service("naive", [sys.executable, str(ROOT / "bench" / "naive_server.py"), "--host", "127.0.0.1",
+                             "--port", str(port)], port, f"http://127.0.0.1:{port}/api/realtime/health",
+                   ready_http=True)
+
+
+async def run_phase(stack: Stack, kind: str, db_url: str, clinic: dict, labels: list[tuple[str, int]],
+                    tokens: list[str], args) -> dict:
+    """The load for ``args.minutes``: dashboards on the sync service (``ours``, offers from the action
+    server's cache) or on the naive server (``naive``, offers from SQL); what was measured and received."""
+    naive = naive_service() if kind == "naive" else None
+    dash = None
+    try:
+        await use_source(stack, "cache" if kind == "ours" else "sql")
+        if naive is not None:
+            start_services([naive], stack.env())
+            if not await asyncio.to_thread(wait_ready, [naive], timeout=60):
+                raise RuntimeError("the naive server did not come up")
+        realtime = naive or stack.services["sync"]
+        await stack.say(f"soak-warmup-{uuid.uuid4().hex[:6]}", REQUESTS[0])
+        writer = Writer(db_url, clinic, stack.settings.tz, args.rate, args.live)
+        await asyncio.to_thread(writer.fill)  # the same number of live visits at the start of each phase
+        dash = Dashboards(f"http://127.0.0.1:{realtime.port}/socket.io/?EIO=4&transport=websocket", tokens)
+        deadline = time.monotonic() + 120
+        while True:
+            st = await asyncio.to_thread(dash.status)
+            if sum(s["connected"] + s["failed"] for s in st) >= len(tokens) or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.5)
+        connected = sum(s["connected"] for s in st)
+        with psycopg.connect(db_url) as conn:
+            head0 = conn.execute("SELECT coalesce(max(id), 0) FROM realtime_events").fetchone()[0]
+
+        pids = {"realtime": realtime.proc.pid, "actions": stack.services["actions"].proc.pid,
+                "rasa": stack.services["rasa"].proc.pid}
+        samples: list[dict] = []
+        chat = Chat()
+        stop = asyncio.Event()
+        started = utc_now()
+        t_load, t_load_wall = time.monotonic(), datetime.now(UTC)
+        cpu0 = {name: tree_cpu_seconds(pid) for name, pid in pids.items()}
+        thread = threading.Thread(target=writer.run, name="soak-writer", daemon=True)
+        thread.start()
+        chats = [asyncio.create_task(chat_user(stack, n, chat, stop, t_load)) for n in range(args.chat_users)]
+        duration = args.minutes * 60
+        k = 0
+        while True:
+            due = t_load + k * args.sample_seconds
+            if due > t_load + duration + 0.01:
+                break
+            await asyncio.sleep(max(0.0, due - time.monotonic()))  # the sampling clock
+            st = await asyncio.to_thread(dash.status)
+            samples.append({"t": time.monotonic() - t_load,
+                            "rss": {name: tree_rss_kib(pid) for name, pid in pids.items()},
+                            "cpu": {name: tree_cpu_seconds(pid) for name, pid in pids.items()},
+                            "dash_rss": dash.rss_kib(), "received": sum(s["received"] for s in st),
+                            "closed": sum(s["closed"] for s in st), "writes": sum(writer.counts.values()),
+                            "load": load_average()})
+            print(json.dumps({"phase": kind, "t": round(samples[-1]["t"]),
+                              **{n: v // 1024 for n, v in samples[-1]["rss"].items()},
+                              "received": samples[-1]["received"], "writes": samples[-1]["writes"],
+                              "chat_turns": len(chat.turns)}), flush=True)
+            k += 1
+        load_seconds = time.monotonic() - t_load
+        cpu = {name: tree_cpu_seconds(pid) - cpu0[name] for name, pid in pids.items()}
+        stop.set()
+        writer.stop.set()
+        await asyncio.gather(*chats)
+        await asyncio.to_thread(thread.join, 30)
+
+        # drain: until every client holds what it may see (or the deadline)
+        expected, head = expected_ids(db_url, head0, labels, kind)
+        want_total = sum(len(e) for e in expected)
+        drain_deadline = time.monotonic() + 120
+        while time.monotonic() < drain_deadline:
+            st = await asyncio.to_thread(dash.status)
+            if sum(s["received"] for s in st) >= want_total:
+                break
+            await asyncio.sleep(0.5)
+        await asyncio.sleep(1.0)  # anything sent twice would arrive now
+        cache = (await health(stack))["cache"]
+        server = await realtime_stats(realtime.port, stack)
+        results = await asyncio.to_thread(dash.stop)
+        dash = None
+        with psycopg.connect(db_url) as conn:  # to describe lost events, and the writer's commit times
+            rows = conn.execute("SELECT id, type, dentist_id, created_at, payload->>'source', payload->>'op',"
+                                " xmin::text FROM realtime_events WHERE id > %s", (head0,)).fetchall()
+    finally:
+        if dash is not None:
+            dash.stop()
+        if naive is not None:
+            stop_services([naive])
+
+    import numpy as np
+
+    got = [(np.frombuffer(ids, dtype=np.int64), np.frombuffer(times, dtype=np.int64)) if ok
+           else (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+           for res in results for ok, ids, times in zip(res["ok"], res["ids"], res["times"])]
+    return {"kind": kind, "labels": labels, "expected": expected, "got": got, "head0": head0, "head": head,
+            "samples": samples, "cpu": cpu, "load_seconds": load_seconds, "chat": chat, "writer": writer,
+            "connected": connected, "cache": cache, "server": server, "started": started,
+            "t_load_wall": t_load_wall, "closed": sum(r["closed"] for r in results),
+            "committed": dict(writer.committed),
+            "outbox": {r[0]: (r[1] + (f" from {r[4]} {r[5]}" if r[4] else ""), r[2], r[3], r[6]) for r in rows}}
+
+
+# --- the run ---------------------------------------------------------------------------------
 
 async def soak(args) -> tuple[str, bool]:
     started, load_start, code = utc_now(), load_average(), revision()
     with scratch_database("bench_soak", keep=args.keep_db) as db_url:
         stack = Stack(db_url)
         clinic = build_clinic(db_url, stack, args.chain_dentists, 2000)
-        writer = Writer(db_url, clinic, stack.settings.tz, args.rate, args.live)
-        writer.fill()
-        dash = None
+        phases = []
         try:
             t0 = time.monotonic()
             stack.start()
             startup = time.monotonic() - t0
-            await use_source(stack, "cache")
-            await stack.say(f"soak-warmup-{uuid.uuid4().hex[:6]}", REQUESTS[0])
             labels = ([("admin", i + 1) for i in range(args.admins)]
                       + [("dentist", clinic["dentists"][i % len(clinic["dentists"])])
                          for i in range(args.dentist_clients)])
             tokens = [mint(role, f"soak{ident}" if role == "admin" else ident, settings=stack.settings,
-                           ttl_minutes=args.minutes + 120) for role, ident in labels]
-            dash = Dashboards(f"http://127.0.0.1:{stack.services['sync'].port}/socket.io/?EIO=4&transport=websocket",
-                              tokens)
-            deadline = time.monotonic() + 120
-            while True:
-                st = await asyncio.to_thread(dash.status)
-                if sum(s["connected"] + s["failed"] for s in st) >= len(tokens) or time.monotonic() > deadline:
-                    break
-                await asyncio.sleep(0.5)
-            connected = sum(s["connected"] for s in st)
-            with psycopg.connect(db_url) as conn:
-                head0 = conn.execute("SELECT coalesce(max(id), 0) FROM realtime_events").fetchone()[0]
-
-            pids = {name: stack.services[name].proc.pid for name in SERVICES}
-            samples: list[dict] = []
-            chat = Chat()
-            stop = asyncio.Event()
-            t_load, t_load_wall = time.monotonic(), datetime.now(UTC)
-            cpu0 = {name: tree_cpu_seconds(pid) for name, pid in pids.items()}
-            thread = threading.Thread(target=writer.run, name="soak-writer", daemon=True)
-            thread.start()
-            chats = [asyncio.create_task(chat_user(stack, n, chat, stop, t_load)) for n in range(args.chat_users)]
-            duration = args.minutes * 60
-            k = 0
-            while True:
-                due = t_load + k * args.sample_seconds
-                if due > t_load + duration + 0.01:
-                    break
-                await asyncio.sleep(max(0.0, due - time.monotonic()))  # the sampling clock
-                st = await asyncio.to_thread(dash.status)
-                samples.append({"t": time.monotonic() - t_load,
-                                "rss": {name: tree_rss_kib(pid) for name, pid in pids.items()},
-                                "cpu": {name: tree_cpu_seconds(pid) for name, pid in pids.items()},
-                                "dash_rss": dash.rss_kib(), "received": sum(s["received"] for s in st),
-                                "closed": sum(s["closed"] for s in st), "writes": sum(writer.counts.values()),
-                                "load": load_average()})
-                print(json.dumps({"t": round(samples[-1]["t"]), **{n: v // 1024 for n, v in samples[-1]["rss"].items()},
-                                  "received": samples[-1]["received"], "writes": samples[-1]["writes"],
-                                  "chat_turns": len(chat.turns)}), flush=True)
-                k += 1
-            load_seconds = time.monotonic() - t_load
-            cpu = {name: tree_cpu_seconds(pid) - cpu0[name] for name, pid in pids.items()}
-            stop.set()
-            writer.stop.set()
-            await asyncio.gather(*chats)
-            await asyncio.to_thread(thread.join, 30)
-
-            # drain: until every client holds what it may see (or the deadline)
-            expected, head = expected_ids(db_url, head0, labels)
-            want_total = sum(len(e) for e in expected)
-            drain_deadline = time.monotonic() + 120
-            while time.monotonic() < drain_deadline:
-                st = await asyncio.to_thread(dash.status)
-                if sum(s["received"] for s in st) >= want_total:
-                    break
-                await asyncio.sleep(0.5)
-            await asyncio.sleep(1.0)  # anything sent twice would arrive now
-            cache = (await health(stack))["cache"]
-            server = await sync_stats(stack)
-            results = await asyncio.to_thread(dash.stop)
-            dash = None
-            with psycopg.connect(db_url) as conn:  # for describing any lost event
-                rows = conn.execute("SELECT id, type, dentist_id, created_at, payload->>'source', payload->>'op'"
-                                    " FROM realtime_events WHERE id > %s", (head0,)).fetchall()
-            outbox_info = {r[0]: (r[1] + (f" from {r[4]} {r[5]}" if r[4] else ""), r[2], r[3]) for r in rows}
+                           ttl_minutes=len(args.phases) * (args.minutes + 60)) for role, ident in labels]
+            for kind in args.phases:
+                phases.append(await run_phase(stack, kind, db_url, clinic, labels, tokens, args))
         finally:
-            if dash is not None:
-                dash.stop()
             stack.stop()
 
     import numpy as np
 
-    got: list[list[int]] = []
-    for res in results:
-        for ok, ids in zip(res["ok"], res["ids"]):
-            got.append(np.frombuffer(ids, dtype=np.int64).tolist() if ok else [])
-    totals = {"expected": 0, "received": 0, "lost": 0, "duplicates": 0, "unexpected": 0, "out_of_order": 0}
-    complete = 0
-    missed: dict[int, list[str]] = {}  # lost event id → the clients that missed it
-    for (role, ident), want, have in zip(labels, expected, got):
-        c = compare(want, have)
-        for key in totals:
-            totals[key] += c[key]
-        complete += not (c["lost"] or c["duplicates"] or c["unexpected"] or c["out_of_order"])
-        for i in c["lost_ids"]:
-            missed.setdefault(i, []).append(f"{role}:{ident}")
-    lost_events = []
-    for i, who in sorted(missed.items()):
-        kind, dentist, at = outbox_info.get(i, ("?", None, None))
-        lost_events.append({"id": i, "type": kind, "dentist_id": dentist, "clients": len(who),
-                            "roles": sorted({w.split(":")[0] for w in who}),
-                            "seconds_into_load": None if at is None else round((at - t_load_wall).total_seconds(), 1)})
-    trends = {name: trend(samples, name) for name in SERVICES}
-    png = ROOT / "bench" / ("out" if args.no_report else "plots") / "soak.png"
-    plot(samples, trends, chat, png)
-    events = head - head0
-    turns = [ms for _, ms in chat.turns]
-    closed = sum(r["closed"] for r in results)
-    ok = (not writer.error and not chat.errors and totals["lost"] == 0 and totals["duplicates"] == 0
-          and totals["unexpected"] == 0 and totals["out_of_order"] == 0 and connected == len(labels)
-          and cache["last_event_id"] >= head and all(t["flat"] for t in trends.values()))
-
+    scores = [score(p) for p in phases]
+    memory_png = soak_report.plot_memory(phases, scores, plot_path("soak.png", args.no_report))
+    latency_png = soak_report.plot_latencies(phases, scores, plot_path("soak-latency.png", args.no_report))
+    by = {p["kind"]: s for p, s in zip(phases, scores)}
+    ok = by["ours"]["ok"] if "ours" in by else True
     lines = [
-        "### Soak: steady clinic-chain load, memory sampled",
+        "### Soak: steady clinic-chain load, memory sampled, against the naive baseline",
         "",
         f"- Command: `{' '.join(['.venv/bin/python', 'bench/soak.py', *sys.argv[1:]])}`",
         f"- Code: {code}",
-        f"- Machine: {machine()}; load average at start {load_start}, at the end {load_average()}; 1-minute load "
-        f"during the load {min(float(x['load'].split()[0]) for x in samples):.2f}–"
-        f"{max(float(x['load'].split()[0]) for x in samples):.2f} (the soak's own processes included)",
-        f"- Date: {started}; stack start-up {startup:.0f} s; load {load_seconds / 60:.1f} min, RSS sampled every "
-        f"{args.sample_seconds:g} s ({len(samples)} samples)",
+        f"- Machine: {machine()}; load average at start {load_start}, at the end {load_average()}",
+        f"- Date: {started}; stack start-up {startup:.0f} s; phases one after the other on the same stack and "
+        f"database: {', '.join(f'`{p}`' for p in args.phases)}, {args.minutes:g} min of load each",
         f"- Clinic: demo clinic + {args.chain_dentists} chain dentists (Mon–Sat 08:00–18:00), 2,000 patients, "
         f"{args.live} live visits kept steady by the writer",
-        f"- Load: SQL writer at {args.rate:g} writes/s ({', '.join(f'{v} {k}' for k, v in sorted(writer.counts.items()))};"
-        f" at most {writer.behind_max * 1000:.0f} ms behind schedule); {connected}/{len(labels)} dashboards "
+        f"- Load in each phase: SQL writer at {args.rate:g} writes/s (same seed); {len(labels)} dashboards "
         f"({args.admins} admin, {args.dentist_clients} dentist) on raw Engine.IO websockets in 2 processes; "
-        f"{args.chat_users} chat users: {chat.conversations} conversations, {chat.booked} booked, {len(turns)} turns, "
-        f"p50 {statistics.median(turns) if turns else 0:.0f} ms, p95 {pct(turns, 95) if turns else 0:.0f} ms",
+        f"{args.chat_users} chat users through Rasa's REST channel",
+        "- `ours`: dashboards on the sync service, the action server's offers from its cache; `naive`: dashboards "
+        "on `bench/naive_server.py` (LISTEN → read the row → `sio.emit`), the action server on "
+        "`AVAILABILITY_SOURCE=sql` (its cache client still follows the sync service, which then serves only it)",
         "",
-        "| service | RSS first sample (MiB) | RSS last (MiB) | RSS max (MiB) | slope over the second half (MiB/h) "
-        "| slope (% of mean RSS per hour) | fitted change over the second half (MiB) | trend "
-        "| CPU (share of a core) |",
-        "|---|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
-    for name in SERVICES:
-        tr = trends[name]
-        lines.append(f"| {name} | {tr['first_mib']:.1f} | {tr['last_mib']:.1f} | {tr['max_mib']:.1f} "
-                     f"| {tr['slope_mib_per_h']:+.1f} | {100 * tr['slope_mib_per_h'] / tr['mean_mib']:+.1f} % "
-                     f"| {tr['change_mib']:+.2f} "
-                     f"| {'flat' if tr['flat'] else '**growing**' if tr['change_mib'] > 0 else 'shrinking'} "
-                     f"| {cpu[name] / load_seconds:.2f} |")
+    if len(phases) == 2 and "ours" in by and "naive" in by:
+        lines += soak_report.side_by_side(phases, scores) + [""]
+    for phase, sc in zip(phases, scores):
+        lines += soak_report.phase_lines(phase, sc, args) + [""]
     lines += [
+        "Commit → receive: from `time.time_ns()` right after the writer's autocommitted statement returned "
+        "(its reply follows COMMIT; the outbox rows it wrote found by their `xmin`) to the client's "
+        "`time.time_ns()` when the frame arrived, for every recipient; events made by the chat users' bookings "
+        "are not in it. The naive server sends a dentist only the rows naming them (`dentist_id`), the sync "
+        "service also clinic-wide availability and visits moved away from them: each phase's expected sets "
+        "follow its own server's rule. Each phase has its own first and second half; Rasa's memory warm-up "
+        "(see below) falls in the first phase.",
         "",
-        f"Events: {events:,} outbox rows during the load; dashboards received {totals['received']:,} of "
-        f"{totals['expected']:,} expected frames: lost {totals['lost']}, duplicate {totals['duplicates']}, "
-        f"unexpected {totals['unexpected']}, out of order {totals['out_of_order']}; {complete}/{len(labels)} "
-        f"clients complete; {closed} connections closed before the end. The action server's cache applied "
-        f"events up to id {cache['last_event_id']} (outbox head {head}); {cache.get('events_failed', 0)} failed. "
-        f"The sync service's counters: {server.get('listener', {}).get('gapsSkipped', '?')} outbox ids skipped as "
-        f"never committed (a gap older than its gap timeout), {server.get('slowClientsDropped', '?')} slow clients "
-        f"dropped, {server.get('eventsFailed', '?')} events failed.",
-        *([f"Lost events: {len(lost_events)} distinct ids missed by at least one client; the first ones: "
-           + "; ".join(f"#{e['id']} {e['type']} (dentist {e['dentist_id']}, {e['seconds_into_load']} s into the "
-                       f"load) missed by {e['clients']} {'/'.join(e['roles'])} client(s)" for e in lost_events[:8])
-           + " (all of them in bench/out/soak.json)."] if lost_events else []),
-        f"Errors: writer {writer.error or 'none'}; chat {len(chat.errors)}"
-        + (f" (first: {chat.errors[0]})" if chat.errors else "") + ".",
+        f"Verdict (`ours`): {'**pass**' if ok else '**fail**'} (no memory trend: each slope under "
+        f"{FLAT_PER_HOUR:.0%} of the mean RSS per hour, or its fitted change over the second half under "
+        f"{NOISE_MIB:g} MiB; no event lost, duplicated, unexpected or out of order; the cache at the head; no "
+        "error). The naive baseline is measured, not judged.",
         "",
-        f"Verdict: {'**pass**' if ok else '**fail**'} (no memory trend: each slope under {FLAT_PER_HOUR:.0%} of "
-        f"the mean RSS per hour, or its fitted change over the second half under {NOISE_MIB:g} MiB; no event "
-        "lost, duplicated, unexpected or out of order; the cache at the head; no error).",
+        f"![soak: RSS of each service over time, both phases]({memory_png.relative_to(ROOT)})",
         "",
-        f"![soak: RSS of each service over time]({png.relative_to(ROOT)})",
+        f"![soak: commit → receive and chat turn latency, ours vs naive]({latency_png.relative_to(ROOT)})",
     ]
     out = ROOT / "bench" / "out"
     out.mkdir(exist_ok=True)
-    (out / "soak.json").write_text(json.dumps({"samples": samples, "trends": trends, "totals": totals,
-                                               "writer": writer.counts, "turns": chat.turns,
-                                               "lost_events": lost_events, "code": code, "sync_stats": server},
-                                              default=str))
+    (out / "soak.json").write_text(json.dumps(
+        {"code": code, "phases": [
+            {"kind": p["kind"], "samples": p["samples"], "trends": s["trends"], "totals": s["totals"],
+             "writer": p["writer"].counts, "turns": p["chat"].turns, "lost_events": s["lost_events"],
+             "server_stats": p["server"], "latency_ms_percentiles": {
+                 q: float(np.percentile(s["latency_ms"], q)) if s["latency_ms"].size else None
+                 for q in (50, 90, 99, 100)}}
+            for p, s in zip(phases, scores)]}, default=str))
     return "\n".join(lines), ok
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--minutes", type=float, default=10)
+    parser.add_argument("--minutes", type=float, default=10, help="load per phase")
+    parser.add_argument("--phases", nargs="+", choices=["ours", "naive"], default=["ours", "naive"],
+                        help="ours: sync service + cache; naive: naive_server.py + AVAILABILITY_SOURCE=sql")
     parser.add_argument("--sample-seconds", type=float, default=10)
     parser.add_argument("--rate", type=float, default=5, help="SQL writes per second")
     parser.add_argument("--live", type=int, default=500, help="visits the writer keeps live")
@@ -589,12 +564,7 @@ def main() -> int:
     if not has_model():
         print("no trained model: run `make train` first", file=sys.stderr)
         return 1
-    try:
-        import matplotlib  # noqa: F401
-        import numpy  # noqa: F401
-    except ImportError:
-        print("matplotlib and numpy are needed: uv pip install -p .venv/bin/python -r requirements/bench.lock",
-              file=sys.stderr)
+    if not have_plotting():
         return 1
     text, ok = asyncio.run(soak(args))
     (ROOT / "bench" / "out" / "soak.md").write_text(text + "\n")
