@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import platform
+import statistics
 import sys
 import time
 import uuid
@@ -202,8 +203,8 @@ def plot_latency(path: Path, panels: list[tuple[str, dict[str, list[float]]]], *
         return lo, hi, np.logspace(np.log10(lo * 0.9), np.log10(hi * 1.1), 50)
 
     everything = scale([vs for _, series in panels for vs in series.values()])
-    fig, axes = plt.subplots(2, len(panels), figsize=(4.6 * len(panels) + 0.6, 7), dpi=80, squeeze=False,
-                             sharex=True if same_scale else "col")
+    fig, axes = plt.subplots(2, len(panels), figsize=(max(8.0, 4.6 * len(panels) + 0.6), 7), dpi=80,
+                             squeeze=False, sharex=True if same_scale else "col")
     for col, (name, series) in enumerate(panels):
         lo, hi, bins = everything if same_scale else scale(list(series.values()))
         hist_ax, cdf_ax = axes[0][col], axes[1][col]
@@ -212,7 +213,7 @@ def plot_latency(path: Path, panels: list[tuple[str, dict[str, list[float]]]], *
                 continue
             data = np.clip(np.asarray(vs, dtype=float), lo, None)
             colour = COLOURS.get(label.split()[0], f"C{k + 2}")
-            p50, p95 = pct(vs, 50), pct(vs, 95)
+            p50, p95 = statistics.median(vs), pct(vs, 95)  # as the tables compute them
             weights = np.full(data.size, 100.0 / data.size)
             hist_ax.hist(data, bins=bins, weights=weights, histtype="stepfilled", alpha=0.3, color=colour)
             hist_ax.hist(data, bins=bins, weights=weights, histtype="step", color=colour,
