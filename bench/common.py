@@ -172,6 +172,7 @@ def write_section(key: str, body: str, path: Path = BENCHMARKS_MD) -> None:
 
 
 COLOURS = {"cache": "#1f77b4", "ours": "#1f77b4", "sql": "#d62728", "naive": "#d62728"}
+FLOOR_MS = 0.1  # the left edge of a latency plot at most: below it a log scale shows only clock noise
 
 
 def _ms(value: float) -> str:
@@ -183,8 +184,9 @@ def plot_latency(path: Path, panels: list[tuple[str, dict[str, list[float]]]], *
                  same_scale: bool = True) -> Path:
     """One PNG of latency distributions: a column per panel (a scenario), each comparing its
     series (e.g. ``cache`` and ``sql``): a histogram (% of samples per bin) above, the cumulative
-    distribution (p50 and p95 marked) below, both on a log scale of milliseconds (values at or
-    below zero drawn at the smallest positive one); ``target_ms`` drawn as a dashed line. With
+    distribution (p50 and p95 marked) below, both on a log scale of milliseconds; values at or
+    below zero (a frame can arrive before its writer has read the clock) are drawn at the left
+    edge: the smallest positive value, never below ``FLOOR_MS``. ``target_ms``: a dashed line. With
     ``same_scale`` every column shares the x axis (scenarios of one kind), else each has its own.
     A series' colour follows its name's first word (``COLOURS``)."""
     import matplotlib
@@ -198,7 +200,7 @@ def plot_latency(path: Path, panels: list[tuple[str, dict[str, list[float]]]], *
         positive = [np.asarray(vs, dtype=float) for vs in groups if len(vs)]
         positive = [a[a > 0] for a in positive]
         positive = [a for a in positive if a.size]
-        lo = min(float(a.min()) for a in positive) if positive else 1.0
+        lo = max(FLOOR_MS, min(float(a.min()) for a in positive)) if positive else 1.0
         hi = max(float(a.max()) for a in positive) if positive else 1000.0
         return lo, hi, np.logspace(np.log10(lo * 0.9), np.log10(hi * 1.1), 50)
 
