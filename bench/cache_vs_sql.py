@@ -30,7 +30,8 @@ sys.path.insert(0, str(ROOT))
 import psycopg  # noqa: E402
 
 from actions.cache import AvailabilityCache  # noqa: E402
-from bench.common import load_average, machine, pct, revision, scratch_database, utc_now, write_section  # noqa: E402
+from bench.common import (have_plotting, load_average, machine, pct, plot_latency, plot_path,  # noqa: E402
+                          revision, scratch_database, utc_now, write_section)
 from bot.booking import BookingService  # noqa: E402
 from bot.db import make_engine  # noqa: E402
 from bot.seed import seed  # noqa: E402
@@ -140,6 +141,12 @@ def main() -> int:
     lines += ["", "Target: the cache at least 50× faster. The SQL path is the reference answer "
               "(`BookingService.available_slots`, the naive baseline); both run in this process against the "
               "same PostgreSQL."]
+    if have_plotting():
+        png = plot_latency(plot_path("cache-vs-sql.png", False),
+                           [(label, {"cache": c, "sql (naive baseline)": q}) for label, _, c, q in rows],
+                           title="Availability lookup: the action server's cache vs SQL, same answer",
+                           unit="lookup latency", floor_ms=0.001)
+        lines += ["", f"![cache vs SQL lookup latency](bench/plots/{png.name})"]
     text = "\n".join(lines)
     print(text)
     write_section("cache_vs_sql", text)

@@ -181,12 +181,12 @@ def _ms(value: float) -> str:
 
 def plot_latency(path: Path, panels: list[tuple[str, dict[str, list[float]]]], *, title: str,
                  unit: str = "turn latency", target_ms: float | None = None, target_label: str = "target",
-                 same_scale: bool = True) -> Path:
+                 same_scale: bool = True, floor_ms: float = FLOOR_MS) -> Path:
     """One PNG of latency distributions: a column per panel (a scenario), each comparing its
     series (e.g. ``cache`` and ``sql``): a histogram (% of samples per bin) above, the cumulative
     distribution (p50 and p95 marked) below, both on a log scale of milliseconds; values at or
     below zero (a frame can arrive before its writer has read the clock) are drawn at the left
-    edge: the smallest positive value, never below ``FLOOR_MS``. ``target_ms``: a dashed line. With
+    edge: the smallest positive value, never below ``floor_ms`` (lower it for sub-0.1 ms timings). ``target_ms``: a dashed line. With
     ``same_scale`` every column shares the x axis (scenarios of one kind), else each has its own.
     A series' colour follows its name's first word (``COLOURS``)."""
     import matplotlib
@@ -200,7 +200,7 @@ def plot_latency(path: Path, panels: list[tuple[str, dict[str, list[float]]]], *
         positive = [np.asarray(vs, dtype=float) for vs in groups if len(vs)]
         positive = [a[a > 0] for a in positive]
         positive = [a for a in positive if a.size]
-        lo = max(FLOOR_MS, min(float(a.min()) for a in positive)) if positive else 1.0
+        lo = max(floor_ms, min(float(a.min()) for a in positive)) if positive else 1.0
         hi = max(float(a.max()) for a in positive) if positive else 1000.0
         return lo, hi, np.logspace(np.log10(lo * 0.9), np.log10(hi * 1.1), 50)
 
