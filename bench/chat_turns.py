@@ -40,8 +40,8 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import (ROOT, pct, plot_latency, plot_path, scratch_database, tree_cpu_seconds,  # noqa: E402
-                          use_source, write_section)
+from bench.common import (ROOT, pct, plot_latency, plot_path, revision, scratch_database,  # noqa: E402
+                          tree_cpu_seconds, use_source, write_section)
 from bot.db import make_engine  # noqa: E402
 from bot.seed import seed  # noqa: E402
 from bot.stack import Stack, has_model  # noqa: E402
@@ -169,7 +169,7 @@ async def run(users: list[int], rounds: int, sources: list[str], think_users: li
         "### Chat turns through the REST channel",
         "",
         f"`{' '.join(['.venv/bin/python', 'bench/chat_turns.py', *sys.argv[1:]])}` — "
-        f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, {mem:.1f} GiB, "
+        f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {revision()}, {os.cpu_count()} cores, {mem:.1f} GiB, "
         f"{platform.python_implementation()} {platform.python_version()}, load before start "
         f"{load_start:.1f}, at the end {os.getloadavg()[0]:.1f}; stack start-up {startup:.0f} s; Rasa: "
         f"{rasa_setup} (several workers: `bench/chat_ab.py`). A conversation "
