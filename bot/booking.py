@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from enum import Enum
@@ -23,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from .availability import (Rules, Slot, buffered, free_slots, load_schedules, nearest_slots, same_dentist_first,
                            service_buffers, within_hours)
-from .db import DatabaseError, DatabaseUnavailable, InvalidData, SlotTaken, session_scope
+from .db import Contention, DatabaseError, DatabaseUnavailable, InvalidData, SlotTaken, session_scope
 from .models import STATUSES, Appointment, Dentist, Patient, Service, SlotHold
 from .phone import InvalidPhone, normalise_phone
 from .settings import Settings
@@ -32,6 +33,7 @@ from .tokens import Identity
 log = logging.getLogger(__name__)
 
 MAX_NOTES = 64 * 1024
+CONTENTION_ATTEMPTS = 3  # runs of a write that PostgreSQL aborts to break a deadlock
 MAX_NAME = 200
 
 
@@ -109,17 +111,24 @@ def _guard(fn: Callable[..., Result]) -> Callable[..., Result]:
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs) -> Result:
-        try:
-            return fn(*args, **kwargs)
-        except DatabaseUnavailable as exc:
-            log.warning("%s: database unavailable: %s", fn.__name__, exc)
-            return Result(Outcome.UNAVAILABLE, "The booking system is unavailable right now; please try again.")
-        except InvalidData as exc:
-            log.info("%s: refused by %s: %s", fn.__name__, exc.constraint, exc)
-            return Result(Outcome.INVALID, f"That was refused: {exc}", field=exc.constraint)
-        except DatabaseError as exc:
-            log.exception("%s failed", fn.__name__)
-            return Result(Outcome.UNAVAILABLE, f"The booking system could not do that ({type(exc).__name__}).")
+        # Each guarded method writes in one transaction; a deadlock victim wrote nothing, so the
+        # method runs again (the retry then sees the winner's row: "slot taken" with alternatives).
+        for attempt in range(1, CONTENTION_ATTEMPTS + 1):
+            try:
+                return fn(*args, **kwargs)
+            except Contention as exc:
+                log.info("%s: %s (attempt %d of %d)", fn.__name__, exc, attempt, CONTENTION_ATTEMPTS)
+                time.sleep(0.005 * attempt)
+            except DatabaseUnavailable as exc:
+                log.warning("%s: database unavailable: %s", fn.__name__, exc)
+                return Result(Outcome.UNAVAILABLE, "The booking system is unavailable right now; please try again.")
+            except InvalidData as exc:
+                log.info("%s: refused by %s: %s", fn.__name__, exc.constraint, exc)
+                return Result(Outcome.INVALID, f"That was refused: {exc}", field=exc.constraint)
+            except DatabaseError as exc:
+                log.exception("%s failed", fn.__name__)
+                return Result(Outcome.UNAVAILABLE, f"The booking system could not do that ({type(exc).__name__}).")
+        return Result(Outcome.UNAVAILABLE, "The booking system is busy right now; please try again.")
 
     return wrapper
 

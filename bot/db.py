@@ -31,6 +31,12 @@ class SlotTaken(DatabaseError):
     """The no-overlap constraint refused the write: someone else holds that time."""
 
 
+class Contention(DatabaseError):
+    """PostgreSQL aborted the transaction to break a deadlock or a serialization conflict (two
+    writers waiting on each other, e.g. overlapping inserts checking the no-overlap constraint).
+    Nothing was written; running the transaction again is safe."""
+
+
 class InvalidData(DatabaseError):
     """A check, foreign key or unique constraint refused the write."""
 
@@ -47,6 +53,8 @@ def translate(exc: DBAPIError) -> DatabaseError:
     constraint = getattr(getattr(orig, "diag", None), "constraint_name", None)
     if isinstance(orig, pg.ExclusionViolation):
         return SlotTaken(str(constraint))
+    if isinstance(orig, (pg.DeadlockDetected, pg.SerializationFailure)):  # before OperationalError, their base
+        return Contention(str(orig).splitlines()[0])
     if isinstance(orig, (pg.CheckViolation, pg.ForeignKeyViolation, pg.UniqueViolation, pg.NotNullViolation,
                          pg.DataError)):
         return InvalidData(constraint, str(orig).splitlines()[0])

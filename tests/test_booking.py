@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from bot.booking import BookingService, Outcome
-from bot.db import make_engine
+from bot.db import Contention, make_engine, translate
 from bot.settings import Settings
 from bot.tokens import Identity
 
@@ -219,7 +219,9 @@ def test_twenty_concurrent_raw_transactions_one_commits(svc, db_url):
                     " VALUES (1, 1, 1, %s, %s)", (at(9, i), at(9, 30 + i)))
                 conn.commit()
                 won.append(i)
-            except psycopg.errors.ExclusionViolation:
+            except (psycopg.errors.ExclusionViolation, psycopg.errors.DeadlockDetected):
+                # two inserts checking each other's overlap can deadlock: PostgreSQL aborts
+                # one of them, which commits nothing either
                 refused.append(i)
 
     threads = [threading.Thread(target=attempt, args=(i,)) for i in range(20)]
@@ -228,3 +230,57 @@ def test_twenty_concurrent_raw_transactions_one_commits(svc, db_url):
     for t in threads:
         t.join()
     assert len(won) == 1 and len(refused) == 19
+
+
+def overlapping_deadlock(db_url: str) -> psycopg.Error:
+    """A real deadlock on the no-overlap constraint: A inserts 9:00-9:30, B inserts 9:20-9:50
+    (waits for A), A inserts 9:40-10:10 (waits for B). PostgreSQL aborts one; returns its error."""
+    insert = ("INSERT INTO appointments (patient_id, dentist_id, service_id, starts_at, ends_at)"
+              " VALUES (1, 1, 1, %s, %s)")
+    errors: list[psycopg.Error] = []
+    with psycopg.connect(db_url) as a, psycopg.connect(db_url) as b, psycopg.connect(db_url) as watch:
+        a.execute(insert, (at(9), at(9, 30)))
+
+        def second():
+            try:
+                b.execute(insert, (at(9, 20), at(9, 50)))
+            except psycopg.Error as exc:
+                errors.append(exc)
+            b.rollback()
+
+        waiter = threading.Thread(target=second)
+        waiter.start()
+        for _ in range(500):  # until B waits on A's row
+            if watch.execute("SELECT count(*) FROM pg_locks WHERE NOT granted").fetchone()[0]:
+                break
+            threading.Event().wait(0.01)
+        try:
+            a.execute(insert, (at(9, 40), at(10, 10)))
+        except psycopg.Error as exc:
+            errors.append(exc)
+        a.rollback()
+        waiter.join()
+    (error,) = [e for e in errors if isinstance(e, psycopg.errors.DeadlockDetected)]
+    return error
+
+
+def test_a_deadlock_is_contention_not_an_outage(svc, db_url):  # svc: the clinic is seeded
+    assert isinstance(translate(overlapping_deadlock(db_url)), Contention)
+
+
+def test_a_deadlock_victim_runs_again_and_gets_an_answer(svc, db_url, monkeypatch):
+    """The booking that PostgreSQL aborts to break a deadlock is run again, not reported as
+    "unavailable": here the retry books (the competitor rolled back)."""
+    error = overlapping_deadlock(db_url)
+    real = BookingService._book
+    calls = []
+
+    def first_deadlocks(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise translate(error)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(BookingService, "_book", first_deadlocks)
+    result = book(svc, patient_id=1, starts_at=at(11))
+    assert len(calls) == 2 and result.outcome is Outcome.BOOKED
