@@ -12,10 +12,9 @@ import psycopg
 import pytest
 import socketio
 
-from bot.db import make_engine
-from bot.seed import seed
 from bot.tokens import mint
 from bot.stack import Stack, has_model
+from tests.stack_helpers import running_stack
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e,
               pytest.mark.skipif(not has_model(), reason="no trained model: run `make train` (make test does)")]
@@ -23,21 +22,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.e2e,
 
 @pytest.fixture(scope="module")
 def stack(pg_server, template_db):
-    name = f"clinic_e2e_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(pg_server, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
-    db_url = pg_server.rpartition("/")[0] + "/" + name
-    s = Stack(db_url)
-    engine = make_engine(s.settings.database_url, pool_size=1)
-    seed(engine, s.settings)
-    engine.dispose()
-    s.start()
-    try:
+    with running_stack(pg_server, template_db, "clinic_e2e") as s:
         yield s
-    finally:
-        s.stop()
-        with psycopg.connect(pg_server, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def buttons(replies: list[dict]) -> list[dict]:

@@ -24,10 +24,9 @@ from datetime import datetime
 import psycopg
 import pytest
 
-from bot.db import make_engine
 from bot.launcher import ROOT, RASA
-from bot.seed import seed
 from bot.stack import Stack, free_port, has_model
+from tests.stack_helpers import running_stack
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e,
               pytest.mark.skipif(not RASA.exists(), reason=".venv-rasa is missing: run `make install`"),
@@ -40,20 +39,8 @@ CURSOR_POSITION_REQUEST = "\x1b[6n"
 
 @pytest.fixture(scope="module")
 def stack(pg_server, template_db):
-    name = f"clinic_shell_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(pg_server, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
-    s = Stack(pg_server.rpartition("/")[0] + "/" + name)
-    engine = make_engine(s.settings.database_url, pool_size=1)
-    seed(engine, s.settings)
-    engine.dispose()
-    s.start("sync", "actions")
-    try:
+    with running_stack(pg_server, template_db, "clinic_shell", "sync", "actions") as s:
         yield s
-    finally:
-        s.stop()
-        with psycopg.connect(pg_server, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 class Terminal:

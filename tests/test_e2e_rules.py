@@ -14,16 +14,14 @@ import uuid
 from datetime import date, datetime, time, timedelta, timezone
 
 import aiohttp
-import psycopg
 import pytest
 
 from actions.dates import parse_when
-from bot.db import make_engine
-from bot.seed import seed
 from bot.stack import Stack, has_model
 from bot.tokens import mint
 from tests.api_helpers import call
 from tests.test_e2e_assistant import book_anonymously, choice_start, offers, rows, slot_buttons, text
+from tests.stack_helpers import running_stack
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e,
               pytest.mark.skipif(not has_model(), reason="no trained model: run `make train` (make test does)")]
@@ -31,20 +29,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.e2e,
 
 @pytest.fixture(scope="module")
 def stack(pg_server, template_db):
-    name = f"clinic_e2e_rules_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(pg_server, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
-    s = Stack(pg_server.rpartition("/")[0] + "/" + name)
-    engine = make_engine(s.settings.database_url, pool_size=1)
-    seed(engine, s.settings)
-    engine.dispose()
-    s.start()
-    try:
+    with running_stack(pg_server, template_db, "clinic_e2e_rules") as s:
         yield s
-    finally:
-        s.stop()
-        with psycopg.connect(pg_server, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def chat() -> str:
