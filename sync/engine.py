@@ -43,7 +43,6 @@ from .frames import binary_frame, text_frame
 
 log = logging.getLogger(__name__)
 
-CLOSE_FRAME_TIMEOUT = 5.0  # seconds a closing socket waits for the client's close frame
 # what the Engine.IO environ keeps once a lean session is up (see the module docstring)
 ENVIRON_KEPT = frozenset({"REMOTE_ADDR", "HTTP_X_FORWARDED_FOR", "HTTP_USER_AGENT", "HTTP_ORIGIN",
                           "QUERY_STRING", "PATH_INFO", "REQUEST_METHOD", "wsgi.url_scheme"})
