@@ -165,7 +165,9 @@ class Hub:
         if ev.id <= client.last_id:
             return False
         client.last_id = ev.id
-        redacted = rooms.redacted_for(client.who, ev)
+        view = rooms.view_for(client.who, ev)
+        if view is None:
+            return False
         sock = self.sio.eio.sockets.get(client.eio_sid)
         if sock is None or sock.closed or sock.closing:
             return False
@@ -174,11 +176,11 @@ class Hub:
             if unsent > self.max_buffered_bytes:
                 self._drop_slow(client, f"{unsent} bytes", sock)
                 return False
-            if not sock.write_frame(ev.frame(redacted)):
+            if not sock.write_frame(ev.frame(view)):
                 return False
             self.stats.direct_writes += 1
             return True
-        return self._put(client, ev.packet(redacted), sock)
+        return self._put(client, ev.packet(view), sock)
 
     def send(self, client: Client, name: str, data: dict) -> bool:
         """A server message (e.g. ``resync_required``) on the same ordered path as events."""

@@ -18,25 +18,33 @@ from .frames import text_frame
 
 APPOINTMENT_TYPES = frozenset({"appointment_created", "appointment_updated", "appointment_deleted"})
 AVAILABILITY = "availability_changed"
+UPDATED = "appointment_updated"
 
-# One row → routing columns + the body every allowed recipient gets; for an update that
-# took a visit away from a patient, a body without the new visit's data for that patient.
+# One row → routing columns + the body every recipient allowed the whole change gets; for an update
+# that moved a visit to another dentist or patient, two partial bodies as well (rooms.view_for):
+# "left" for whoever saw the visit before and not after (what it was, nothing of what it became),
+# "entered" for whoever sees it only after (the visit as it is, without ``previous``).
 # ISO-8601 with microseconds and an explicit offset, whatever the session's time zone
 _AT = """to_char(e.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')"""
+_MOVED = """e.type = 'appointment_updated'
+              AND ((e.payload->'previous'->>'patient_id')::bigint IS DISTINCT FROM e.patient_id
+                   OR (e.payload->'previous'->>'dentist_id')::bigint IS DISTINCT FROM e.dentist_id)"""
 _COLUMNS = """
     e.id, e.type, e.dentist_id, e.patient_id,
     (e.payload->'previous'->>'dentist_id')::bigint AS prev_dentist_id,
     (e.payload->'previous'->>'patient_id')::bigint AS prev_patient_id,
     e.created_at,
     (jsonb_build_object('id', e.id, 'type', e.type, 'at', $AT$) || e.payload)::text AS body,
-    CASE WHEN e.type = 'appointment_updated'
-              AND (e.payload->'previous'->>'patient_id')::bigint IS DISTINCT FROM e.patient_id
+    CASE WHEN $MOVED$
          THEN jsonb_build_object(
                 'id', e.id, 'type', e.type, 'at', $AT$,
                 'appointment', jsonb_build_object('id', e.payload->'appointment'->'id'),
                 'previous', e.payload->'previous', 'moved_away', true)::text
-    END AS redacted_body
-""".replace("$AT$", _AT)
+    END AS left_body,
+    CASE WHEN $MOVED$
+         THEN (jsonb_build_object('id', e.id, 'type', e.type, 'at', $AT$) || (e.payload - 'previous'))::text
+    END AS entered_body
+""".replace("$AT$", _AT).replace("$MOVED$", _MOVED)
 FETCH_AFTER = f"SELECT {_COLUMNS} FROM realtime_events e WHERE e.id > %s ORDER BY e.id LIMIT %s"
 FETCH_RANGE = (f"SELECT {_COLUMNS} FROM realtime_events e WHERE e.id > %s AND e.id <= %s "
                "ORDER BY e.id LIMIT %s")
@@ -45,6 +53,9 @@ FETCH_RANGE = (f"SELECT {_COLUMNS} FROM realtime_events e WHERE e.id > %s AND e.
 def _encode(name: str, body: str) -> eio_packet.Packet:
     # Socket.IO EVENT packet on the default namespace: 2["name",{...}]
     return eio_packet.Packet(eio_packet.MESSAGE, f'2["{name}",{body}]')
+
+
+FULL, LEFT, ENTERED = "full", "left", "entered"  # the views of one event (rooms.view_for)
 
 
 @dataclass(slots=True, eq=False)
@@ -57,11 +68,10 @@ class OutboxEvent:
     prev_patient_id: int | None
     created_at: datetime
     body: str
-    redacted_body: str | None = None
-    _packet: eio_packet.Packet | None = field(default=None, repr=False)
-    _redacted: eio_packet.Packet | None = field(default=None, repr=False)
-    _frame: bytes | None = field(default=None, repr=False)
-    _redacted_frame: bytes | None = field(default=None, repr=False)
+    left_body: str | None = None
+    entered_body: str | None = None
+    _packets: dict[str, eio_packet.Packet] = field(default_factory=dict, repr=False)
+    _frames: dict[str, bytes] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_row(cls, row: tuple) -> "OutboxEvent":
@@ -71,25 +81,27 @@ class OutboxEvent:
     def is_availability(self) -> bool:
         return self.type == AVAILABILITY
 
-    def packet(self, redacted: bool = False) -> eio_packet.Packet:
-        """The encoded packet, built on first use and shared by every recipient."""
-        if redacted and self.redacted_body is not None:
-            if self._redacted is None:
-                self._redacted = _encode(self.type, self.redacted_body)
-            return self._redacted
-        if self._packet is None:
-            self._packet = _encode(self.type, self.body)
-        return self._packet
+    def _body(self, view: str) -> str:
+        if view == FULL:
+            return self.body
+        body = self.left_body if view == LEFT else self.entered_body
+        if body is None:  # a partial view of an event that has none: a bug, never the whole body
+            raise ValueError(f"event {self.id} ({self.type}) has no {view!r} view")
+        return body
 
-    def frame(self, redacted: bool = False) -> bytes:
-        """The same packet as a complete websocket text frame, also built once."""
-        if redacted and self.redacted_body is not None:
-            if self._redacted_frame is None:
-                self._redacted_frame = text_frame(self.packet(True).encode())
-            return self._redacted_frame
-        if self._frame is None:
-            self._frame = text_frame(self.packet().encode())
-        return self._frame
+    def packet(self, view: str = FULL) -> eio_packet.Packet:
+        """The encoded packet of one view, built on first use and shared by every recipient."""
+        pkt = self._packets.get(view)
+        if pkt is None:
+            pkt = self._packets[view] = _encode(self.type, self._body(view))
+        return pkt
+
+    def frame(self, view: str = FULL) -> bytes:
+        """The same packet as a complete websocket text frame, also built once per view."""
+        frame = self._frames.get(view)
+        if frame is None:
+            frame = self._frames[view] = text_frame(self.packet(view).encode())
+        return frame
 
 
 async def fetch_after(conn: AsyncConnection, after: int, limit: int) -> list[OutboxEvent]:

@@ -8,7 +8,8 @@ This module alone decides visibility. Everything is expressed as channels:
   ``appointments:patient:N``) and may add more with ``subscribe``;
 * an event names the channels it belongs to (:func:`event_channels`);
 * a connection receives an event when the two sets meet — once, however many
-  channels match.
+  channels match — in the view its role and ids allow (:func:`view_for`: a visit
+  moved away from someone reaches them as "moved away", with nothing of what it became).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 from bot.tokens import Identity
 
+from . import outbox
 from .outbox import OutboxEvent
 
 ALL_APPOINTMENTS = "appointments:all"
@@ -69,9 +71,29 @@ def event_channels(ev: OutboxEvent) -> tuple[str, ...]:
     return tuple(chans)
 
 
-def redacted_for(who: Identity, ev: OutboxEvent) -> bool:
-    """A patient a visit was moved away from learns that it moved, not who now has it."""
-    return who.role == "patient" and not ev.is_availability and ev.patient_id != who.patient_id
+def view_for(who: Identity, ev: OutboxEvent) -> str | None:
+    """Which view of ``ev`` a connection that receives it gets (None: none at all).
+
+    A visit moved to another dentist or patient (or both, in one statement) is a different
+    visit for each side: whoever saw it before and not after gets ``left`` (its id, what it
+    was — ``previous`` — and ``moved_away``, nothing of what it became); whoever sees it only
+    after gets ``entered`` (the visit as it now is, without ``previous``: until then it was
+    someone else's). Admin and service tokens, and whoever sees it on both sides, get the
+    whole event.
+    """
+    if ev.is_availability or who.role in ("admin", "service"):
+        return outbox.FULL
+    if who.role == "dentist":
+        mine, now, before = who.dentist_id, ev.dentist_id, ev.prev_dentist_id
+    elif who.role == "patient":
+        mine, now, before = who.patient_id, ev.patient_id, ev.prev_patient_id
+    else:
+        return None
+    if before is None:  # an insert or a delete: its dentist and patient are its only parties
+        before = now
+    if now == mine:
+        return outbox.FULL if before == mine else outbox.ENTERED
+    return outbox.LEFT if before == mine else None
 
 
 def may_join(who: Identity, channel: str) -> bool:

@@ -22,6 +22,7 @@ from sync.app import create_app
 EVENT_NAMES = ("appointment_created", "appointment_updated", "appointment_deleted",
                "availability_changed", "resync_required")
 BASE_TIME = datetime(2030, 1, 7, 9, 0, tzinfo=timezone.utc)  # a Monday
+PATIENT_NAMES = ("One", "Two", "Three", "Four", "Five", "Six", "Seven", "Eight")
 
 
 def free_port() -> int:
@@ -126,10 +127,11 @@ class Clinic:
         self._slot = 0
 
     @classmethod
-    async def open(cls, db_url: str) -> "Clinic":
+    async def open(cls, db_url: str, people: int = 2) -> "Clinic":
+        """A clinic with ``people`` dentists (ids 1..people) and as many patients."""
         conn = await psycopg.AsyncConnection.connect(db_url, autocommit=True)
         clinic = cls(conn)
-        await clinic.seed()
+        await clinic.seed(people)
         return clinic
 
     async def close(self) -> None:
@@ -140,11 +142,11 @@ class Clinic:
         row = await cur.fetchone()
         return row[0] if row else None
 
-    async def seed(self) -> None:
-        for name in ("Dr A", "Dr B"):
-            await self.conn.execute("INSERT INTO dentists (full_name) VALUES (%s)", (name,))
-        for name in ("Pat One", "Pat Two"):
-            await self.conn.execute("INSERT INTO patients (full_name) VALUES (%s)", (name,))
+    async def seed(self, people: int = 2) -> None:
+        for n in range(people):
+            await self.conn.execute("INSERT INTO dentists (full_name) VALUES (%s)", (f"Dr {chr(65 + n)}",))
+        for n in range(people):
+            await self.conn.execute("INSERT INTO patients (full_name) VALUES (%s)", (f"Pat {PATIENT_NAMES[n]}",))
         await self.conn.execute(
             "INSERT INTO services (name, duration_minutes, price_cents) VALUES ('Checkup', 30, 5000)")
         # the catalogue's own availability events are not what these tests count: start at id 1
