@@ -4,6 +4,8 @@
 #   scripts/train.sh             # NLU + core: config.yml, domain.yml, data/  -> models/rasa-<hash>.tar.gz
 #   scripts/train.sh --nlu-only  # NLU only:   config.yml, data/nlu/          -> models/nlu-only/nlu-<hash>.tar.gz
 #   scripts/train.sh --force     # train even when the model for this hash exists
+#   scripts/train.sh --check     # never trains: prints the model path for the current inputs,
+#                                # exit 0 when that model exists, 1 when it does not (bot.stack.has_model)
 #
 # The hash covers the content and path of every input file, rasa_tools/phone.py and
 # rasa_tools/faq_selector.py (pipeline components) and requirements/rasa.lock (a new Rasa version retrains).
@@ -17,12 +19,13 @@ RASA=${RASA:-.venv-rasa/bin/rasa}
 export RASA_TELEMETRY_ENABLED=false
 export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-2}
 
-nlu_only=0 force=0
+nlu_only=0 force=0 check=0
 for arg in "$@"; do
   case $arg in
     --nlu-only) nlu_only=1 ;;
     --force) force=1 ;;
-    *) echo "usage: $0 [--nlu-only] [--force]" >&2; exit 2 ;;
+    --check) check=1 ;;
+    *) echo "usage: $0 [--nlu-only] [--force | --check]" >&2; exit 2 ;;
   esac
 done
 
@@ -44,6 +47,11 @@ fingerprint() {
       \( -name '*.yml' -o -name '*.yaml' -o -name '*.lock' -o -name '*.py' \) -print0 \
       | LC_ALL=C sort -z | xargs -0 sha256sum; } | sha256sum | cut -c1-16
 }
+if ((check)); then  # no lock: a training under way has not written its model yet
+  model="$outdir/$prefix-$(fingerprint).tar.gz"
+  echo "$model"
+  if [[ -f $model ]]; then exit 0; else exit 1; fi
+fi
 mkdir -p "$outdir"
 
 # One training at a time per checkout (tests and `make train` may race).
