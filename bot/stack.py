@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +27,11 @@ def free_port() -> int:
 
 
 def has_model() -> bool:
-    return any((ROOT / "models").glob("*.tar.gz"))
+    """Whether models/ holds the model trained from the current config, domain and data: the file
+    ``scripts/train.sh`` names by its fingerprint of them (``--check``), not any older model."""
+    check = subprocess.run(["bash", str(ROOT / "scripts" / "train.sh"), "--check"], cwd=ROOT,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+    return check.returncode == 0
 
 
 @dataclass
