@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from datetime import datetime, timezone
@@ -13,6 +14,7 @@ import pytest
 
 from bot.seed import seed
 from bot.tokens import verify
+from tests.prereq import require
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -76,13 +78,12 @@ def test_cli_errors_are_one_clear_line():
 
 
 def test_a_row_written_with_psql_produces_an_event(db_url):
+    require(shutil.which("psql"), "psql is not installed (Debian: postgresql-client)")
     psql = subprocess.run(["psql", db_url, "-v", "ON_ERROR_STOP=1", "-c",
                            "INSERT INTO dentists (full_name) VALUES ('Dr P');"
                            "INSERT INTO time_off (dentist_id, starts_at, ends_at) VALUES"
                            " (currval('dentists_id_seq'), now(), now() + interval '1 h')"],
                           capture_output=True, text=True, timeout=30)
-    if psql.returncode == 127:
-        pytest.skip("psql not installed")
     assert psql.returncode == 0, psql.stderr
     with psycopg.connect(db_url) as conn:
         rows = conn.execute("SELECT type, payload->>'source', created_at FROM realtime_events").fetchall()

@@ -13,9 +13,18 @@ import pytest
 from bot.launcher import RASA, Service, is_ready, kill_tree, plan
 from bot.settings import Settings
 from bot.stack import Stack, has_model
+from tests.prereq import require
 
 DB = "postgresql://postgres@127.0.0.1:5432/clinic"
-needs_rasa = pytest.mark.skipif(not (RASA.exists() and has_model()), reason="no .venv-rasa or no trained model")
+
+
+@pytest.fixture
+def _rasa_ready() -> None:
+    require(RASA.exists(), ".venv-rasa is missing: run `make install`")
+    require(has_model(), "no model for the current data in models/: run `make train` (make test does)")
+
+
+needs_rasa = pytest.mark.usefixtures("_rasa_ready")
 
 
 def rasa_service(**overrides) -> Service:

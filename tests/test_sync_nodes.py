@@ -8,19 +8,24 @@ import signal
 import sys
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
 
+from tests.prereq import require
 from tests.sync_helpers import Clinic, Recorder, free_port, http_get, token
 
 ROOT = Path(__file__).resolve().parent.parent
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
-async def _redis_up() -> bool:
+async def _redis_up(url: str = REDIS_URL) -> bool:
+    """Whether the Redis of ``url`` (TEST_REDIS_URL) accepts a connection."""
+    parts = urlsplit(url)
     try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", 6379), 1)
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(parts.hostname or "127.0.0.1", parts.port or 6379), 1)
         writer.close()
         return True
     except (OSError, asyncio.TimeoutError):
@@ -67,8 +72,7 @@ async def stop_node(proc: asyncio.subprocess.Process) -> int:
 @pytest.mark.slow
 @pytest.mark.e2e
 async def test_two_nodes_with_redis_deliver_each_event_once(settings, db_url):
-    if not await _redis_up():
-        pytest.skip("no Redis on 127.0.0.1:6379")
+    require(await _redis_up(), f"no Redis at {REDIS_URL} (set TEST_REDIS_URL)")
     clinic = await Clinic.open(db_url)
     channel = f"sync-test-{uuid.uuid4().hex[:8]}"
     port_a, port_b = free_port(), free_port()
