@@ -17,7 +17,7 @@ from datetime import datetime, timedelta, timezone
 from enum import Enum
 from typing import Callable
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from .availability import (Rules, Slot, buffered, free_slots, load_schedules, nearest_slots, same_dentist_first,
                            service_buffers, within_hours)
 from .db import Contention, DatabaseError, DatabaseUnavailable, InvalidData, SlotTaken, session_scope
-from .models import STATUSES, Appointment, Dentist, Patient, Service, SlotHold
+from .models import STATUSES, Appointment, ChatBooking, Dentist, Patient, Service, SlotHold
 from .phone import InvalidPhone, normalise_phone
 from .settings import Settings
 from .tokens import Identity
@@ -35,6 +35,19 @@ log = logging.getLogger(__name__)
 MAX_NOTES = 64 * 1024
 CONTENTION_ATTEMPTS = 3  # runs of a write that PostgreSQL aborts to break a deadlock
 MAX_NAME = 200
+PATIENT_OVERLAP = "appointments_patient_no_overlap"  # sql/005
+
+
+@dataclass(frozen=True)
+class ChatOrigin:
+    """Where a chat's request comes from: its conversation (the sender id Rasa passes on), the
+    client address Rasa's channel saw (None: unknown, e.g. ``rasa shell``) and whether the caller
+    is signed in. An anonymous booking is recorded for its conversation (``chat_bookings``), and
+    the chat's flood limits count per conversation, per phone number and per client address."""
+
+    conversation_id: str
+    client: str | None = None
+    signed_in: bool = False
 
 
 class Outcome(str, Enum):
@@ -47,6 +60,8 @@ class Outcome(str, Enum):
     HELD = "held"
     RELEASED = "released"
     SLOT_TAKEN = "slot_taken"
+    PATIENT_BUSY = "patient_busy"  # the patient has another visit at that time
+    LIMIT_REACHED = "limit_reached"  # a chat flood limit (field: conversation, phone or client)
     OUTSIDE_HOURS = "outside_hours"
     IN_PAST = "in_past"
     TOO_SOON = "too_soon"      # inside the minimum notice
@@ -211,10 +226,11 @@ class BookingService:
     @_guard
     def book(self, actor: Identity, *, patient_id: int, dentist_id: int, service_id: int, starts_at: datetime,
              notes: str | None = None, status: str = "pending", idempotency_key: str | None = None,
-             holder: str | None = None) -> Result:
+             holder: str | None = None, origin: ChatOrigin | None = None) -> Result:
         """Book a visit. ``idempotency_key``: a repeated request returns the first result
         (``replayed``), never a second visit. ``holder``: whose hold may be turned into
-        this booking (others' live holds refuse the time)."""
+        this booking (others' live holds refuse the time). ``origin``: a chat's request, held to
+        the chat's flood limits and, when anonymous, recorded for its conversation."""
         if actor.role == "patient" and actor.patient_id != patient_id:
             return Result(Outcome.NOT_ALLOWED, "You can only book for yourself.")
         if actor.role == "dentist" and actor.dentist_id != dentist_id:
@@ -225,13 +241,15 @@ class BookingService:
             first = self._replay(idempotency_key, patient_id)
             if first:
                 return first
-        result = self._book(patient_id, dentist_id, service_id, starts_at, notes, status, idempotency_key, holder)
+        result = self._book(patient_id, dentist_id, service_id, starts_at, notes, status, idempotency_key, holder,
+                            origin)
         if idempotency_key and not result.ok:  # a concurrent twin with the same key may have won
             return self._replay(idempotency_key, patient_id) or result
         return result
 
     def _book(self, patient_id: int, dentist_id: int, service_id: int, starts_at: datetime, notes: str | None,
-              status: str, idempotency_key: str | None, holder: str | None) -> Result:
+              status: str, idempotency_key: str | None, holder: str | None,
+              origin: ChatOrigin | None = None) -> Result:
         if not _aware(starts_at):
             return Result(Outcome.INVALID, "The start time needs a time zone.", field="starts_at")
         if notes is not None and len(notes) > MAX_NOTES:
@@ -243,6 +261,8 @@ class BookingService:
                 problem = self._check_refs(s, patient_id=patient_id, dentist_id=dentist_id, service_id=service_id)
                 if problem:
                     return problem
+                if origin is not None and (limited := self._chat_booking_limit(s, origin, patient_id)):
+                    return limited
                 service = s.get(Service, service_id)
                 assert service is not None
                 ends_at = starts_at + timedelta(minutes=service.duration_minutes)
@@ -256,7 +276,13 @@ class BookingService:
                                    idempotency_key=idempotency_key)
                 s.add(appt)
                 s.flush()
-        except SlotTaken:  # the database's word: someone else committed first
+                if origin is not None and not origin.signed_in:
+                    s.add(ChatBooking(appointment_id=appt.id, conversation_id=origin.conversation_id[:200],
+                                      client=(origin.client or None) and origin.client[:100]))
+                    s.flush()
+        except SlotTaken as exc:  # the database's word: someone else committed first
+            if str(exc) == PATIENT_OVERLAP:
+                return Result(Outcome.PATIENT_BUSY, "You already have a visit at that time.", field="starts_at")
             return self.slot_taken(service_id, dentist_id, starts_at, holder=holder)
         except InvalidData as exc:
             if exc.constraint == "appointments_idempotency_key_key":
@@ -275,9 +301,11 @@ class BookingService:
             return Result(Outcome.BOOKED, appointment=AppointmentView.of(appt), replayed=True)
 
     @_guard
-    def hold(self, *, holder: str, dentist_id: int, service_id: int, starts_at: datetime) -> Result:
+    def hold(self, *, holder: str, dentist_id: int, service_id: int, starts_at: datetime,
+             client: str | None = None) -> Result:
         """Keep a proposed slot for ``holder`` (a conversation, a page) for the clinic's hold
-        time; others do not see it free meanwhile. A holder keeps one hold at a time."""
+        time; others do not see it free meanwhile. A holder keeps one hold at a time (a new one
+        replaces it); ``client`` (a chat's address) keeps at most CHAT_HOLDS_PER_CLIENT."""
         if not (isinstance(holder, str) and 0 < len(holder) <= 200):
             return Result(Outcome.INVALID, "A holder is 1 to 200 characters.", field="holder")
         if not _aware(starts_at):
@@ -292,12 +320,20 @@ class BookingService:
                 ends_at = starts_at + timedelta(minutes=service.duration_minutes)
                 s.execute(delete(SlotHold).where(SlotHold.expires_at <= self.now()))
                 s.execute(delete(SlotHold).where(SlotHold.holder == holder))
+                client = (client or None) and client[:100]
+                if client is not None:
+                    self._lock_key(s, f"chat-client:{client}")
+                    live = s.scalar(select(func.count()).select_from(SlotHold).where(
+                        SlotHold.client == client, SlotHold.expires_at > self.now()))
+                    if live >= self.settings.chat_holds_per_client:
+                        return Result(Outcome.LIMIT_REACHED, "Too many times are on hold from this address.",
+                                      field="client")
                 refusal = self._check_time(s, service, dentist_id, starts_at, ends_at, ignore=None, holder=holder)
                 if refusal:
                     return refusal
                 expires = self.now() + self.rules.hold
                 s.add(SlotHold(dentist_id=dentist_id, service_id=service_id, holder=holder,
-                               starts_at=starts_at, ends_at=ends_at, expires_at=expires))
+                               starts_at=starts_at, ends_at=ends_at, expires_at=expires, client=client))
                 s.flush()
         except SlotTaken:
             return self.slot_taken(service_id, dentist_id, starts_at, holder=holder)
@@ -344,7 +380,9 @@ class BookingService:
                     s.execute(delete(SlotHold).where(SlotHold.holder == holder))
                 appt.starts_at, appt.ends_at, appt.dentist_id = starts_at, ends_at, new_dentist
                 s.flush()
-        except SlotTaken:
+        except SlotTaken as exc:
+            if str(exc) == PATIENT_OVERLAP:
+                return Result(Outcome.PATIENT_BUSY, "You already have a visit at that time.", field="starts_at")
             assert service_id is not None and dentist is not None
             return self.slot_taken(service_id, dentist, starts_at, holder=holder)
         return self._after_write(Outcome.RESCHEDULED, appointment_id)
@@ -391,6 +429,16 @@ class BookingService:
         return Result(Outcome.LISTED, appointments=rows)
 
     @_guard
+    def chat_appointments(self, conversation_id: str) -> Result:
+        """The upcoming live visits an anonymous chat booked in this conversation (chat_bookings)."""
+        with session_scope(self.engine) as s:
+            q = (select(Appointment).join(ChatBooking, ChatBooking.appointment_id == Appointment.id)
+                 .where(ChatBooking.conversation_id == conversation_id[:200], Appointment.ends_at > self.now(),
+                        Appointment.status.in_(("pending", "confirmed"))))
+            rows = [AppointmentView.of(a) for a in s.scalars(q.order_by(Appointment.starts_at))]
+        return Result(Outcome.LISTED, appointments=rows)
+
+    @_guard
     def get(self, actor: Identity, appointment_id: int) -> Result:
         with session_scope(self.engine) as s:
             appt = self._visit(s, actor, appointment_id, lock=False)
@@ -408,6 +456,40 @@ class BookingService:
             q = select(Appointment).where(Appointment.id == appointment_id)
             appt = s.scalars(q.with_for_update(of=Appointment) if lock else q).one_or_none()
         return self._check_access(actor, appt) or appt
+
+    @staticmethod
+    def _lock_key(s: Session, key: str) -> None:
+        """Serialise this transaction with others counting the same key (until it ends)."""
+        s.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key})
+
+    def _chat_booking_limit(self, s: Session, origin: ChatOrigin, patient_id: int) -> Result | None:
+        """The anonymous chat's flood limits, counted in this transaction under advisory locks, so
+        two conversations of one client (or one phone) cannot both take the last booking."""
+        if origin.signed_in:  # a verified patient: the token is the limit
+            return None
+        # the database's clock, as created_at is (a service's test clock may be elsewhere)
+        since = s.scalar(select(func.now())) - timedelta(minutes=self.settings.chat_limit_window_minutes)
+        self._lock_key(s, f"chat-patient:{patient_id}")
+        booked = s.scalar(select(func.count()).select_from(ChatBooking)
+                          .join(Appointment, Appointment.id == ChatBooking.appointment_id)
+                          .where(Appointment.patient_id == patient_id, ChatBooking.created_at > since))
+        if booked >= self.settings.chat_bookings_per_phone:
+            return Result(Outcome.LIMIT_REACHED, "That phone number has booked enough visits for now.",
+                          field="phone")
+        self._lock_key(s, f"chat-conversation:{origin.conversation_id}")
+        mine = s.scalar(select(func.count()).select_from(ChatBooking).where(
+            ChatBooking.conversation_id == origin.conversation_id[:200], ChatBooking.created_at > since))
+        if mine >= self.settings.chat_bookings_per_conversation:
+            return Result(Outcome.LIMIT_REACHED, "This conversation has booked enough visits for now.",
+                          field="conversation")
+        if origin.client:
+            self._lock_key(s, f"chat-client:{origin.client}")
+            theirs = s.scalar(select(func.count()).select_from(ChatBooking).where(
+                ChatBooking.client == origin.client[:100], ChatBooking.created_at > since))
+            if theirs >= self.settings.chat_bookings_per_client:
+                return Result(Outcome.LIMIT_REACHED, "Too many visits were booked from this address.",
+                              field="client")
+        return None
 
     def _after_write(self, outcome: Outcome, appointment_id: int) -> Result:
         with session_scope(self.engine) as s:

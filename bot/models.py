@@ -119,6 +119,19 @@ class SlotHold(Base):
     starts_at: Mapped[datetime]
     ends_at: Mapped[datetime]
     expires_at: Mapped[datetime]
+    client: Mapped[str | None] = mapped_column(Text)  # the chat client's address (per-client hold limit)
+    created_at: Mapped[datetime] = mapped_column(server_default="now()")
+
+
+class ChatBooking(Base):
+    """A visit booked by an anonymous chat: its conversation may manage it (sql/005)."""
+
+    __tablename__ = "chat_bookings"
+
+    appointment_id: Mapped[int] = mapped_column(ForeignKey("appointments.id", ondelete="CASCADE"),
+                                                primary_key=True)
+    conversation_id: Mapped[str] = mapped_column(Text)
+    client: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(server_default="now()")
 
 
