@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 from functools import lru_cache
 from typing import Literal
@@ -65,8 +67,43 @@ class Settings(BaseSettings):
     min_notice_minutes: int = Field(default=120, ge=0)
     horizon_days: int = Field(default=90, gt=0, le=730)
     hold_minutes: int = Field(default=5, gt=0, le=60)
+
+    # sync service limits
+    # Sockets open at once on one node per identity a token names (its role and `sub`: every token
+    # of one patient counts together); admin and service tokens, shared by staff and services, get
+    # more. docs/realtime.md
+    sync_max_sockets_per_token: int = Field(default=20, ge=1)
+    sync_max_sockets_per_staff_token: int = Field(default=200, ge=1)
+    # a token larger than this is refused before it is decoded (ours are about 200 bytes)
+    sync_max_token_bytes: int = Field(default=4096, ge=512, le=8000)
+    # other origins (scheme://host[:port], comma-separated) whose pages may open Socket.IO
+    # connections; empty: the sync service's own origin only. Never with credentials
+    sync_cors_origins: str = ""
+
     embedded_pg_port: int = 5433
     embedded_pg_dir: str = ".pgdata"
+
+    # --- the chat's boundaries (docs/security.md) ---
+    # Rasa and the action server listen on loopback; a clinic that puts Rasa's chat channels
+    # behind its own proxy on another host changes RASA_HOST (with a warning at start-up).
+    rasa_host: str = "127.0.0.1"
+    actions_host: str = "127.0.0.1"
+    # Rasa's HTTP API (trackers, models, /model/parse) is off unless this token is set; then it
+    # answers only requests with ?token=<it>
+    rasa_api_token: str | None = None
+    # what Rasa sends the action server on every call (Authorization: Bearer ...); derived from
+    # JWT_SECRET when unset, so both processes of one installation agree without more set-up
+    actions_token: str | None = None
+    # origins (scheme://host[:port], comma-separated) whose pages may use the chat channels;
+    # empty: the sync service's own (http://127.0.0.1:SYNC_PORT and http://localhost:SYNC_PORT)
+    chat_origins: str = ""
+    chat_max_message_chars: int = Field(default=2000, ge=100, le=100_000)
+    # flood limits on what the chat books and holds, over a sliding window
+    chat_limit_window_minutes: int = Field(default=60, gt=0)
+    chat_bookings_per_conversation: int = Field(default=3, ge=0)
+    chat_bookings_per_phone: int = Field(default=3, ge=0)
+    chat_bookings_per_client: int = Field(default=10, ge=0)
+    chat_holds_per_client: int = Field(default=5, ge=0)
 
     @field_validator("database_url")
     @classmethod
@@ -90,6 +127,12 @@ class Settings(BaseSettings):
             log.warning("JWT_SECRET not set: using the development secret (never in production)")
         elif len(self.jwt_secret) < 32:
             raise ValueError("JWT_SECRET must be at least 32 characters")
+        for name in ("actions_token", "rasa_api_token"):
+            value = getattr(self, name)
+            if value is not None and len(value) < 32:
+                raise ValueError(f"{name.upper()} must be at least 32 characters")
+        if "*" in self.chat_origins:
+            raise ValueError("CHAT_ORIGINS lists origins; '*' is not allowed")
         return self
 
     @property
@@ -99,6 +142,20 @@ class Settings(BaseSettings):
     @property
     def resolved_sync_url(self) -> str:
         return self.sync_url or f"http://127.0.0.1:{self.sync_port}"
+
+    def derived_secret(self, purpose: str) -> str:
+        """A secret for one internal purpose, derived from JWT_SECRET (HMAC-SHA256): services of
+        one installation agree on it without another variable, and it reveals nothing of the JWT key."""
+        return hmac.new(self.jwt_secret.encode(), purpose.encode(), hashlib.sha256).hexdigest()
+
+    @property
+    def resolved_actions_token(self) -> str:
+        return self.actions_token or self.derived_secret("action-server")
+
+    @property
+    def resolved_chat_origins(self) -> list[str]:
+        given = [o.strip().rstrip("/") for o in self.chat_origins.split(",") if o.strip()]
+        return given or [f"http://127.0.0.1:{self.sync_port}", f"http://localhost:{self.sync_port}"]
 
 
 @lru_cache
