@@ -48,6 +48,8 @@ def announce(dispatcher: CollectingDispatcher, gw: Gateway, result: Result) -> N
     if appt is not None:
         details = {"service": appt.service_name, "dentist": appt.dentist_name, "id": appt.id,
                    "when": when_label(appt.starts_at, gw.tz, now=gw.now())}
+    if result.outcome is Outcome.LIMIT_REACHED:
+        details["phone"] = gw.settings.clinic_phone
     dispatcher.utter_message(response=response, **details)
 
 
@@ -94,7 +96,8 @@ class SlotChoiceMixin:
 
     def hold(self, gw: Gateway, tracker: Tracker, dentist_id: int, service_id: int, starts_at) -> Result:
         """Keep the picked slot for this conversation until the yes (others don't get it meanwhile)."""
-        return gw.hold(holder_of(tracker), dentist_id=dentist_id, service_id=service_id, starts_at=starts_at)
+        return gw.hold(holder_of(tracker), dentist_id=dentist_id, service_id=service_id, starts_at=starts_at,
+                       client=caller(tracker).client)
 
     def validate_time(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker,
                       domain: dict) -> dict[str, Any]:
@@ -134,6 +137,9 @@ class SlotChoiceMixin:
             dispatcher.utter_message(response="utter_slot_not_offered")
             return {"slot_choice": None, "offered_slots": None}
         held = self.hold(gw, tracker, dentist_id, service.id, starts_at)
+        if held.outcome is Outcome.LIMIT_REACHED:  # this address holds too many times already
+            announce(dispatcher, gw, held)
+            return {"slot_choice": None}
         if held.outcome in RETRY_OUTCOMES:  # taken between the offer and the tap
             dispatcher.utter_message(response="utter_slot_not_offered")
             return {"slot_choice": None, "offered_slots": store_offer(held.alternatives) or None}
@@ -239,15 +245,13 @@ class ValidateBookingForm(ReadsUnreadableAnswers, SlotChoiceMixin, FormValidatio
         message_id = tracker.latest_message.get("message_id")
         key = f"chat:{tracker.sender_id}:{message_id}"[:200] if message_id else None
         result = gw.book(patient_id, dentist_id=dentist_id, service_id=service.id, starts_at=starts_at,
-                         idempotency_key=key, holder=holder_of(tracker))
+                         idempotency_key=key, holder=holder_of(tracker), origin=who.origin)
         announce(dispatcher, gw, result)
         if result.outcome is Outcome.BOOKED and result.appointment is not None:
-            mine = list(tracker.get_slot("my_appointment_ids") or [])
-            if result.appointment.id not in mine:
-                mine.append(result.appointment.id)
             log.info("booked appointment %s in conversation %s", result.appointment.id, tracker.sender_id)
-            return {**out, "confirmed": True, "outcome": "done",
-                    "booked_appointment_id": result.appointment.id, "my_appointment_ids": mine}
+            return {**out, "confirmed": True, "outcome": "done", "booked_appointment_id": result.appointment.id}
+        if result.outcome is Outcome.PATIENT_BUSY:  # their own visit is then: pick another offer
+            return {**out, "confirmed": None, "slot_choice": None}
         if result.outcome in RETRY_OUTCOMES:
             if result.alternatives:
                 return {**out, "confirmed": None, "slot_choice": None,

@@ -23,6 +23,8 @@ OUTCOME_RESPONSES = {
     Outcome.LISTED: "utter_your_appointments",
     Outcome.FOUND: "utter_anything_else",
     Outcome.SLOT_TAKEN: "utter_slot_taken",
+    Outcome.PATIENT_BUSY: "utter_patient_busy",
+    Outcome.LIMIT_REACHED: "utter_limit_reached",
     Outcome.OUTSIDE_HOURS: "utter_outside_hours",
     Outcome.IN_PAST: "utter_in_past",
     Outcome.TOO_SOON: "utter_too_soon",
@@ -40,7 +42,7 @@ RETRY_OUTCOMES = {Outcome.SLOT_TAKEN, Outcome.OUTSIDE_HOURS, Outcome.IN_PAST, Ou
                   Outcome.TOO_FAR}
 
 # Slots one booking / change fills; cleared when it ends, however it ends. The caller's
-# own details (full_name, phone, patient_id, my_appointment_ids) stay for the chat.
+# own details (full_name, phone) stay for the chat.
 REQUEST_SLOTS = ("service", "dentist", "time", "time_window", "offered_slots", "slot_choice", "confirmed",
                  "appointment_id", "outcome")
 

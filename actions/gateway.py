@@ -14,17 +14,20 @@ import threading
 import time as _time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Callable, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from bot.availability import Slot, load_schedules, nearest_slots, service_buffers
-from bot.booking import BookingService, Outcome, Result
+from bot.booking import BookingService, ChatOrigin, Outcome, Result
 from bot.db import DatabaseError, session_scope
 from bot.models import Dentist, Service
 from bot.settings import Settings
 from bot.tokens import Identity
+
+if TYPE_CHECKING:
+    from .session import Caller
 
 log = logging.getLogger(__name__)
 
@@ -199,23 +202,23 @@ class Gateway:
                                 dentist_id=dentist_id)
         return any(s.starts_at == starts_at and s.dentist_id == dentist_id for s in found)
 
-    def own_appointments(self, patient_id: int, only_ids: list[int] | None = None) -> Result:
-        """The caller's upcoming visits; ``only_ids`` narrows them (an anonymous chat's own bookings)."""
-        result = self.booking.list_appointments(chat_identity(patient_id), patient_id)
-        if result.outcome is Outcome.LISTED and only_ids is not None:
-            allowed = set(only_ids)
-            result.appointments = [a for a in result.appointments if a.id in allowed]
-        return result
+    def own_appointments(self, who: "Caller") -> Result:
+        """The caller's upcoming visits: all of a signed-in patient's, else those the database
+        records as booked in this conversation (``chat_bookings``)."""
+        if who.authenticated and who.patient_id is not None:
+            return self.booking.list_appointments(chat_identity(who.patient_id), who.patient_id)
+        return self.booking.chat_appointments(who.conversation_id)
 
     # --- writes ------------------------------------------------------------------------------
 
     def find_or_create_patient(self, full_name: str, phone: str) -> Result:
         return self.booking.find_or_create_patient(full_name, phone)
 
-    def hold(self, holder: str, *, dentist_id: int, service_id: int, starts_at: datetime) -> Result:
+    def hold(self, holder: str, *, dentist_id: int, service_id: int, starts_at: datetime,
+             client: str | None = None) -> Result:
         """Keep the picked slot for this conversation while it gives name, phone and a yes."""
         return self.booking.hold(holder=holder, dentist_id=dentist_id, service_id=service_id,
-                                 starts_at=starts_at)
+                                 starts_at=starts_at, client=client)
 
     def release(self, holder: str) -> None:
         result = self.booking.release_hold(holder)
@@ -223,12 +226,13 @@ class Gateway:
             log.warning("releasing the hold of %s: %s", holder, result.outcome.value)
 
     def book(self, patient_id: int, *, dentist_id: int, service_id: int, starts_at: datetime,
-             idempotency_key: str | None = None, holder: str | None = None) -> Result:
+             idempotency_key: str | None = None, holder: str | None = None,
+             origin: ChatOrigin | None = None) -> Result:
         """Book. The same ``idempotency_key`` (one confirming message) never books twice, and a
         retry without one finds the identical visit it already made."""
         result = self.booking.book(chat_identity(patient_id), patient_id=patient_id, dentist_id=dentist_id,
                                    service_id=service_id, starts_at=starts_at,
-                                   idempotency_key=idempotency_key, holder=holder)
+                                   idempotency_key=idempotency_key, holder=holder, origin=origin)
         if result.outcome is Outcome.SLOT_TAKEN:
             mine = self.booking.list_appointments(chat_identity(patient_id), patient_id)
             for a in mine.appointments:

@@ -1,7 +1,8 @@
 """Listing, moving and cancelling the caller's own visits.
 
-"Own" means: every upcoming visit of the patient a verified token names, or, in an
-anonymous chat, only the visits booked in this conversation (``my_appointment_ids``).
+"Own" means: every upcoming visit of the patient the current message's verified token names,
+or, in an anonymous chat, only the visits the database records as booked in this conversation
+(``chat_bookings``).
 An id typed or sent by the user is accepted only if it is among those; anything else
 gets the same polite "can't find that among yours" (no probing of other people's ids),
 and the booking service refuses it again anyway (a patient actor sees only their own).
@@ -28,9 +29,7 @@ from .session import Caller, caller
 
 def own_appointments(gw: Gateway, who: Caller) -> list[AppointmentView] | None:
     """The caller's upcoming visits; None when the booking system could not answer."""
-    if who.patient_id is None:
-        return []
-    result = gw.own_appointments(who.patient_id, who.only_ids)
+    result = gw.own_appointments(who)
     if result.outcome is not Outcome.LISTED:
         return None
     return result.appointments
@@ -139,10 +138,10 @@ class ValidateCancelForm(ManageFormValidation):
         gw = get_gateway()
         visit = _visit(gw, tracker)
         who = caller(tracker)
-        if visit is None or who.patient_id is None:
+        if visit is None:
             dispatcher.utter_message(response="utter_appointment_not_found")
             return {"confirmed": False, "outcome": "failed"}
-        result = gw.cancel(who.patient_id, visit.id)
+        result = gw.cancel(visit.patient_id, visit.id)  # one of the caller's own (see _visit)
         announce(dispatcher, gw, result)
         return {"confirmed": True, "outcome": "done" if result.outcome is Outcome.CANCELLED else "failed"}
 
@@ -176,10 +175,10 @@ class ValidateRescheduleForm(SlotChoiceMixin, ManageFormValidation):
         visit = _visit(gw, tracker)
         who = caller(tracker)
         choice = decode_choice(tracker.get_slot("slot_choice"))
-        if visit is None or who.patient_id is None or choice is None:
+        if visit is None or choice is None:
             dispatcher.utter_message(response="utter_appointment_not_found")
             return {"confirmed": False, "outcome": "failed"}
-        result = gw.reschedule(who.patient_id, visit.id, choice[0])
+        result = gw.reschedule(visit.patient_id, visit.id, choice[0])  # one of the caller's own
         announce(dispatcher, gw, result)
         if result.outcome is Outcome.RESCHEDULED:
             return {"confirmed": True, "outcome": "done"}

@@ -9,6 +9,9 @@ with status 1) — and adds:
   then starts the sync client (which itself keeps retrying while the sync service is away).
   The server answers from the first moment; until the cache is in, actions read SQL.
 * ``before_server_stop``: the sync client, the refresher and the engine are closed.
+* a request middleware that refuses every call but ``GET /health`` without the shared secret
+  Rasa sends (``Authorization: Bearer <ACTIONS_TOKEN>``, from endpoints.yml): 401 JSON. Only
+  Rasa can run actions, so the tracker an action reads is the one Rasa built.
 * ``GET /health``: cache age, last event id, event lag, sync connection; ``"ok"`` when the
   cache is loaded and the sync service connected, else ``"degraded"`` (HTTP 200 either
   way: the server still answers, from SQL where the cache cannot).
@@ -19,8 +22,8 @@ Nothing here runs at import time: rasa-sdk imports every module of the package.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
-import os
 import time
 from typing import Any
 
@@ -102,14 +105,22 @@ def create_app(settings: Settings, *, sync_url: str | None = None, action_packag
     from rasa_sdk.endpoint import create_app as sdk_create_app
     from sanic import response
 
-    app = sdk_create_app(action_package, cors_origins=os.environ.get("ACTIONS_CORS_ORIGINS", "*"))
+    # No browser calls this server: no CORS origin at all (rasa-sdk's default would be "*").
+    app = sdk_create_app(action_package, cors_origins="")
     runtime = Runtime(settings, sync_url=sync_url)
     app.ctx.runtime = runtime
+    expected = f"Bearer {settings.resolved_actions_token}".encode()
 
     async def health(request):
         # rasa-sdk's app has its own GET /health ({"status": "ok"}); ours answers first
         if request.path == "/health" and request.method in ("GET", "HEAD"):
             return response.json(runtime.health())
+        given = (request.headers.get("authorization") or "").encode()
+        if not hmac.compare_digest(given, expected):
+            log.warning("refused %s %s from %s: no valid action server token", request.method, request.path,
+                        request.ip)
+            return response.json({"error": "unauthorized",
+                                  "message": "This server answers only the clinic's Rasa server."}, status=401)
         return None
 
     async def after_start(app_, loop):
@@ -127,7 +138,7 @@ def create_app(settings: Settings, *, sync_url: str | None = None, action_packag
 def run(settings: Settings) -> None:
     """Serve on ``settings.actions_port`` in this process (one worker: one cache per process)."""
     app = create_app(settings)
-    host = os.environ.get("SANIC_HOST", "0.0.0.0")
+    host = settings.actions_host
     log.info("action server on http://%s:%d (sync service %s)", host, settings.actions_port,
              settings.resolved_sync_url)
     app.run(host=host, port=settings.actions_port, workers=1, access_log=False, motd=False)

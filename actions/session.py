@@ -1,11 +1,16 @@
 """Who is typing: a patient signed in with a token, or an anonymous chat.
 
-A token comes as message metadata ``{"token": "<JWT>"}`` and is verified with
-``bot.tokens.verify``; only role ``patient`` counts. The slots ``authenticated`` and
-``patient_id`` are set by actions only (no entity or text maps to them), so a user
-cannot type their way into someone else's identity. An anonymous chat gets a
-``patient_id`` when it books (name + phone) and may then manage only the visits
-listed in ``my_appointment_ids``.
+Identity comes from the *current* message only: its metadata ``{"token": "<JWT>"}`` is verified
+with ``bot.tokens.verify`` on every action call, and only role ``patient`` counts. Nothing in the
+tracker grants identity — not the slots ``authenticated`` / ``patient_id`` (kept for the
+dialogue's conditions only), not an earlier message's metadata (the tracker store strips tokens
+before it stores a message: rasa_tools/tracker_store.py). A message without a token is anonymous,
+even in a conversation that was signed in a minute ago.
+
+An anonymous chat may manage exactly the visits the database records as booked in this
+conversation (``chat_bookings``, looked up by the sender id Rasa passes on; only Rasa can call this
+server: actions/server.py checks its shared secret). The client address comes from the metadata
+Rasa's channel writes itself (``client``; rasa_tools/channels.py overwrites whatever a caller sent).
 """
 
 from __future__ import annotations
@@ -18,72 +23,62 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.events import ActionExecuted, SessionStarted, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
+from bot.booking import ChatOrigin
 from bot.tokens import TokenError, verify
 
 from .gateway import get_gateway
 
 log = logging.getLogger(__name__)
 
-# Slots that survive a new session; identity is re-checked from the token every session.
-CARRIED_SLOTS = ("full_name", "phone", "my_appointment_ids")
+# Slots that survive a new session (the dialogue's memory, never identity).
+CARRIED_SLOTS = ("full_name", "phone")
 
 
 @dataclass(frozen=True)
 class Caller:
-    patient_id: int | None
+    patient_id: int | None  # the signed-in patient; None in an anonymous chat
     authenticated: bool
-    own_ids: tuple[int, ...] = ()  # for an anonymous caller: the visits booked in this chat
+    conversation_id: str = ""
+    client: str | None = None
 
     @property
-    def only_ids(self) -> list[int] | None:
-        """The narrowing of the caller's visits: None (all) when signed in."""
-        return None if self.authenticated else list(self.own_ids)
+    def origin(self) -> ChatOrigin:
+        return ChatOrigin(self.conversation_id, self.client, signed_in=self.authenticated)
 
 
 def token_patient(metadata: Any) -> int | None:
     """The patient id a metadata token proves, or None (missing, invalid, not a patient)."""
     if not isinstance(metadata, dict) or not metadata.get("token"):
         return None
+    token = metadata["token"]
+    if not isinstance(token, str):
+        return None
     try:
-        identity = verify(metadata["token"], settings=get_gateway().settings)
+        identity = verify(token, settings=get_gateway().settings)
     except TokenError as exc:
         log.info("ignoring chat token: %s", exc)
         return None
     return identity.patient_id if identity.role == "patient" else None
 
 
-def _ids(value: Any) -> tuple[int, ...]:
-    out = []
-    for v in value or ():
-        try:
-            out.append(int(v))
-        except (TypeError, ValueError):
-            continue
-    return tuple(out)
+def _client(metadata: Any) -> str | None:
+    value = metadata.get("client") if isinstance(metadata, dict) else None
+    return value[:100] if isinstance(value, str) and value else None
 
 
 def caller(tracker: Tracker) -> Caller:
-    """The caller of the latest message: its token first, else what this chat established."""
+    """The caller of the latest message: its own token, verified now, or anonymous."""
     metadata = tracker.latest_message.get("metadata") or {}
-    if isinstance(metadata, dict) and metadata.get("token"):
-        pid = token_patient(metadata)
-        if pid is not None:
-            return Caller(pid, True)
-    own = _ids(tracker.get_slot("my_appointment_ids"))
-    pid = tracker.get_slot("patient_id")
-    if tracker.get_slot("authenticated") and pid is not None:
-        return Caller(int(pid), True)
-    return Caller(int(pid) if pid is not None else None, False, own)
+    pid = token_patient(metadata)
+    return Caller(pid, pid is not None, str(tracker.sender_id or ""), _client(metadata))
 
 
-def identity_events(tracker: Tracker, metadata: Any) -> list[dict]:
+def identity_events(metadata: Any) -> list[dict]:
+    """The dialogue's view of who is typing (slots); the actions check the token again anyway."""
     pid = token_patient(metadata)
     if pid is not None:
         return [SlotSet("authenticated", True), SlotSet("patient_id", pid)]
-    if tracker.get_slot("authenticated"):  # signed in last session, not now: forget who it was
-        return [SlotSet("authenticated", False), SlotSet("patient_id", None),
-                SlotSet("my_appointment_ids", [])]
-    return [SlotSet("authenticated", False)]
+    return [SlotSet("authenticated", False), SlotSet("patient_id", None)]
 
 
 class ActionSessionStart(Action):
@@ -97,14 +92,12 @@ class ActionSessionStart(Action):
             value = tracker.get_slot(name)
             if value not in (None, []):
                 events.append(SlotSet(name, value))
-        anonymous_pid = None if tracker.get_slot("authenticated") else tracker.get_slot("patient_id")
-        if anonymous_pid is not None:
-            events.append(SlotSet("patient_id", anonymous_pid))
+        # this message's metadata: Rasa passes it in the slot while the session starts
         metadata = tracker.get_slot("session_started_metadata") or tracker.latest_message.get("metadata")
         try:
-            events += identity_events(tracker, metadata)
+            events += identity_events(metadata)
         except Exception:
             log.exception("could not establish the caller; starting anonymous")
-            events += [SlotSet("authenticated", False), SlotSet("patient_id", anonymous_pid)]
+            events += [SlotSet("authenticated", False), SlotSet("patient_id", None)]
         events.append(ActionExecuted("action_listen"))
         return events

@@ -130,7 +130,7 @@ async def test_anonymous_chat_may_cancel_what_it_booked_itself(gw, engine):
     chat.say("yes", "affirm", confirmed=True)
     await chat.run(ValidateBookingForm())
     await chat.run(ActionFinishBooking())
-    booked = chat.slots["my_appointment_ids"][0]
+    booked = chat.slots["booked_appointment_id"]
 
     chat.active_loop = "cancel_form"
     chat.slots["requested_slot"] = None

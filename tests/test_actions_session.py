@@ -43,20 +43,21 @@ async def test_session_start_ignores_tokens_that_are_not_a_valid_patient(gw, set
     chat = Chat()
     chat.slots["session_started_metadata"] = {"token": token_of(settings)}
     turn = await chat.run(ActionSessionStart())
-    assert turn.slots() == {"authenticated": False}
+    assert turn.slots() == {"authenticated": False, "patient_id": None}
 
 
-async def test_a_new_session_keeps_an_anonymous_chats_own_bookings_but_not_a_past_sign_in(gw):
+async def test_a_new_session_keeps_the_details_given_but_no_identity(gw):
+    """Only name and phone carry over; who the caller is comes from the new message alone."""
     chat = Chat()
-    chat.slots.update(patient_id=12, my_appointment_ids=[40], full_name="Ada", phone="+12125550199")
+    chat.slots.update(patient_id=12, full_name="Ada", phone="+12125550199")
     turn = await chat.run(ActionSessionStart())
-    assert turn.slots() == {"full_name": "Ada", "phone": "+12125550199", "my_appointment_ids": [40],
-                            "patient_id": 12, "authenticated": False}
+    assert turn.slots() == {"full_name": "Ada", "phone": "+12125550199", "patient_id": None,
+                            "authenticated": False}
 
     signed = Chat()
     signed.slots.update(patient_id=7, authenticated=True)
     turn = await signed.run(ActionSessionStart())
-    assert turn.slots() == {"authenticated": False, "patient_id": None, "my_appointment_ids": []}
+    assert turn.slots() == {"authenticated": False, "patient_id": None}
 
 
 async def test_stop_ends_the_form_and_forgets_the_request(gw):
