@@ -284,3 +284,57 @@ def test_a_deadlock_victim_runs_again_and_gets_an_answer(svc, db_url, monkeypatc
     monkeypatch.setattr(BookingService, "_book", first_deadlocks)
     result = book(svc, patient_id=1, starts_at=at(11))
     assert len(calls) == 2 and result.outcome is Outcome.BOOKED
+
+
+def abort_first_inserts(db_url: str, times: int, sqlstate: str) -> None:
+    """A trigger in this test's database only: the first ``times`` inserts into appointments fail
+    with ``sqlstate`` (40P01 deadlock_detected, 40001 serialization_failure), as when PostgreSQL
+    picks the transaction as a deadlock's victim. Every insert is counted with a sequence:
+    ``nextval`` is not undone when the transaction aborts, a counter row would be."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("CREATE SEQUENCE test_insert_attempts")
+        conn.execute(f"""
+            CREATE FUNCTION test_abort_first_inserts() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF nextval('test_insert_attempts') <= {int(times)} THEN
+                    RAISE EXCEPTION 'test: aborted insert %', currval('test_insert_attempts')
+                        USING ERRCODE = '{sqlstate}';
+                END IF;
+                RETURN NEW;
+            END $$""")
+        conn.execute("CREATE TRIGGER test_abort_first_inserts BEFORE INSERT ON appointments"
+                     " FOR EACH ROW EXECUTE FUNCTION test_abort_first_inserts()")
+
+
+def insert_attempts(db_url: str) -> int:
+    with psycopg.connect(db_url) as conn:
+        value, called = conn.execute("SELECT last_value, is_called FROM test_insert_attempts").fetchone()
+    return value if called else 0
+
+
+@pytest.mark.parametrize("sqlstate", ["40P01", "40001"])
+@pytest.mark.parametrize("aborted", [0, 1, 2])
+def test_a_booking_aborted_up_to_twice_is_run_again_and_booked(svc, db_url, aborted, sqlstate):
+    """README: a write PostgreSQL aborts to break a deadlock runs again, up to three times. Two
+    aborted runs, then the third books; nothing of the aborted runs remains."""
+    abort_first_inserts(db_url, aborted, sqlstate)
+    result = book(svc, patient_id=1, starts_at=at(10))
+    assert result.outcome is Outcome.BOOKED
+    assert insert_attempts(db_url) == aborted + 1
+    with psycopg.connect(db_url) as conn:
+        rows = conn.execute("SELECT id, starts_at FROM appointments").fetchall()
+        created = conn.execute("SELECT count(*) FROM realtime_events WHERE type = 'appointment_created'").fetchone()[0]
+    assert rows == [(result.appointment.id, at(10))] and created == 1
+
+
+@pytest.mark.parametrize("sqlstate", ["40P01", "40001"])
+def test_a_booking_aborted_three_times_is_busy_not_an_error(svc, db_url, sqlstate):
+    """Three runs, all aborted: no fourth, nothing written, and the caller gets the "busy, try
+    again" outcome instead of a driver error."""
+    abort_first_inserts(db_url, 10, sqlstate)
+    result = book(svc, patient_id=1, starts_at=at(10))
+    assert (result.outcome, result.message) == (
+        Outcome.UNAVAILABLE, "The booking system is busy right now; please try again.")
+    assert insert_attempts(db_url) == 3
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("SELECT count(*) FROM appointments").fetchone()[0] == 0
