@@ -55,7 +55,8 @@ def rasa_command(stack: Stack, options: str) -> tuple[list[str], dict[str, str]]
         elif option.startswith("workers="):
             argv[argv.index("--endpoints") + 1] = "endpoints.redis.yml"
             redis_url = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/1"
-            env.update(rasa_env(stack.settings.database_url, redis_url, stack.settings.actions_port))
+            env.update(rasa_env(stack.settings.model_copy(update={"redis_url": redis_url}),
+                                stack.settings.database_url))
             env["SANIC_WORKERS"] = option.removeprefix("workers=")
         elif option.startswith("env:") and "=" in option:
             name, _, value = option.removeprefix("env:").partition("=")

@@ -88,7 +88,7 @@ def _cmd_rasa_env(args) -> int:
     from .launcher import rasa_env
 
     settings = get_settings()
-    env = {**rasa_env(resolve_database_url(settings), settings.redis_url, settings.actions_port),
+    env = {**rasa_env(settings, resolve_database_url(settings)),
            "RASA_TELEMETRY_ENABLED": "false"}
     for name, value in env.items():
         print(f"export {name}={shlex.quote(value)}")

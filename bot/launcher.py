@@ -41,6 +41,8 @@ class Service:
     # ready when `url` answers 200, not merely when the port accepts (Rasa with several workers
     # opens its port before the workers have loaded the model)
     ready_http: bool = False
+    # variables of the shared environment this service must not see (Rasa needs no JWT key)
+    withheld: tuple[str, ...] = ()
 
 
 def service_env(settings: Settings, database_url: str) -> dict[str, str]:
@@ -52,11 +54,18 @@ def service_env(settings: Settings, database_url: str) -> dict[str, str]:
     return env
 
 
-def rasa_env(database_url: str, redis_url: str | None, actions_port: int = 5055) -> dict[str, str]:
-    """The variables endpoints.yml reads: the action server, the SQL tracker store in the
-    clinic's database, and the Redis lock store when REDIS_URL is set."""
+def rasa_env(settings: Settings, database_url: str) -> dict[str, str]:
+    """The variables endpoints.yml reads (the action server and its token, the SQL tracker store
+    in the clinic's database, the Redis lock store when REDIS_URL is set) and those
+    rasa_tools.channels reads (conversation-id secret, message limit, allowed origins)."""
     url = make_url(database_url)
-    env = {"ACTION_ENDPOINT_URL": f"http://127.0.0.1:{actions_port}/webhook",
+    redis_url = settings.redis_url
+    actions_host = "127.0.0.1" if settings.actions_host in ("0.0.0.0", "::", "") else settings.actions_host
+    env = {"ACTION_ENDPOINT_URL": f"http://{actions_host}:{settings.actions_port}/webhook",
+           "ACTIONS_TOKEN": settings.resolved_actions_token,
+           "CHAT_SESSION_SECRET": settings.derived_secret("chat-session"),
+           "CHAT_MAX_MESSAGE_CHARS": str(settings.chat_max_message_chars),
+           "CHAT_ORIGINS": ",".join(settings.resolved_chat_origins),
            "DB_HOST": url.host or "127.0.0.1", "DB_PORT": str(url.port or 5432),
            "DB_NAME": url.database or "postgres", "DB_USER": url.username or "postgres",
            "DB_PASSWORD": url.password or ""}
@@ -80,19 +89,36 @@ def plan(settings: Settings, database_url: str) -> list[Service]:
     if RASA.exists() and (ROOT / "domain.yml").exists() and any((ROOT / "models").glob("*.tar.gz")):
         shared_locks = bool(settings.redis_url) and (ROOT / "endpoints.redis.yml").exists()
         endpoints = "endpoints.redis.yml" if shared_locks else "endpoints.yml"
-        env = rasa_env(database_url, settings.redis_url, settings.actions_port)
+        env = rasa_env(settings, database_url)
+        if settings.rasa_api_token:
+            env["RASA_API_TOKEN"] = settings.rasa_api_token
         # Several Sanic workers (processes) on the one port, each with its own model: turns of
         # different conversations run in parallel. Rasa allows it only with a shared lock store.
         env["SANIC_WORKERS"] = str(settings.rasa_workers if shared_locks else 1)
         # `rasa run` through rasa_tools.server: the same command line, with the custom actions'
-        # answers checked by a validator built once (it was the largest cost of a turn).
+        # answers checked by a validator built once (it was the largest cost of a turn), and the
+        # HTTP API only with RASA_API_TOKEN. Loopback unless RASA_HOST says otherwise; CORS for
+        # the listed origins only.
         services.append(Service(
             "rasa",
-            [str(RASA_PYTHON), "-m", "rasa_tools.server", "run", "--enable-api", "--cors", "*",
+            [str(RASA_PYTHON), "-m", "rasa_tools.server", "run", "--interface", settings.rasa_host,
+             "--cors", *settings.resolved_chat_origins,
              "--port", str(settings.rasa_port), "--endpoints", endpoints, "--credentials", "credentials.yml",
              "--model", "models"],
-            settings.rasa_port, f"http://127.0.0.1:{settings.rasa_port}/", env=env, ready_http=True))
+            settings.rasa_port, f"http://127.0.0.1:{settings.rasa_port}/", env=env, ready_http=True,
+            withheld=("JWT_SECRET",)))
     return services
+
+
+def is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _http_ok(url: str) -> bool:
@@ -163,7 +189,8 @@ def stop_services(services: list[Service], timeout: float = 15.0) -> None:
 def start_services(services: list[Service], env: dict[str, str]) -> None:
     for svc in services:
         log.info("starting %s: %s", svc.name, " ".join(svc.argv))
-        svc.proc = subprocess.Popen(svc.argv, cwd=ROOT, env={**env, **svc.env})
+        child = {k: v for k, v in {**env, **svc.env}.items() if k not in svc.withheld}
+        svc.proc = subprocess.Popen(svc.argv, cwd=ROOT, env=child)
 
 
 def wait_ready(services: list[Service], *, timeout: float, stop=lambda: False) -> bool:
@@ -207,6 +234,12 @@ def run(*, train: bool = True, skip: frozenset[str] = frozenset()) -> int:
             log.info("Rasa: %s worker%s%s", workers, "" if workers == "1" else "s",
                      " (RASA_WORKERS > 1 needs REDIS_URL: the workers share Rasa's lock store there)"
                      if workers == "1" and settings.rasa_workers > 1 else "")
+    for name, host in (("RASA_HOST", settings.rasa_host), ("ACTIONS_HOST", settings.actions_host)):
+        if not is_loopback(host):
+            log.warning("%s=%s: this service listens beyond this machine (docs/security.md: put it behind "
+                        "a proxy or firewall; the action server still needs ACTIONS_TOKEN)", name, host)
+    if settings.rasa_api_token:
+        log.warning("RASA_API_TOKEN is set: Rasa's HTTP API (conversations, models) is enabled for that token")
     busy = [s for s in services if _port_open(s.port)]
     if busy:
         for s in busy:

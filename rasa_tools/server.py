@@ -11,10 +11,17 @@ so this was the largest single cost of a turn (py-spy: 36 % of the Rasa process'
 chat user; see BENCHMARKS.md, "Chat turns"). Here the validator is built once per class, its
 schema checked once, and every answer is still checked against the same schema, with the same
 error (``best_match``, as ``jsonschema.validate`` reports) and the same message Rasa adds.
+
+Two more changes for the clinic's boundaries (docs/security.md):
+
+* the tracker store is not wrapped in Rasa's ``FailSafeTrackerStore`` (see ``_tracker_store_as_is``);
+* ``run`` enables Rasa's HTTP API only when ``RASA_API_TOKEN`` is set, and then with that token
+  (``--enable-api --auth-token``), read from the environment so it never shows in ``ps``.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any, Dict, Text
 
@@ -51,11 +58,26 @@ def _validate_action_result(self, result: Dict[Text, Any]) -> bool:
     raise error
 
 
+def _tracker_store_as_is(store, domain):
+    """Rasa's ``Agent._create_tracker_store`` without the ``FailSafeTrackerStore`` around it: that
+    wrapper answers a database it cannot reach with an empty in-memory conversation (the patient's
+    booking form lost, "didn't quite get that"); here the error reaches the channel, which says
+    the system is unavailable (rasa_tools/channels.py) and the stored conversation stays intact."""
+    from rasa.core.tracker_store import InMemoryTrackerStore
+
+    if store is None:
+        return InMemoryTrackerStore(domain)
+    store.domain = domain
+    return store
+
+
 def apply() -> None:
-    """Install the cached validator on Rasa's RemoteAction (idempotent)."""
+    """Install the cached validator on Rasa's RemoteAction and the unwrapped tracker store (idempotent)."""
     from rasa.core.actions.action import RemoteAction
+    from rasa.core.agent import Agent
 
     RemoteAction._validate_action_result = _validate_action_result
+    Agent._create_tracker_store = staticmethod(_tracker_store_as_is)
 
 
 def main() -> int:
@@ -63,6 +85,9 @@ def main() -> int:
     from rasa.__main__ import main as rasa_main
 
     sys.argv[0] = "rasa"
+    token = os.environ.get("RASA_API_TOKEN")
+    if token and sys.argv[1:2] == ["run"]:
+        sys.argv[2:2] = ["--enable-api", "--auth-token", token]
     return rasa_main()
 
 
