@@ -42,11 +42,12 @@ class Stack:
     services: dict[str, Service] = field(init=False)
     log_dir: Path | None = None
     rasa_workers: int = 1
+    overrides: dict = field(default_factory=dict)  # further settings (limits, tokens) for this stack
 
     def __post_init__(self):
         self.settings = Settings(database_url=self.db_url, env="test", jwt_secret=self.jwt_secret,
                                  sync_port=free_port(), actions_port=free_port(), rasa_port=free_port(),
-                                 rasa_workers=self.rasa_workers, _env_file=None)
+                                 rasa_workers=self.rasa_workers, _env_file=None, **self.overrides)
         self.services = {s.name: s for s in plan(self.settings, self.settings.database_url)}
 
     def url(self, name: str) -> str:
@@ -84,12 +85,15 @@ class Stack:
     def stop(self) -> None:
         stop_services([s for s in self.services.values() if s.proc])
 
-    async def say(self, sender: str, text: str, metadata: dict | None = None) -> list[dict]:
-        """One user message through Rasa's REST channel; the bot's replies."""
+    async def say(self, sender: str, text: str, metadata: dict | None = None, *,
+                  source: str | None = None) -> list[dict]:
+        """One user message through Rasa's REST channel; the bot's replies. ``source``: the
+        loopback address to send from (127.0.0.2, ...), so one test can be several clients."""
         body: dict = {"sender": sender, "message": text}
         if metadata:
             body["metadata"] = metadata
-        async with aiohttp.ClientSession() as session:
+        connector = aiohttp.TCPConnector(local_addr=(source, 0)) if source else None
+        async with aiohttp.ClientSession(connector=connector) as session:
             async with session.post(f"{self.url('rasa')}/webhooks/rest/webhook", json=body,
                                     timeout=aiohttp.ClientTimeout(total=60)) as resp:
                 assert resp.status == 200, await resp.text()

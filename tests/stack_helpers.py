@@ -15,13 +15,15 @@ from bot.stack import Stack
 
 
 @contextmanager
-def running_stack(pg_server: str, template_db: str, prefix: str, *services: str) -> Iterator[Stack]:
-    """``services`` (default: all) on a database of their own named ``<prefix>_<random>``."""
+def running_stack(pg_server: str, template_db: str, prefix: str, *services: str,
+                  **overrides) -> Iterator[Stack]:
+    """``services`` (default: all) on a database of their own named ``<prefix>_<random>``;
+    ``overrides``: settings of this stack (``chat_bookings_per_client=2``, ...)."""
     name = f"{prefix}_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(pg_server, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
     try:
-        stack = Stack(pg_server.rpartition("/")[0] + "/" + name)
+        stack = Stack(pg_server.rpartition("/")[0] + "/" + name, overrides=overrides)
         engine = make_engine(stack.settings.database_url, pool_size=1)
         seed(engine, stack.settings)
         engine.dispose()

@@ -4,16 +4,16 @@ server as ``make run`` starts them; real conversations through Rasa's REST chann
 from __future__ import annotations
 
 import asyncio
-import re
 import uuid
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import psycopg
 import pytest
 import socketio
 
 from bot.tokens import mint
-from bot.stack import Stack, has_model
+from bot.stack import has_model
+from tests.chat_helpers import book_anonymously, choice_start, offers, rows, slot_buttons, text
 from tests.stack_helpers import running_stack
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e,
@@ -24,45 +24,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.e2e,
 def stack(pg_server, template_db):
     with running_stack(pg_server, template_db, "clinic_e2e") as s:
         yield s
-
-
-def buttons(replies: list[dict]) -> list[dict]:
-    return [b for r in replies for b in r.get("buttons", [])]
-
-
-def text(replies: list[dict]) -> str:
-    return " ".join(r.get("text", "") for r in replies)
-
-
-def slot_buttons(replies):
-    return [b for b in buttons(replies) if "slot_choice" in b["payload"]]
-
-
-def choice_start(button: dict) -> datetime:
-    return datetime.fromisoformat(re.search(r'"slot_choice": "([^|]+)\|', button["payload"]).group(1))
-
-
-def rows(stack: Stack, sql: str, *params):
-    with psycopg.connect(stack.db_url) as conn:
-        return conn.execute(sql, params).fetchall()
-
-
-async def offers(stack: Stack, sender: str, request: str) -> list[dict]:
-    replies = await stack.say(sender, request)
-    found = slot_buttons(replies)
-    assert found, f"no slots offered for {request!r}: {text(replies)}"
-    return found
-
-
-async def book_anonymously(stack: Stack, sender: str, button: dict, name: str, phone: str) -> list[dict]:
-    """From a chosen slot button to the confirmation question."""
-    replies = await stack.say(sender, button["payload"])
-    if "name" in text(replies).lower():
-        replies = await stack.say(sender, name)
-    if "phone" in text(replies).lower():
-        replies = await stack.say(sender, phone)
-    assert "Shall I book it?" in text(replies), text(replies)
-    return replies
 
 
 async def test_booking_lands_in_the_database_and_reaches_an_admin(stack):
