@@ -144,6 +144,8 @@ class Gateway:
         self._catalogue: Catalogue | None = None
         self._catalogue_at = 0.0
         self._lock = threading.Lock()
+        # reads answered by SQL although the settings ask for the cache (not started yet, or failing)
+        self.sql_fallbacks = 0
 
     def now(self) -> datetime:
         return self.booking.now()
@@ -154,7 +156,12 @@ class Gateway:
             return self._availability
         if self.settings.availability_source == "sql":
             return SqlAvailability(self.booking)
-        return _running_cache() or SqlAvailability(self.booking)
+        cache = _running_cache()
+        if cache is None:  # counted: /health shows it, and the end-to-end tests expect none
+            with self._lock:
+                self.sql_fallbacks += 1
+            return SqlAvailability(self.booking)
+        return cache
 
     # --- reads -------------------------------------------------------------------------------
 

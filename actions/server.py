@@ -12,7 +12,9 @@ with status 1) — and adds:
 * a request middleware that refuses every call but ``GET /health`` without the shared secret
   Rasa sends (``Authorization: Bearer <ACTIONS_TOKEN>``, from endpoints.yml): 401 JSON. Only
   Rasa can run actions, so the tracker an action reads is the one Rasa built.
-* ``GET /health``: cache age, last event id, event lag, sync connection; ``"ok"`` when the
+* ``GET /health``: cache age, last event id, event lag, sync connection, and how many reads
+  the gateway answered from SQL although the cache was asked for
+  (``availability.gateway_sql_fallbacks``); ``"ok"`` when the
   cache is loaded and the sync service connected, else ``"degraded"`` (HTTP 200 either
   way: the server still answers, from SQL where the cache cannot).
 
@@ -94,7 +96,11 @@ class Runtime:
         cache = self.cache.health() if self.cache is not None else {"loaded": False}
         sync = self.sync.status() if self.sync is not None else {"connected": False, "reconnects": 0}
         ok = bool(cache.get("loaded")) and bool(sync.get("connected"))
+        from .gateway import get_gateway
+
         body = {"status": "ok" if ok else "degraded", "cache": cache, "sync": sync,
+                "availability": {"source": self.settings.availability_source,
+                                 "gateway_sql_fallbacks": get_gateway().sql_fallbacks},
                 "uptime_seconds": round(time.time() - self.started_at, 1)}
         if self.load_error:
             body["cache"]["load_error"] = self.load_error

@@ -6,11 +6,13 @@ own copy of the model (~1.2 GB, and its start-up), which no test needs."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,6 +67,21 @@ class Stack:
             dead = {s.name: s.proc.poll() for s in chosen if s.proc}
             self.stop()
             raise RuntimeError(f"services did not come up: {dead}")
+        if "actions" in [s.name for s in chosen]:
+            self.wait_cache_loaded(timeout=60)
+
+    def health(self) -> dict:
+        """The action server's ``GET /health``."""
+        with urllib.request.urlopen(f"{self.url('actions')}/health", timeout=5) as resp:
+            return json.load(resp)
+
+    def wait_cache_loaded(self, timeout: float) -> None:
+        """Until the action server answers from its cache (before that, its reads go to SQL)."""
+        deadline = time.monotonic() + timeout
+        while not self.health()["cache"].get("loaded"):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the action server's cache did not load")
+            time.sleep(0.1)
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         proc = self.services[name].proc

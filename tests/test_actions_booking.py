@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from rasa_sdk.executor import CollectingDispatcher
 from sqlalchemy import func, select
 
 from actions import gateway as gateway_module
@@ -16,7 +20,7 @@ from bot.db import session_scope
 from bot.models import Appointment, Patient
 from bot.seed import seed
 from bot.tokens import Identity
-from action_kit import Chat, make_gateway
+from action_kit import DOMAIN, Chat, make_gateway
 
 TZ = ZoneInfo("America/New_York")
 NOW = datetime(2027, 3, 1, 8, 0, tzinfo=TZ)  # a Monday morning
@@ -148,20 +152,50 @@ async def test_slot_taken_meanwhile_offers_nearest_alternatives_and_keeps_the_fo
     assert len(again.buttons()) == len(alternatives)
 
 
-async def test_double_confirmation_books_once(gw, engine):
+def booked_keys(engine) -> list[str]:
+    """The idempotency keys of every visit (the seed's have none)."""
+    with session_scope(engine) as s:
+        return list(s.scalars(select(Appointment.idempotency_key).where(Appointment.idempotency_key.is_not(None))))
+
+
+async def test_the_same_yes_delivered_twice_books_once_by_its_message_id(gw, engine):
+    """A retried request: the same message (same message id) reaches the action again, with the
+    conversation state from before the first delivery. The idempotency key answers it."""
     chat = Chat()
     await fill_until_confirmation(chat)
     before = count_appointments(engine)
     chat.say("yes", "affirm", confirmed=True)
-    tracker_slots = dict(chat.slots)
+    message, tracker_slots = dict(chat.latest), dict(chat.slots)
     first = await chat.run(ValidateBookingForm())
-    # the same "yes" delivered again (a retried request sees the same conversation state)
-    chat.slots = tracker_slots
-    chat.say("yes", "affirm", confirmed=True)
+    chat.slots, chat.latest, chat.extracted = tracker_slots, message, {"confirmed": True}
     second = await chat.run(ValidateBookingForm())
     assert first.responses == second.responses == ["utter_booked"]
     assert first.slots()["booked_appointment_id"] == second.slots()["booked_appointment_id"]
     assert count_appointments(engine) == before + 1
+    assert booked_keys(engine) == [f"chat:{chat.sender_id}:{message['message_id']}"]
+
+
+async def test_two_action_calls_racing_with_one_yes_book_once(gw, engine):
+    """Two action-server calls with the same tracker at the same moment (two threads, each with
+    its own event loop, as two server workers would run them): one visit, both told it is booked."""
+    chat = Chat()
+    await fill_until_confirmation(chat)
+    before = count_appointments(engine)
+    chat.say("yes", "affirm", confirmed=True)
+    tracker = chat.tracker()
+    start = threading.Barrier(2)
+
+    def call() -> list[str | None]:
+        dispatcher = CollectingDispatcher()
+        start.wait()
+        asyncio.run(ValidateBookingForm().run(dispatcher, tracker, DOMAIN))
+        return [m.get("response") for m in dispatcher.messages]
+
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(lambda _: call(), range(2)))
+    assert answers == [["utter_booked"], ["utter_booked"]]
+    assert count_appointments(engine) == before + 1
+    assert booked_keys(engine) == [f"chat:{chat.sender_id}:{chat.latest['message_id']}"]
 
 
 async def test_invalid_phone_is_asked_again(gw):

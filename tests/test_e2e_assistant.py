@@ -24,6 +24,11 @@ pytestmark = [pytest.mark.slow, pytest.mark.e2e,
 def stack(pg_server, template_db):
     with running_stack(pg_server, template_db, "clinic_e2e") as s:
         yield s
+        # every offer of this module came from the action server's cache, as in production: the
+        # gateway's silent SQL fallback (cache not started or failing) was never taken
+        health = s.health()
+        assert health["availability"] == {"source": "cache", "gateway_sql_fallbacks": 0}, health
+        assert health["cache"]["sql_fallbacks"] == 0, health["cache"]
 
 
 async def test_booking_lands_in_the_database_and_reaches_an_admin(stack):
@@ -91,7 +96,11 @@ async def test_two_users_racing_for_one_slot_get_one_booking_and_one_alternative
                     choice_start(slot))) == 1
 
 
-async def test_hostile_name_is_stored_verbatim_and_double_confirm_books_once(stack):
+async def test_hostile_name_is_stored_verbatim_and_two_yeses_at_once_book_once(stack):
+    """Two "yes" messages sent together: Rasa's per-conversation lock runs them one after the
+    other and the form has closed after the first, so the second books nothing. (The same
+    message delivered twice, and two action calls racing, are test_actions_booking's: the
+    idempotency key answers those.)"""
     sender = f"e2e-{uuid.uuid4().hex[:8]}"
     offered = await offers(stack, sender, "book a whitening with dr patel next friday")
     hostile = "Robert'); DROP TABLE patients;--"
