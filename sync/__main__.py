@@ -7,8 +7,6 @@ import logging
 import os
 import sys
 
-from aiohttp import web
-
 from bot.settings import SettingsError, get_settings
 
 
@@ -26,14 +24,14 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"sync: configuration error: {exc}", file=sys.stderr)
         return 2
+    from . import serving
     from .app import create_app
 
     port = args.port or settings.sync_port
     app = create_app(settings)
     logging.getLogger("sync").info("realtime sync listening on %s:%d (redis: %s)", args.host, port,
                                    "on" if settings.redis_url else "off")
-    web.run_app(app, host=args.host, port=port, print=None, shutdown_timeout=5.0, access_log=None,
-                loop=_event_loop())
+    serving.run(app, host=args.host, port=port, shutdown_timeout=5.0, loop=_event_loop())
     return 0
 
 

@@ -19,9 +19,10 @@ from psycopg_pool import AsyncConnectionPool
 
 from bot.aio import cancel_and_wait
 from bot.settings import Settings
-from bot.tokens import TokenError, verify
+from bot.tokens import TokenError
 
 from . import outbox, rooms
+from .auth import identify
 from .hub import Client, Hub
 from .listener import OutboxListener
 
@@ -62,7 +63,7 @@ class SocketHandlers:
         if not isinstance(auth, dict):
             raise socketio.exceptions.ConnectionRefusedError("missing token")
         try:
-            who = verify(auth.get("token"), settings=self.settings)
+            who = identify(auth.get("token"), self.settings)
         except TokenError as exc:
             raise socketio.exceptions.ConnectionRefusedError(str(exc)) from None
         since = auth.get("since")

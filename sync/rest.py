@@ -13,9 +13,10 @@ from datetime import datetime, timezone
 
 from aiohttp import web
 
-from bot.tokens import Identity, TokenError, verify
+from bot.tokens import Identity, TokenError
 
 from . import keys
+from .auth import identify
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ def _caller(request: web.Request) -> Identity | web.Response:
         return error(401, "missing_token", "send Authorization: Bearer <token>",
                      **{"WWW-Authenticate": "Bearer"})
     try:
-        return verify(token, settings=request.app[keys.SETTINGS])
+        return identify(token, request.app[keys.SETTINGS])
     except TokenError as exc:
         return error(401, "invalid_token", str(exc), **{"WWW-Authenticate": 'Bearer error="invalid_token"'})
 

@@ -18,6 +18,7 @@ from bot.settings import Settings
 from bot.tokens import mint
 from sync import keys
 from sync.app import create_app
+from sync.serving import SyncRunner
 
 EVENT_NAMES = ("appointment_created", "appointment_updated", "appointment_deleted",
                "availability_changed", "resync_required")
@@ -35,7 +36,7 @@ def free_port() -> int:
 async def serve(settings: Settings, **kwargs) -> AsyncIterator[tuple[str, web.Application]]:
     """Run the sync app in this event loop on an ephemeral port; wait for the listener."""
     app = create_app(settings, **kwargs)
-    runner = web.AppRunner(app, shutdown_timeout=2.0)
+    runner = SyncRunner(app, shutdown_timeout=2.0)
     await runner.setup()
     port = free_port()
     site = web.TCPSite(runner, "127.0.0.1", port)

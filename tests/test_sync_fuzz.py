@@ -32,7 +32,8 @@ pytestmark = pytest.mark.slow
 ROLES = {"admin": ("admin", None), "dentist": ("dentist", 1), "patient": ("patient", 1)}
 ERRORS = {"invalid_payload", "unknown_topic", "forbidden", "payload_too_large", "too_many_subscriptions",
           "not_subscribed", "role_channel", "unknown_event"}
-REFUSALS = ("missing token", "invalid token signature", "token expired", "invalid token: ", "invalid since: ")
+REFUSALS = ("missing token", "invalid token signature", "token expired", "invalid token: ", "token too large: ",
+            "invalid since: ")
 SETTINGS = dict(deadline=None, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                        HealthCheck.data_too_large, HealthCheck.large_base_example])
