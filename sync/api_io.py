@@ -11,7 +11,8 @@ from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any, Literal
 
 from aiohttp import web
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, TypeAdapter, ValidationError, model_validator
+from pydantic import (AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, TypeAdapter,
+                      ValidationError, model_validator)
 
 from bot.booking import Outcome, Result
 from bot.db import DatabaseError, DatabaseUnavailable
@@ -40,6 +41,28 @@ class ApiError(Exception):
 
 # --- request bodies ------------------------------------------------------------------------------
 
+def _storable(value: str) -> str:
+    """Refuse what PostgreSQL's text cannot hold: the NUL character, and a lone surrogate (which
+    JSON's ``\\ud83d`` escapes can spell but UTF-8 cannot encode)."""
+    if "\x00" in value:
+        raise ValueError("text must not contain the NUL character (U+0000), which the database cannot store")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("text must be valid Unicode (it holds a lone surrogate, half a character)") from None
+    return value
+
+
+def text(max_length: int) -> Any:
+    """Free text in a request body, stored as given except what PostgreSQL would refuse (a 422
+    here, never a database error); the pattern tells the OpenAPI document's readers the same."""
+    return Annotated[str, Field(max_length=max_length), AfterValidator(_storable),
+                     Field(json_schema_extra={"pattern": "^[^\\u0000]*$"})]
+
+
+Reason = text(500)
+
+
 class StatusChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
     status: Literal["pending", "confirmed", "cancelled", "completed", "no_show"]
@@ -67,7 +90,7 @@ class TimeOffIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     starts_at: AwareDatetime
     ends_at: AwareDatetime
-    reason: Annotated[str | None, Field(max_length=500)] = None
+    reason: Reason | None = None
 
     @model_validator(mode="after")
     def _ordered(self) -> "TimeOffIn":
@@ -84,7 +107,7 @@ class DateOverrideIn(BaseModel):
     on_date: date = Field(description="the date, in the clinic's zone (today or later)")
     start_time: time | None = Field(default=None, description="wall-clock HH:MM; omit both times: not working")
     end_time: time | None = None
-    reason: Annotated[str | None, Field(max_length=500)] = None
+    reason: Reason | None = None
 
     @model_validator(mode="after")
     def _shape(self) -> "DateOverrideIn":
@@ -103,7 +126,7 @@ class ClosureIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     on_date: date = Field(description="the first closed date, in the clinic's zone (today or later)")
     last_date: date | None = Field(default=None, description="the last closed date (inclusive); omit for one day")
-    reason: Annotated[str | None, Field(max_length=500)] = None
+    reason: Reason | None = None
 
     @model_validator(mode="after")
     def _ordered(self) -> "ClosureIn":
