@@ -3,13 +3,17 @@
 
 Authorisation follows the sync service's token rules (``rest._caller``): admin sees and
 edits everything; a dentist reads and edits their own diary; a patient reads their own
-visits (someone else's look exactly like a missing one: 404). Every write goes through
-PostgreSQL, so the outbox triggers announce it to every page; no handler notifies anyone.
+visits. Someone else's visit, time off or date override looks exactly like a missing one
+(404, the same body), and a refusal by role comes before any lookup, so no answer tells
+which ids exist. Every write goes through PostgreSQL, so the outbox triggers announce it to
+every page; no handler notifies anyone.
 
 Errors are ``{"error": "<code>", "message": "..."}``: ``invalid_json`` / ``invalid_query``
 (400), ``missing_token`` / ``invalid_token`` (401), ``forbidden`` (403), ``not_found``
 (404), ``conflict`` (409), ``payload_too_large`` (413), ``validation_error`` (422, with
-``details``), ``unavailable`` (503: the database is down). Bad input never gives a 5xx.
+``details``; also text PostgreSQL cannot store, such as a NUL), ``unavailable`` (503: the
+database is down). Bad input never gives a 5xx. Requests aiohttp's parser refuses (a header
+or request line too long) are answered in ``sync.serving``.
 
 SQLAlchemy is synchronous here (as in ``bot``), so each handler runs its database work
 in a worker thread (``asyncio.to_thread``).
@@ -26,18 +30,20 @@ from aiohttp import web
 from sqlalchemy import delete, select, text
 from sqlalchemy.engine import Engine
 
-from bot.booking import AppointmentView, BookingService
+from bot.booking import AppointmentView, BookingService, Outcome, Result
 from bot.db import make_engine, resolve_database_url, session_scope
 from bot.models import Appointment, Dentist, Service, TimeOff, WorkingHours
 from bot.tokens import Identity
 
 from . import keys, openapi
 from .api_io import (MAX_RANGE, ApiError, StatusChange, TimeOffIn, WeeklyHours, endpoint, from_result,
-                     may_edit_dentist, parse_instant, path_id, query_id, read_json, validated)
+                     may_edit, may_edit_dentist, parse_instant, path_id, query_id, read_json, staff_only,
+                     validated)
 
 ENGINE = web.AppKey("api_engine", Engine)
 BOOKING = web.AppKey("api_booking", BookingService)
 MAX_LIST = 1000  # appointments in one answer
+NO_SUCH_APPOINTMENT = "No such appointment."  # bot.booking's answer for a missing id, word for word
 
 # The outbox id a page may resume after once it has read a list: the highest id below which
 # every id is committed (a missing id among the last thousand may be a transaction still in
@@ -102,29 +108,43 @@ async def list_appointments(request: web.Request, who: Identity) -> web.Response
                               "last_event_id": mark})
 
 
+def _visit_or_404(result: Result) -> None:
+    """Raise what a booking-service answer about one visit means; someone else's visit answers
+    exactly as a missing one (404, the same body), so nobody can tell which ids exist."""
+    if result.outcome is Outcome.NOT_ALLOWED:
+        result = Result(Outcome.NOT_FOUND, NO_SUCH_APPOINTMENT, field="appointment_id")
+    from_result(result)
+
+
+def _reads_appointments(who: Identity) -> None:
+    """Service tokens have no appointments to read: refused before any lookup, whatever the id."""
+    if who.role not in ("admin", "dentist", "patient"):
+        raise ApiError(403, "forbidden", "appointments are for admin, dentist and patient tokens")
+
+
 @endpoint
 async def get_appointment(request: web.Request, who: Identity) -> web.Response:
+    _reads_appointments(who)
     result = await run(request, request.app[BOOKING].get, who, path_id(request))
-    from_result(result)
+    _visit_or_404(result)
     return web.json_response({"appointment": result.appointment.as_dict()})
 
 
 @endpoint
 async def patch_appointment(request: web.Request, who: Identity) -> web.Response:
+    _reads_appointments(who)
     appointment_id = path_id(request)
     change = validated(StatusChange, await read_json(request))
     booking = request.app[BOOKING]
-    if who.role not in ("admin", "dentist"):
-        # a patient gets 404 for someone else's visit, 403 for their own
-        from_result(await run(request, booking.get, who, appointment_id))
-        raise ApiError(403, "forbidden", "only the clinic's staff change a visit's status")
     current = await run(request, booking.get, who, appointment_id)
-    from_result(current)
+    _visit_or_404(current)  # someone else's visit: 404, for a dentist as for a patient
+    if who.role not in ("admin", "dentist"):
+        raise ApiError(403, "forbidden", "only the clinic's staff change a visit's status")
     if current.appointment.status == "cancelled" and change.status != "cancelled":
         raise ApiError(409, "conflict", "a cancelled visit cannot be reopened; book a new one",
                        outcome="already_cancelled")
     result = await run(request, booking.set_status, who, appointment_id, change.status)
-    from_result(result)
+    _visit_or_404(result)
     return web.json_response({"appointment": result.appointment.as_dict()})
 
 
@@ -234,13 +254,13 @@ async def post_time_off(request: web.Request, who: Identity) -> web.Response:
 @endpoint
 async def delete_time_off(request: web.Request, who: Identity) -> web.Response:
     row_id = path_id(request)
+    staff_only(who)
 
     def remove() -> None:
         with session_scope(request.app[ENGINE]) as s:
             row = s.get(TimeOff, row_id)
-            if row is None:
+            if row is None or not may_edit(who, row.dentist_id):  # another dentist's: as if missing
                 raise ApiError(404, "not_found", "no such time off")
-            may_edit_dentist(who, row.dentist_id)
             s.delete(row)
 
     await run(request, remove)

@@ -217,10 +217,20 @@ def from_result(result: Result) -> None:
     raise ApiError(status, code, result.message or result.outcome.value, outcome=result.outcome.value)
 
 
+def may_edit(who: Identity, dentist_id: int) -> bool:
+    return who.role == "admin" or (who.role == "dentist" and who.dentist_id == dentist_id)
+
+
 def may_edit_dentist(who: Identity, dentist_id: int) -> None:
-    if who.role == "admin" or (who.role == "dentist" and who.dentist_id == dentist_id):
-        return
-    raise ApiError(403, "forbidden", "only an admin or that dentist may do this")
+    if not may_edit(who, dentist_id):
+        raise ApiError(403, "forbidden", "only an admin or that dentist may do this")
+
+
+def staff_only(who: Identity) -> None:
+    """Refuse (403) a token whose role can never do this, before anything is looked up: the answer
+    is the same whatever the id, so it tells nothing about which ids exist."""
+    if who.role not in ("admin", "dentist"):
+        raise ApiError(403, "forbidden", "only an admin or that dentist may do this")
 
 
 def parse_instant(value: str, name: str, tz) -> datetime:

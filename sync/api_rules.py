@@ -21,8 +21,8 @@ from bot.tokens import Identity
 
 from . import keys
 from .api import ENGINE, run
-from .api_io import (ApiError, ClosureIn, DateOverrideIn, endpoint, future_date, may_edit_dentist, path_id,
-                     read_json, validated)
+from .api_io import (ApiError, ClosureIn, DateOverrideIn, endpoint, future_date, may_edit, may_edit_dentist,
+                     path_id, read_json, staff_only, validated)
 
 MAX_ROWS = 1000  # rows in one list answer
 
@@ -121,13 +121,13 @@ async def post_override(request: web.Request, who: Identity) -> web.Response:
 @endpoint
 async def delete_override(request: web.Request, who: Identity) -> web.Response:
     row_id = path_id(request)
+    staff_only(who)
 
     def remove() -> None:
         with session_scope(request.app[ENGINE]) as s:
             row = s.get(DateOverride, row_id)
-            if row is None:
+            if row is None or not may_edit(who, row.dentist_id):  # another dentist's: as if missing
                 raise ApiError(404, "not_found", "no such date override")
-            may_edit_dentist(who, row.dentist_id)
             s.delete(row)
 
     await run(request, remove)

@@ -1,7 +1,8 @@
 """The REST API's authorisation matrix: every endpoint × every kind of caller.
 
-Bad tokens are refused with 401 everywhere; a patient asking about someone else's visit
-gets 404 exactly as for a missing one; staff-only writes give 403 to everybody else.
+Bad tokens are refused with 401 everywhere; a dentist or patient asking about someone else's
+visit (or a dentist about another's time off or date override) gets 404 exactly as for a
+missing one; staff-only writes give 403 to everybody else.
 """
 
 from __future__ import annotations
@@ -61,18 +62,18 @@ def endpoints(c) -> list[tuple[str, str, object]]:
 EXPECTED = {
     #            admin dentist other_d patient other_p service
     0: dict(admin=200, dentist=200, other_dentist=200, patient=200, other_patient=200, service=403),
-    1: dict(admin=200, dentist=200, other_dentist=403, patient=200, other_patient=404, service=403),
-    2: dict(admin=200, dentist=200, other_dentist=403, patient=403, other_patient=404, service=403),
+    1: dict(admin=200, dentist=200, other_dentist=404, patient=200, other_patient=404, service=403),
+    2: dict(admin=200, dentist=200, other_dentist=404, patient=403, other_patient=404, service=403),
     3: dict(admin=200, dentist=200, other_dentist=200, patient=200, other_patient=200, service=200),
     4: dict(admin=200, dentist=200, other_dentist=200, patient=200, other_patient=200, service=200),
     5: dict(admin=200, dentist=200, other_dentist=403, patient=403, other_patient=403, service=403),
     6: dict(admin=200, dentist=200, other_dentist=403, patient=403, other_patient=403, service=403),
     7: dict(admin=201, dentist=201, other_dentist=403, patient=403, other_patient=403, service=403),
-    8: dict(admin=204, dentist=204, other_dentist=403, patient=403, other_patient=403, service=403),
+    8: dict(admin=204, dentist=204, other_dentist=404, patient=403, other_patient=403, service=403),
     9: dict(admin=200, dentist=200, other_dentist=200, patient=200, other_patient=200, service=200),
     10: dict(admin=200, dentist=200, other_dentist=403, patient=403, other_patient=403, service=403),
     11: dict(admin=201, dentist=201, other_dentist=403, patient=403, other_patient=403, service=403),
-    12: dict(admin=204, dentist=204, other_dentist=403, patient=403, other_patient=403, service=403),
+    12: dict(admin=204, dentist=204, other_dentist=404, patient=403, other_patient=403, service=403),
     13: dict(admin=200, dentist=200, other_dentist=200, patient=200, other_patient=200, service=200),
     14: dict(admin=201, dentist=403, other_dentist=403, patient=403, other_patient=403, service=403),
     15: dict(admin=204, dentist=403, other_dentist=403, patient=403, other_patient=403, service=403),
