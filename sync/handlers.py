@@ -19,7 +19,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from bot.aio import cancel_and_wait
 from bot.settings import Settings
-from bot.tokens import TokenError
+from bot.tokens import Identity, TokenError
 
 from . import outbox, rooms
 from .auth import identify
@@ -72,6 +72,10 @@ class SocketHandlers:
         bound = self.listener.last_id
         if bound is None:
             raise socketio.exceptions.ConnectionRefusedError("service unavailable: not connected to the database yet")
+        cap = self.max_sockets(who)
+        if self.hub.open_for(who) >= cap:  # checked and counted (hub.add) with no await between
+            raise socketio.exceptions.ConnectionRefusedError(
+                f"too many connections for this token: at most {cap} at once; close another tab or window")
         eio_sid = self.sio.manager.eio_sid_from_sid(sid, "/")
         client = Client(sid, eio_sid, who, last_id=bound if since is None else since)
         self.hub.add(client)  # pending: live events are buffered from here on
@@ -79,6 +83,13 @@ class SocketHandlers:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         log.info("connect %s %s since=%s", sid, who.sub, since)
+
+    def max_sockets(self, who: Identity) -> int:
+        """SYNC_MAX_SOCKETS_PER_TOKEN, or the staff cap for admin and service tokens (shared by
+        every dashboard of the clinic's staff and by the action server's processes)."""
+        if who.role in ("admin", "service"):
+            return self.settings.sync_max_sockets_per_staff_token
+        return self.settings.sync_max_sockets_per_token
 
     async def _start(self, client: Client, since: int | None, bound: int) -> None:
         """After the CONNECT packet is out: replay (if asked), flush the buffer, go live."""

@@ -33,6 +33,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+def identity(who: Identity) -> tuple[str, str]:
+    """What the socket cap counts by: the role and subject a token names, so that every token of
+    one patient (signed in again, or minted anew) counts together."""
+    return who.role, who.sub
+
+
 class Client:
     """One Socket.IO connection. ``pending`` until its resume replay is done: live events
     are buffered meanwhile and delivered after the replay, skipping ids already sent."""
@@ -62,21 +68,34 @@ class Hub:
         self.max_buffer = max_buffer    # live events buffered for one client during its replay
         self.clients: dict[str, Client] = {}
         self.members: dict[str, set[str]] = {}
+        self.per_identity: dict[tuple[str, str], int] = {}  # (role, sub) → open connections
         self._tasks: set[asyncio.Task] = set()  # slow-client disconnects in flight
 
     # -- membership -------------------------------------------------------------------
     def add(self, client: Client) -> None:
         self.clients[client.sid] = client
+        key = identity(client.who)
+        self.per_identity[key] = self.per_identity.get(key, 0) + 1
         for channel in rooms.role_channels(client.who):
             self.join(client, channel, "role")
 
     def remove(self, sid: str) -> Client | None:
         client = self.clients.pop(sid, None)
         if client is not None:
+            key = identity(client.who)
+            left = self.per_identity.get(key, 1) - 1
+            if left > 0:
+                self.per_identity[key] = left
+            else:
+                self.per_identity.pop(key, None)
             for channel in list(client.channels):
                 self._discard(channel, sid)
             client.buffer = []
         return client
+
+    def open_for(self, who: Identity) -> int:
+        """Connections this node holds for the identity ``who``'s token names."""
+        return self.per_identity.get(identity(who), 0)
 
     def join(self, client: Client, channel: str, source: str = "subscribe") -> None:
         client.channels.setdefault(channel, source)
