@@ -14,7 +14,7 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import socketio
 from aiohttp import web
@@ -48,7 +48,8 @@ def create_app(settings: Settings | None = None, *, node_id: str | None = None,
         manager = socketio.AsyncRedisManager(
             settings.redis_url, channel=redis_channel or os.environ.get("SYNC_REDIS_CHANNEL", "realtime-sync"))
     sio = SocketServer(
-        async_mode="aiohttp", client_manager=manager, cors_allowed_origins="*",
+        async_mode="aiohttp", client_manager=manager,
+        cors_allowed_origins=cors_origins(settings), cors_credentials=False,
         ping_interval=PING_INTERVAL, ping_timeout=PING_TIMEOUT, max_http_buffer_size=MAX_MESSAGE_BYTES,
         logger=False, engineio_logger=False)
     sio.attach(app)
@@ -72,6 +73,32 @@ def create_app(settings: Settings | None = None, *, node_id: str | None = None,
     holds.setup(app)  # after _database: the sweeper uses its pool
     app.on_shutdown.append(_disconnect_clients)
     return app
+
+
+def cors_origins(settings: Settings) -> Callable[[str, dict], bool] | None:
+    """The browser origins allowed to open Socket.IO sessions: the service's own (engine.io's
+    ``None``: the request's own scheme and host, or the proxy's ``X-Forwarded-*`` ones) plus
+    ``SYNC_CORS_ORIGINS``. Never ``*``, and never with credentials (tokens travel in ``auth``)."""
+    listed = [o.strip().rstrip("/") for o in settings.sync_cors_origins.split(",") if o.strip()]
+    if any("*" in o for o in listed):
+        raise ValueError("SYNC_CORS_ORIGINS lists origins (scheme://host[:port]); '*' is not allowed")
+    if not listed:
+        return None
+    return lambda origin, environ: origin in listed or origin in _own_origins(environ)
+
+
+def _own_origins(environ: dict) -> list[str]:
+    """engine.io's same-origin rule (``BaseServer._cors_allowed_origins`` with ``None``)."""
+    host = environ.get("HTTP_HOST")
+    if not host:
+        return []
+    scheme = environ.get("wsgi.url_scheme", "http")
+    own = [f"{scheme}://{host}"]
+    if "HTTP_X_FORWARDED_PROTO" in environ or "HTTP_X_FORWARDED_HOST" in environ:
+        fwd_scheme = environ.get("HTTP_X_FORWARDED_PROTO", scheme).split(",")[0].strip()
+        fwd_host = environ.get("HTTP_X_FORWARDED_HOST", host).split(",")[0].strip()
+        own.append(f"{fwd_scheme}://{fwd_host}")
+    return own
 
 
 def _dsn(settings: Settings) -> str:
