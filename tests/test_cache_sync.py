@@ -1,6 +1,7 @@
 """The cache kept fresh by the real sync service (``sync.app`` in this event loop) through
-``actions.sync_client.SyncClient``: live events within a second, resume with ``since``
-after an outage, ``resync_required`` → reload."""
+``actions.sync_client.SyncClient``: live events, resume with ``since`` after an outage,
+``resync_required`` → reload. Each wait is for a condition (the event applied, the client
+connected), bounded by a generous ``WAIT``; how fast the cache follows is measured in bench/."""
 
 from __future__ import annotations
 
@@ -20,8 +21,10 @@ from bot.seed import seed
 from sync import keys
 from sync.app import create_app
 from test_cache import ADMIN, WINDOW, assert_equals_fresh_load, assert_matches_sql, book, first_slot, service_ids, sql
+from tests.polling import wait_until
 
 UTC = timezone.utc
+WAIT = 30.0  # seconds: bounds a wait that would otherwise hang; not a speed claim
 
 
 def free_port() -> int:
@@ -94,31 +97,30 @@ async def caught_up(cache: AvailabilityCache, db_url: str, timeout: float) -> No
     await cache.settled(max(0.01, deadline - time.monotonic()))
 
 
-async def test_a_booking_made_elsewhere_disappears_within_a_second(engine, settings, booking, db_url, now):
+async def test_a_booking_made_elsewhere_leaves_the_cache(engine, settings, booking, db_url, now):
     async with running(engine, settings, now) as (server, cache, client):
-        await client.wait_connected(5)
+        await client.wait_connected(WAIT)
         svc = service_ids(engine)[0]
         slot = first_slot(booking, svc)
         assert slot in cache.free_slots(svc, now, now + WINDOW)
-        t0 = time.monotonic()
+        applied = cache.counts["events_applied"]
         await asyncio.to_thread(book, booking, db_url, svc, slot)
-        await cache.wait_for_event(head(db_url), 1.0)
-        assert time.monotonic() - t0 < 1.0
+        await cache.wait_for_event(head(db_url), WAIT)
+        assert cache.counts["events_applied"] == applied + 1  # told by the event, not by a reload
         assert slot not in cache.free_slots(svc, now, now + WINDOW)
-        assert cache.health()["event_lag_ms"] < 1000
+        assert cache.health()["event_lag_ms"] is not None
         assert client.status()["connected"] and client.reconnects == 0
 
 
-async def test_time_off_written_in_sql_disappears_within_a_second(engine, settings, booking, db_url, now):
+async def test_time_off_written_in_sql_leaves_the_cache(engine, settings, booking, db_url, now):
     async with running(engine, settings, now) as (server, cache, client):
-        await client.wait_connected(5)
+        await client.wait_connected(WAIT)
         svc = service_ids(engine)[1]
         slot = first_slot(booking, svc)
-        t0 = time.monotonic()
+        assert slot in cache.free_slots(svc, now, now + WINDOW)
         sql(db_url, "INSERT INTO time_off (dentist_id, starts_at, ends_at) VALUES (%s, %s, %s)",
             slot.dentist_id, slot.starts_at - timedelta(hours=1), slot.ends_at + timedelta(hours=1))
-        await caught_up(cache, db_url, 1.0)
-        assert time.monotonic() - t0 < 1.0
+        await caught_up(cache, db_url, WAIT)
         assert slot not in cache.free_slots(svc, now, now + WINDOW)
         assert_matches_sql(cache, booking)
 
@@ -135,8 +137,8 @@ async def test_starts_without_the_sync_service_and_resumes_with_since(engine, se
         assert client.failed_attempts >= 1 and not client.status()["connected"]
         assert all(s in cache.free_slots(svc, now, now + WINDOW) for s in slots)  # not told yet
         await server.start()
-        await client.wait_connected(5)
-        await caught_up(cache, db_url, 5)
+        await client.wait_connected(WAIT)
+        await caught_up(cache, db_url, WAIT)
         assert cache.counts["events_applied"] == head(db_url) - since == 4  # each once
         assert cache.counts["events_ignored"] == 0
         assert [s in cache.free_slots(svc, now, now + WINDOW) for s in slots] == [False, True, False]
@@ -146,20 +148,20 @@ async def test_starts_without_the_sync_service_and_resumes_with_since(engine, se
 
 async def test_resume_after_a_disconnect(engine, settings, booking, db_url, now):
     async with running(engine, settings, now) as (server, cache, client):
-        await client.wait_connected(5)
+        await client.wait_connected(WAIT)
         svc = service_ids(engine)[2]
         await asyncio.to_thread(book, booking, db_url, svc, first_slot(booking, svc))
-        await caught_up(cache, db_url, 2)
+        await caught_up(cache, db_url, WAIT)
         await server.stop()
-        await client.wait_disconnected(5)
+        await client.wait_disconnected(WAIT)
         applied = cache.counts["events_applied"]
         missed = [await asyncio.to_thread(book, booking, db_url, svc, first_slot(booking, svc, skip=i * 10))
                   for i in range(3)]
         sql(db_url, "INSERT INTO time_off (dentist_id, starts_at, ends_at) VALUES (%s, %s, %s)",
             sorted(cache.schedules())[0], now + timedelta(days=4), now + timedelta(days=5))
         await server.start()
-        await client.wait_connected(5)
-        await caught_up(cache, db_url, 5)
+        await client.wait_connected(WAIT)
+        await caught_up(cache, db_url, WAIT)
         assert client.reconnects == 1
         assert cache.counts["events_applied"] - applied == len(missed) + 1
         assert all(any(a in s.busy for s in cache.schedules().values()) for a in missed)
@@ -171,9 +173,9 @@ async def test_resync_required_reloads_the_cache(engine, settings, booking, db_u
     """The outbox was pruned past the client's ``since`` while it was away: the sync service
     says ``resync_required`` and the cache reloads from the database."""
     async with running(engine, settings, now) as (server, cache, client):
-        await client.wait_connected(5)
+        await client.wait_connected(WAIT)
         await server.stop()
-        await client.wait_disconnected(5)
+        await client.wait_disconnected(WAIT)
         loads = cache.counts["full_loads"]
         svc = service_ids(engine)[0]
         slots = [first_slot(booking, svc, skip=i * 8) for i in range(3)]
@@ -182,17 +184,17 @@ async def test_resync_required_reloads_the_cache(engine, settings, booking, db_u
         last = head(db_url)
         sql(db_url, "DELETE FROM realtime_events WHERE id < %s", last)  # retention ran
         await server.start()
-        await client.wait_connected(5)
-        await cache.wait_for_event(last, 5)  # the resync moves the position to the server's lastId
-        await asyncio.wait_for(client._reload, 5)
-        await cache.settled(5)
+        await client.wait_connected(WAIT)
+        await cache.wait_for_event(last, WAIT)  # the resync moves the position to the server's lastId
+        await asyncio.wait_for(client._reload, WAIT)
+        await cache.settled(WAIT)
         assert client.resyncs == 1 and cache.counts["full_loads"] == loads + 1
         assert all(s not in cache.free_slots(svc, now, now + WINDOW) for s in slots)
         assert_equals_fresh_load(cache, engine, settings, lambda: now)
         # and the stream goes on after the resync
         more = first_slot(booking, svc)
         await asyncio.to_thread(book, booking, db_url, svc, more)
-        await caught_up(cache, db_url, 2)
+        await caught_up(cache, db_url, WAIT)
         assert more not in cache.free_slots(svc, now, now + WINDOW)
         assert_matches_sql(cache, booking)
 
@@ -200,11 +202,11 @@ async def test_resync_required_reloads_the_cache(engine, settings, booking, db_u
 @pytest.mark.slow
 async def test_outage_while_bookings_continue_then_cache_equals_a_fresh_load(engine, settings, booking, db_url, now):
     """Issue 6, fault 3 (shortened, in-process server stopped cleanly, fast back-off): the sync
-    service is gone for ~3 s while another writer keeps booking and cancelling; after the
-    reconnect the cache equals a fresh load. The full 30-second fault, with the service process
-    killed and the client's own back-off, is in test_faults.py."""
+    service is gone while another writer books and cancels (at least 5 bookings nobody relays);
+    after the reconnect the cache equals a fresh load. The full 30-second fault, with the service
+    process killed and the client's own back-off, is in test_faults.py."""
     async with running(engine, settings, now) as (server, cache, client):
-        await client.wait_connected(5)
+        await client.wait_connected(WAIT)
         svc = service_ids(engine)[0]
         stop_writing = asyncio.Event()
         written: list[int] = []
@@ -230,19 +232,17 @@ async def test_outage_while_bookings_continue_then_cache_equals_a_fresh_load(eng
         task = asyncio.create_task(writer())
         try:
             await server.stop()
-            await client.wait_disconnected(5)
+            await client.wait_disconnected(WAIT)
             before_outage = len(written)
-            try:
-                await asyncio.wait_for(stop_writing.wait(), 3.0)  # the outage: 3 s of writes nobody relays
-            except asyncio.TimeoutError:
-                pass
+            await wait_until(lambda: len(written) - before_outage >= 5 or task.done(), WAIT,
+                             what="5 bookings written during the outage")
             await server.start()
-            await client.wait_connected(10)
+            await client.wait_connected(WAIT)
         finally:
             stop_writing.set()
             await task
         assert len(written) - before_outage >= 5
-        await caught_up(cache, db_url, 10)
+        await caught_up(cache, db_url, WAIT)
         assert client.reconnects == 1
         assert_equals_fresh_load(cache, engine, settings, lambda: now)
         assert_matches_sql(cache, booking)
