@@ -3,13 +3,13 @@ per-user filtering, refusals, resume after a restart, and resync_required."""
 
 from __future__ import annotations
 
-import asyncio
 
 import pytest
 from browser_helpers import collect_errors, running
 
 from bot.tokens import mint
 from sync import keys
+from tests.polling import wait_until
 from tests.sync_helpers import Clinic
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -33,12 +33,7 @@ async def blank_page(browser, url: str):
     return page, errors
 
 
-async def until(predicate) -> None:
-    while not predicate():
-        await asyncio.sleep(0.01)
-
-
-async def got(page, count: int, timeout: float = 5000) -> list:
+async def got(page, count: int, timeout: float = 30_000) -> list:
     await page.wait_for_function(f"window.got.length >= {count}", timeout=timeout)
     return await page.evaluate("window.got")
 
@@ -67,8 +62,14 @@ async def test_legacy_helpers_filter_by_user_and_refuse_others(browser, settings
         assert events[-1][2] == last and first != second
         await page.evaluate("window.mine.unsubscribe()")
         await clinic.update(second, status="cancelled")
-        await page.wait_for_timeout(300)
-        assert len(await page.evaluate("window.got")) == 2  # unsubscribed: no more callbacks
+        # a later event the page still listens for: once it is in, the cancellation came before it
+        ack = await page.evaluate("subscribeAvailability(2, {onAvailabilityChanged: record('later')}).ready")
+        assert ack["ok"] is True
+        await clinic.add_time_off(dentist=2)
+        later = await clinic.last_event_id()
+        await page.wait_for_function(f"window.got.some(e => e[0] === 'later' && e[2] === {later})")
+        events = await page.evaluate("window.got")
+        assert [e[0] for e in events].count("mine") == 2  # unsubscribed: no more callbacks
         assert errors == []
     await clinic.close()
 
@@ -84,10 +85,10 @@ async def test_subscribe_availability_for_one_dentist(browser, settings, db_url)
         assert ack["ok"] is True and ack["channel"] == "availability:dentist:2"
         await clinic.add_time_off(dentist=1)
         await clinic.add_time_off(dentist=2)
+        # events come in id order: had dentist 1's change got through, it would be the first
         events = await got(page, 1)
-        await page.wait_for_timeout(300)
-        events = await page.evaluate("window.got")
         assert [(e[1], e[3]) for e in events] == [("availability_changed", 2)]
+        assert events[0][2] == await clinic.last_event_id()
         assert errors == []
     await clinic.close()
 
@@ -122,7 +123,7 @@ async def test_resumes_after_a_restart_and_asks_for_a_resync_when_it_cannot(brow
         await clinic.conn.execute("DELETE FROM realtime_events")
         await clinic.book(dentist=1, patient=2)
         bound = await clinic.last_event_id()
-        await asyncio.wait_for(until(lambda: server.app[keys.LISTENER].last_id == bound), 5)  # read by the service
+        await wait_until(lambda: server.app[keys.LISTENER].last_id == bound, what="the service read the outbox")
         await page.evaluate("""(token) => {
             window.got = [];
             window.sync = realtimeSync({token, since: 1}, {

@@ -61,9 +61,9 @@ async def test_closures_and_overrides_set_on_the_pages_reach_each_other_and_the_
         await admin.fill("#cl-from", closed.isoformat())
         await admin.fill("#cl-reason", HOSTILE)
         await admin.click("#add-closure")
-        await admin.locator("#closure-list li[data-id]", has_text="window.__pwned=1").wait_for(timeout=3000)
+        await admin.locator("#closure-list li[data-id]", has_text="window.__pwned=1").wait_for()
         shown = dentist.locator(f'#closure-list li[data-date="{closed.isoformat()}"]')
-        await shown.wait_for(timeout=3000)  # live, no reload
+        await shown.wait_for()  # live, no reload
         assert await shown.locator(".appt-notes").inner_text() == HOSTILE
         assert await dentist.locator("#closure-list button").count() == 0  # a dentist only reads closures
         assert day_slots(svc, 1, closed) == [] and day_slots(svc, 3, closed) == []
@@ -74,7 +74,7 @@ async def test_closures_and_overrides_set_on_the_pages_reach_each_other_and_the_
         await admin.check("#ov-off")
         await admin.click("#add-override")
         await dentist.locator(f'#override-list li[data-date="{off.isoformat()}"]', has_text="Not working") \
-            .wait_for(timeout=3000)
+            .wait_for()
         assert day_slots(svc, 1, off) == []
 
         # the dentist works only 10:00-11:00 on a third day: the front desk's list follows
@@ -83,7 +83,7 @@ async def test_closures_and_overrides_set_on_the_pages_reach_each_other_and_the_
         await dentist.fill("#ov-end", "11:00")
         await dentist.click("#add-override")
         await admin.locator(f'#override-list li[data-date="{short.isoformat()}"]', has_text="10:00–11:00") \
-            .wait_for(timeout=3000)
+            .wait_for()
         slots = day_slots(svc, 1, short)
         assert slots and all(time(10) <= s.time() and s.time() <= time(10, 30) for s in slots), slots
         with engine.connect() as conn:
@@ -99,6 +99,6 @@ async def test_closures_and_overrides_set_on_the_pages_reach_each_other_and_the_
 
         # reopening the day on /admin gives its slots back and clears it from the dentist's page
         await admin.locator(f'#closure-list li[data-date="{closed.isoformat()}"] button').click()
-        await shown.wait_for(state="detached", timeout=3000)
+        await shown.wait_for(state="detached")
         assert day_slots(svc, 1, closed)
         assert admin_errors == [] and dentist_errors == []
