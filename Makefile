@@ -50,6 +50,7 @@ bench: install train
 	$(PY) bench/cache_vs_sql.py
 	$(PY) bench/chat_turns.py
 	$(PY) bench/race.py
+	$(PY) bench/flood.py
 	$(PY) bench/soak.py
 
 ## Debian's Chromium for the browser tests (needs root; skipped when it is installed).

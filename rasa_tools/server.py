@@ -15,6 +15,7 @@ error (``best_match``, as ``jsonschema.validate`` reports) and the same message 
 Two more changes for the clinic's boundaries (docs/security.md):
 
 * the tracker store is not wrapped in Rasa's ``FailSafeTrackerStore`` (see ``_tracker_store_as_is``);
+* a custom action the action server cannot run answers ``utter_unavailable`` (``_answering_remote_run``);
 * ``run`` enables Rasa's HTTP API only when ``RASA_API_TOKEN`` is set, and then with that token
   (``--enable-api --auth-token``), read from the environment so it never shows in ``ps``.
 """
@@ -71,12 +72,43 @@ def _tracker_store_as_is(store, domain):
     return store
 
 
+def _answering_remote_run(run):
+    """``RemoteAction.run`` that says "unavailable" when the action server cannot answer.
+
+    Rasa logs a failed custom action and carries on with no events, so the patient got no reply
+    at all (or the next prediction's question again). Here the patient gets ``utter_unavailable``
+    as a bot message; the conversation state stays as it was (the action's events are lost either
+    way), so the next message after the action server is back continues the form. A form's
+    rejection (``ActionExecutionRejection``) is the dialogue's business and passes through."""
+    import functools
+
+    from rasa.core.actions.action import ActionExecutionRejection
+    from rasa.shared.core.events import BotUttered
+    from rasa.shared.exceptions import RasaException
+
+    @functools.wraps(run)
+    async def answering(self, output_channel, nlg, tracker, domain):
+        try:
+            return await run(self, output_channel, nlg, tracker, domain)
+        except ActionExecutionRejection:
+            raise
+        except RasaException:
+            texts = domain.responses.get("utter_unavailable") or [{"text": "The booking system is unavailable."}]
+            return [BotUttered(texts[0]["text"], metadata={"utter_action": "utter_unavailable"})]
+
+    answering.__wrapped_by_clinic__ = True
+    return answering
+
+
 def apply() -> None:
-    """Install the cached validator on Rasa's RemoteAction and the unwrapped tracker store (idempotent)."""
+    """Install the cached validator and the answering ``run`` on Rasa's RemoteAction and the
+    unwrapped tracker store (idempotent)."""
     from rasa.core.actions.action import RemoteAction
     from rasa.core.agent import Agent
 
     RemoteAction._validate_action_result = _validate_action_result
+    if not getattr(RemoteAction.run, "__wrapped_by_clinic__", False):
+        RemoteAction.run = _answering_remote_run(RemoteAction.run)
     Agent._create_tracker_store = staticmethod(_tracker_store_as_is)
 
 

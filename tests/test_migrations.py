@@ -18,7 +18,8 @@ import pytest
 
 from bot.migrate import SQL_DIR, migrate
 
-MIGRATIONS = ["001_schema.sql", "002_outbox.sql", "003_scheduling_rules.sql", "004_catalogue_events.sql"]
+MIGRATIONS = ["001_schema.sql", "002_outbox.sql", "003_scheduling_rules.sql", "004_catalogue_events.sql",
+              "005_chat_ownership.sql"]
 
 # table -> column -> type, "?" when NULL is allowed
 COLUMNS = {
@@ -41,7 +42,9 @@ COLUMNS = {
     "clinic_closures": {"id": "bigint", "on_date": "date", "reason": "text?"},
     "slot_holds": {"id": "bigint", "dentist_id": "bigint", "service_id": "bigint", "holder": "text",
                    "starts_at": "timestamptz", "ends_at": "timestamptz", "expires_at": "timestamptz",
-                   "created_at": "timestamptz"},
+                   "created_at": "timestamptz", "client": "text?"},
+    "chat_bookings": {"appointment_id": "bigint", "conversation_id": "text", "client": "text?",
+                      "created_at": "timestamptz"},
     "realtime_events": {"id": "bigint", "type": "text", "dentist_id": "bigint?", "patient_id": "bigint?",
                         "payload": "jsonb", "created_at": "timestamptz"},
     "schema_migrations": {"version": "text", "name": "text", "checksum": "text", "applied_at": "timestamptz"},
@@ -86,6 +89,17 @@ CONSTRAINTS = {
         "EXCLUDE USING gist (int8range(dentist_id, dentist_id, '[]'::text) WITH &&,"
         " tstzrange(starts_at, ends_at, '[)'::text) WITH &&) WHERE ((status <> 'cancelled'::text))",
     ("appointments", "appointments_idempotency_key_key"): "UNIQUE (idempotency_key)",
+    # one patient in one chair at a time, whoever writes
+    ("appointments", "appointments_patient_no_overlap"):
+        "EXCLUDE USING gist (int8range(patient_id, patient_id, '[]'::text) WITH &&,"
+        " tstzrange(starts_at, ends_at, '[)'::text) WITH &&) WHERE ((status <> 'cancelled'::text))",
+    ("chat_bookings", "chat_bookings_pkey"): "PRIMARY KEY (appointment_id)",
+    ("chat_bookings", "chat_bookings_appointment_id_fkey"):
+        "FOREIGN KEY (appointment_id) REFERENCES appointments(id) ON DELETE CASCADE",
+    ("chat_bookings", "chat_bookings_conversation_id_check"):
+        "CHECK (((length(conversation_id) >= 1) AND (length(conversation_id) <= 200)))",
+    ("chat_bookings", "chat_bookings_client_check"): "CHECK ((length(client) <= 100))",
+    ("slot_holds", "slot_holds_client_check"): "CHECK ((length(client) <= 100))",
     ("date_overrides", "date_overrides_pkey"): "PRIMARY KEY (id)",
     ("date_overrides", "date_overrides_dentist_id_fkey"):
         "FOREIGN KEY (dentist_id) REFERENCES dentists(id) ON DELETE CASCADE",
@@ -114,6 +128,8 @@ INDEXES = {
     ("appointments", "appointments_patient_idx"), ("appointments", "appointments_dentist_idx"),
     ("date_overrides", "date_overrides_dentist_idx"), ("slot_holds", "slot_holds_expiry_idx"),
     ("slot_holds", "slot_holds_holder_idx"), ("realtime_events", "realtime_events_created_idx"),
+    ("slot_holds", "slot_holds_client_idx"), ("chat_bookings", "chat_bookings_conversation_idx"),
+    ("chat_bookings", "chat_bookings_client_idx"),
 }
 
 OUTBOX = ("AFTER", "DELETE INSERT UPDATE")  # every change, whoever makes it, writes one event

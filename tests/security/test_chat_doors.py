@@ -369,3 +369,30 @@ async def test_no_tracker_store_means_unavailable_and_the_booking_form_survives(
             conn.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
     back = await stack.say(sender, offered[0]["payload"])  # the form is where it was: the pick goes on
     assert "name" in text(back).lower(), text(back)
+
+
+async def test_no_action_server_means_unavailable_and_the_booking_form_survives(stack):
+    sender = conversation()
+    offered = await offers(stack, sender, "I'd like a crown with Dr. Chen next Wednesday")
+    await asyncio.to_thread(stack.kill, "actions")
+    try:
+        down = await stack.say(sender, offered[0]["payload"])
+        assert UNAVAILABLE in text(down).lower(), text(down)
+        assert "Sorry, something went wrong" not in text(down)
+    finally:
+        await asyncio.to_thread(stack.start, "actions")
+    back = await stack.say(sender, offered[0]["payload"])
+    assert "name" in text(back).lower(), text(back)
+
+
+async def test_rasas_http_api_answers_only_with_its_token_when_enabled(pg_server, template_db):
+    require(has_model(), "no model trained from the current data: run `make train` (make test does)")
+    token = "api-" + uuid.uuid4().hex * 2
+    with running_stack(pg_server, template_db, "clinic_api", "rasa", rasa_api_token=token) as api:
+        assert "--enable-api" not in api.services["rasa"].argv and token not in " ".join(api.services["rasa"].argv)
+        status, _, _ = await http("GET", api.url("rasa") + "/status")
+        assert status == 401
+        status, _, _ = await http("GET", api.url("rasa") + "/status", params={"token": "wrong" * 8})
+        assert status == 401
+        status, _, body = await http("GET", api.url("rasa") + "/status", params={"token": token})
+        assert status == 200 and "model_file" in body
