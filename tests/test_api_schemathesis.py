@@ -3,7 +3,8 @@ as loaded from a running sync service, called with cases generated from it (vali
 invalid) by an admin, a dentist, a patient and nobody. Each answer must be no 5xx, a status
 code the description lists for that operation, the content type it lists, and a body that
 matches its schema; nobody gets past a secured operation without a token, and a patient
-token changes nothing."""
+token changes nothing: every table of the database reads the same after each of the patient's
+calls as before it, and a patient's write is refused."""
 
 from __future__ import annotations
 
@@ -90,11 +91,13 @@ def clinic(pg_server: str, template_db: str) -> Iterator[dict]:
     engine.dispose()
     server = Server(settings).start()
     try:
-        yield {"url": server.url, "tokens": {
-            "admin": token(settings, "admin"),
-            "dentist": token(settings, "dentist", dentist),
+        # the patient goes first: after an admin's identical PUT or PATCH, the patient's would
+        # change nothing even if it were allowed
+        yield {"url": server.url, "db_url": db_url, "tokens": {
             "patient": token(settings, "patient", patient),
             "nobody": None,
+            "dentist": token(settings, "dentist", dentist),
+            "admin": token(settings, "admin"),
         }}
     finally:
         server.stop()
@@ -109,6 +112,24 @@ def _operations() -> list[tuple[str, str, bool]]:
                                     jwt_secret="s" * 40, _env_file=None))
     return [(method.upper(), path, "parameters" in op or "requestBody" in op)
             for path, ops in doc["paths"].items() for method, op in ops.items() if path != SELF]
+
+
+def snapshot(conn: psycopg.Connection) -> dict[str, list[str]]:
+    """Every row of every table in the clinic's schema, as text, in a stable order."""
+    tables = [r[0] for r in conn.execute(
+        "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename")]
+    assert {"appointments", "patients", "working_hours", "time_off", "realtime_events"} <= set(tables)
+    return {t: [r[0] for r in conn.execute(f'SELECT t::text FROM "{t}" t ORDER BY 1')] for t in tables}
+
+
+def changed(before: dict[str, list[str]], after: dict[str, list[str]]) -> dict[str, dict[str, list[str]]]:
+    """Per table that differs, the rows that went and the rows that came."""
+    out = {}
+    for table in sorted(set(before) | set(after)):
+        old, new = before.get(table, []), after.get(table, [])
+        if old != new:
+            out[table] = {"gone": sorted(set(old) - set(new)), "new": sorted(set(new) - set(old))}
+    return out
 
 
 SELF = "/api/openapi.json"  # schemathesis leaves out the operation that serves the document it loaded
@@ -140,10 +161,15 @@ def test_every_operation_answers_as_described(api_schema, clinic, method, path, 
                suppress_health_check=list(HealthCheck), phases=[Phase.explicit, Phase.generate])
     @given(operation.as_strategy(generation_mode=mode))
     def check(case):
-        with requests.Session() as session:
+        with requests.Session() as session, psycopg.connect(clinic["db_url"], autocommit=True) as db:
             for role, tok in clinic["tokens"].items():
                 headers = {"Authorization": f"Bearer {tok}"} if tok else {}
+                before = snapshot(db) if role == "patient" else None
                 response = case.call(session=session, headers=headers, timeout=30)
+                if before is not None:
+                    diff = changed(before, snapshot(db))
+                    assert not diff, f"a patient changed the database: {method} {response.request.url}" \
+                                     f" -> {response.status_code}: {diff}"
                 try:
                     case.validate_response(response, checks=CHECKS, headers=headers)
                 except (Exception, BaseExceptionGroup) as exc:  # schemathesis raises a group of failures
