@@ -15,7 +15,11 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.executor import CollectingDispatcher
 from ruamel.yaml import YAML
 
+import psycopg
+
+from actions.cache import AvailabilityCache
 from actions.gateway import Gateway, SqlAvailability
+from bot.settings import libpq_url
 
 ROOT = Path(__file__).resolve().parent.parent
 DOMAIN: dict = YAML(typ="safe").load((ROOT / "domain.yml").read_text())
@@ -30,9 +34,41 @@ def next_weekday(after: datetime, iso_weekday: int, at: time) -> datetime:
     return datetime.combine(day, at, tzinfo=after.tzinfo)
 
 
-def make_gateway(engine, settings, now: datetime) -> Gateway:
+class FedCache:
+    """The action server's availability cache, fed every outbox event before each read, as the
+    sync service's stream feeds it in production (there a few milliseconds later; here at once,
+    so a test reads what it wrote). Without a running refresher the cache reloads inline."""
+
+    def __init__(self, cache: AvailabilityCache, db_url: str):
+        self.cache, self.db_url = cache, db_url
+
+    def _catch_up(self) -> None:
+        with psycopg.connect(self.db_url) as conn:
+            for (event,) in conn.execute(OUTBOX_EVENTS, (self.cache.last_event_id,)):
+                self.cache.apply(event)
+
+    def free_slots(self, *args, **kwargs):
+        self._catch_up()
+        return self.cache.free_slots(*args, **kwargs)
+
+    def nearest(self, *args, **kwargs):
+        self._catch_up()
+        return self.cache.nearest(*args, **kwargs)
+
+
+OUTBOX_EVENTS = ("SELECT (jsonb_build_object('id', id, 'type', type, 'at', created_at) || payload) "
+                 "FROM realtime_events WHERE id > %s ORDER BY id")
+
+
+def make_gateway(engine, settings, now: datetime, source: str = "sql") -> Gateway:
+    """A gateway at ``now`` whose offers come from SQL or from the production cache."""
     gw = Gateway(engine, settings, clock=lambda: now)
-    gw._availability = SqlAvailability(gw.booking)
+    if source == "cache":
+        cache = AvailabilityCache(engine, settings, clock=lambda: now)
+        cache.load()
+        gw._availability = FedCache(cache, libpq_url(settings.database_url))
+    else:
+        gw._availability = SqlAvailability(gw.booking)
     return gw
 
 

@@ -78,3 +78,9 @@ def engine(settings: Settings):
     eng = make_engine(settings.database_url, pool_size=25, max_overflow=5)
     yield eng
     eng.dispose()
+
+
+@pytest.fixture(params=["sql", "cache"])
+def availability_source(request) -> str:
+    """Where an action test's offers come from: SQL, and the action server's production cache."""
+    return request.param

@@ -19,16 +19,16 @@ TZ = ZoneInfo("America/New_York")
 NOW = datetime(2027, 3, 1, 8, 0, tzinfo=TZ)  # Monday
 
 
-def gateway_at(engine, settings, now):
+def gateway_at(engine, settings, now, source: str = "sql"):
     seed(engine, settings, today=NOW.date())
-    gateway = make_gateway(engine, settings, now)
+    gateway = make_gateway(engine, settings, now, source)
     gateway_module.use_gateway(gateway)
     return gateway
 
 
 @pytest.fixture
-def gw(engine, settings):
-    yield gateway_at(engine, settings, NOW)
+def gw(engine, settings, availability_source):
+    yield gateway_at(engine, settings, NOW, availability_source)
     gateway_module.use_gateway(None)
 
 

@@ -23,9 +23,9 @@ NOW = datetime(2027, 3, 1, 8, 0, tzinfo=TZ)
 
 
 @pytest.fixture
-def gw(engine, settings):
+def gw(engine, settings, availability_source):
     seed(engine, settings, today=NOW.date())
-    gateway = make_gateway(engine, settings, NOW)
+    gateway = make_gateway(engine, settings, NOW, availability_source)
     gateway_module.use_gateway(gateway)
     yield gateway
     gateway_module.use_gateway(None)
