@@ -35,6 +35,7 @@ from bot.seed import seed  # noqa: E402
 from bot.stack import Stack  # noqa: E402
 
 DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday")
+LENGTHS = (20, 100, 250, 500, 1000, 2000)
 
 
 def slot_payloads(replies: list[dict]) -> list[str]:
@@ -120,6 +121,15 @@ async def run(args) -> str:
                 start = time.perf_counter()
                 await stack.say(f"alone-{uuid.uuid4().hex}", "hi")
                 alone.append((time.perf_counter() - start) * 1000)
+            by_length = {}  # a turn's time by the length of its message (what the model must read)
+            for length in LENGTHS:
+                text = ("please book me a cleaning next week with doctor chen " * 100)[:length]
+                times = []
+                for _ in range(3):
+                    start = time.perf_counter()
+                    await stack.say(f"len-{uuid.uuid4().hex}", text)
+                    times.append((time.perf_counter() - start) * 1000)
+                by_length[length] = sorted(times)[1]
         finally:
             stack.stop()
     s = stack.settings
@@ -146,6 +156,11 @@ conversations held 40 slots.
 | (a `hi` alone, median of 5) | | {sorted(alone)[2]:.0f} ms |
 
 Before the limit, a 100 KB message took 25–38 s and held an unrelated `hi` as long.
+
+A turn's time by the length of its message (median of 3, one conversation each, nothing else
+running): {", ".join(f"{n:,} characters {ms:.0f} ms" for n, ms in by_length.items())}. Rasa reads a
+message in its one event loop, so this is also how long a message of that length holds every
+other conversation's turn.
 """
 
 
