@@ -11,6 +11,9 @@ import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import aiohttp
+import psycopg
+
 Condition = Callable[[], Any | Awaitable[Any]]
 
 
@@ -31,3 +34,19 @@ async def wait_until(condition: Condition, timeout: float = 30.0, *, what: str =
             name = what or getattr(condition, "__name__", repr(condition))
             raise AssertionError(f"not met within {timeout:g}s: {name} (last value {value!r})")
         await asyncio.sleep(interval)
+
+
+async def action_cache_caught_up(actions_url: str, db_url: str, timeout: float = 60.0) -> None:
+    """Wait until the action server's availability cache (its ``GET /health``) has applied the
+    outbox's newest event (``max(id)`` of ``realtime_events``) and finished the reloads it asked for."""
+    async with await psycopg.AsyncConnection.connect(db_url) as conn:
+        cur = await conn.execute("SELECT coalesce(max(id), 0) FROM realtime_events")
+        newest = (await cur.fetchone())[0]
+
+    async def caught_up() -> bool:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{actions_url}/health") as resp:
+                cache = (await resp.json())["cache"]
+        return (cache.get("last_event_id") or 0) >= newest and not cache.get("refreshing")
+
+    await wait_until(caught_up, timeout, what=f"the action server's cache applying outbox event {newest}")
