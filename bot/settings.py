@@ -97,7 +97,9 @@ class Settings(BaseSettings):
     # origins (scheme://host[:port], comma-separated) whose pages may use the chat channels;
     # empty: the sync service's own (http://127.0.0.1:SYNC_PORT and http://localhost:SYNC_PORT)
     chat_origins: str = ""
-    chat_max_message_chars: int = Field(default=2000, ge=100, le=100_000)
+    # Rasa reads a message in its one event loop, so a long one holds every other chat's turn:
+    # 500 characters cost about one ordinary turn (~115 ms), 2,000 about five (BENCHMARKS.md, flood)
+    chat_max_message_chars: int = Field(default=500, ge=100, le=100_000)
     # flood limits on what the chat books and holds, over a sliding window
     chat_limit_window_minutes: int = Field(default=60, gt=0)
     chat_bookings_per_conversation: int = Field(default=3, ge=0)

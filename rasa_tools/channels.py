@@ -12,7 +12,7 @@ Same URLs and events as Rasa's own ``rest`` and ``socketio`` channels; what they
   socket's own conversation, whatever ``session_id`` it names. A REST caller chooses its
   ``sender`` (it must be 1-200 printable characters; no sender is refused, never the shared
   "default"); docs/security.md says what an integrator must do.
-* **A long message costs nothing.** A text longer than ``CHAT_MAX_MESSAGE_CHARS`` (2,000) is
+* **A long message costs nothing.** A text longer than ``CHAT_MAX_MESSAGE_CHARS`` (500) is
   answered with ``utter_message_too_long`` without running the model or any action.
 * **A store that cannot answer says so.** When the tracker store (or anything under it) fails,
   the patient gets ``utter_unavailable``, and nothing replaces the stored conversation
@@ -55,7 +55,7 @@ OnNewMessage = Callable[[UserMessage], Awaitable[Any]]
 
 
 def max_message_chars() -> int:
-    return int(os.environ.get("CHAT_MAX_MESSAGE_CHARS") or 2000)
+    return int(os.environ.get("CHAT_MAX_MESSAGE_CHARS") or 500)
 
 
 def chat_origins() -> list[str]:
