@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import re
 import secrets
 
 import pytest
 import socketio
 from aiohttp import web
-from browser_helpers import collect_errors, running
+from browser_helpers import REPLY_MS, answered, collect_errors, offered, running, typing
 
 from bot.stack import has_model
 from bot.tokens import mint
@@ -38,7 +37,6 @@ from tests.sync_helpers import free_port
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 EVIL = "<img src=x onerror=\"window.__pwned=1\">Hello from the <b>assistant</b>"
-REPLY_MS = 120_000  # a turn of the real assistant on a busy 2-core machine; bounds a hang only
 
 
 # --- the real assistant ------------------------------------------------------------------------
@@ -48,32 +46,6 @@ def stack(pg_server, template_db):
     require(has_model(), "no model trained from the current data: run `make train` (make test does)")
     with running_stack(pg_server, template_db, "clinic_widget") as s:
         yield s
-
-
-async def answered(page, pattern: str, act) -> str:
-    """Do ``act`` (type, click) and wait for the assistant's next message matching ``pattern``
-    (a regular expression, case-insensitive); its text."""
-    matching = page.locator(".msg.bot", has_text=re.compile(pattern, re.I))
-    before = await matching.count()
-    await act()
-    reply = matching.nth(before)
-    await reply.wait_for(timeout=REPLY_MS)
-    return await reply.inner_text()
-
-
-def typing(page, text: str):
-    async def act():
-        await page.fill("#chat-input", text)
-        await page.keyboard.press("Enter")
-    return act
-
-
-async def offered(page) -> list[dict]:
-    """The buttons the widget shows, with the payloads it keeps for them (localStorage)."""
-    await page.locator("#quick-replies button").first.wait_for(timeout=REPLY_MS)
-    kept = json.loads(await page.evaluate("localStorage.getItem('chat.transcript.guest.replies')") or "[]")
-    assert [b["title"] for b in kept] == await page.locator("#quick-replies button").all_inner_texts()
-    return kept
 
 
 async def test_a_visitor_books_in_the_widget_and_the_visit_is_in_the_database(stack, browser, shot):
