@@ -84,3 +84,13 @@ def engine(settings: Settings):
 def availability_source(request) -> str:
     """Where an action test's offers come from: SQL, and the action server's production cache."""
     return request.param
+
+
+@pytest.fixture(scope="session")
+def trained_model() -> None:
+    """The Rasa model of the current config, domain and data: skipped locally without it, a
+    failure under CI (session-scoped, so it is checked before any module's stack starts)."""
+    from bot.stack import has_model
+    from tests.prereq import require
+
+    require(has_model(), "no model trained from the current data: run `make train` (make test does)")

@@ -12,13 +12,12 @@ import pytest
 import socketio
 
 from bot.tokens import mint
-from bot.stack import has_model
 from tests.chat_helpers import book_anonymously, choice_start, offers, rows, slot_buttons, text
 from tests.polling import action_cache_caught_up
 from tests.stack_helpers import running_stack
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e,
-              pytest.mark.skipif(not has_model(), reason="no trained model: run `make train` (make test does)")]
+              pytest.mark.usefixtures("trained_model")]
 
 
 @pytest.fixture(scope="module")

@@ -12,12 +12,12 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from bot.stack import Stack, has_model
+from bot.stack import Stack
 from tests import test_e2e_assistant as e2e
 from tests.test_e2e_assistant import book_anonymously, choice_start, offers, rows, slot_buttons, text
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e,
-              pytest.mark.skipif(not has_model(), reason="no trained model: run `make train` (make test does)")]
+              pytest.mark.usefixtures("trained_model")]
 stack = e2e.stack  # the same module-scoped fixture: this module gets a whole system of its own
 
 APOLOGY = "something went wrong"  # utter_sorry_error: what the chat says when an action failed

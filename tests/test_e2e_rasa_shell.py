@@ -25,13 +25,12 @@ import psycopg
 import pytest
 
 from bot.launcher import ROOT, RASA
-from bot.stack import Stack, free_port, has_model
+from bot.stack import Stack, free_port
 from tests.stack_helpers import running_stack
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e,
               pytest.mark.skipif(not RASA.exists(), reason=".venv-rasa is missing: run `make install`"),
-              pytest.mark.skipif(not has_model(),
-                                 reason="no trained model: run `make train` (make test does)")]
+              pytest.mark.usefixtures("trained_model")]
 
 ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[()][A-Za-z0-9]|\x1b[=>]|\r")
 CURSOR_POSITION_REQUEST = "\x1b[6n"

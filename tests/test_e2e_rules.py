@@ -17,14 +17,14 @@ import aiohttp
 import pytest
 
 from actions.dates import parse_when
-from bot.stack import Stack, has_model
+from bot.stack import Stack
 from bot.tokens import mint
 from tests.api_helpers import call
 from tests.test_e2e_assistant import book_anonymously, choice_start, offers, rows, slot_buttons, text
 from tests.stack_helpers import running_stack
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e,
-              pytest.mark.skipif(not has_model(), reason="no trained model: run `make train` (make test does)")]
+              pytest.mark.usefixtures("trained_model")]
 
 
 @pytest.fixture(scope="module")

@@ -36,7 +36,11 @@ def rasa_service(**overrides) -> Service:
 @needs_rasa
 def test_rasa_runs_through_rasa_tools_server_with_one_worker_without_redis():
     svc = rasa_service(rasa_workers=4)
-    assert svc.argv[1:5] == ["-m", "rasa_tools.server", "run", "--enable-api"]
+    assert svc.argv[1:6] == ["-m", "rasa_tools.server", "run", "--interface", "127.0.0.1"]
+    assert "--enable-api" not in svc.argv  # Rasa's HTTP API only with RASA_API_TOKEN (docs/security.md)
+    assert svc.argv[svc.argv.index("--cors") + 1:svc.argv.index("--port")] == [
+        "http://127.0.0.1:5000", "http://localhost:5000"]  # never "*"
+    assert "JWT_SECRET" in svc.withheld and svc.env["ACTIONS_TOKEN"]
     assert svc.argv[svc.argv.index("--endpoints") + 1] == "endpoints.yml"
     assert svc.env["SANIC_WORKERS"] == "1"  # the in-memory lock store is per process
     assert "REDIS_HOST" not in svc.env

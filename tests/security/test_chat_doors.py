@@ -17,13 +17,12 @@ import psycopg
 import pytest
 import socketio
 
-from bot.stack import Stack, has_model
+from bot.stack import Stack
 from bot.tokens import mint
 from tests.chat_helpers import book_anonymously, offers, rows, slot_buttons, text
-from tests.prereq import require
 from tests.stack_helpers import running_stack
 
-pytestmark = [pytest.mark.slow, pytest.mark.e2e]
+pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.usefixtures("trained_model")]
 
 LIMITS = dict(chat_bookings_per_conversation=2, chat_bookings_per_phone=3, chat_bookings_per_client=4,
               chat_holds_per_client=2)
@@ -33,7 +32,6 @@ DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday")
 
 @pytest.fixture(scope="module")
 def stack(pg_server, template_db):
-    require(has_model(), "no model trained from the current data: run `make train` (make test does)")
     with running_stack(pg_server, template_db, "clinic_doors", **LIMITS) as s:
         yield s
 
@@ -387,7 +385,6 @@ async def test_no_action_server_means_unavailable_and_the_booking_form_survives(
 
 
 async def test_rasas_http_api_answers_only_with_its_token_when_enabled(pg_server, template_db):
-    require(has_model(), "no model trained from the current data: run `make train` (make test does)")
     token = "api-" + uuid.uuid4().hex * 2
     with running_stack(pg_server, template_db, "clinic_api", "rasa", rasa_api_token=token) as api:
         assert "--enable-api" not in api.services["rasa"].argv and token not in " ".join(api.services["rasa"].argv)
