@@ -211,6 +211,8 @@ class ClinicSocketIOInput(SocketIOInput):
             if previous and previous != session_id:
                 sio.leave_room(sid, previous, namespace=namespace)
             conversation[sid] = session_id
+            # python-socketio 5.9 (requirements/rasa.lock): enter/leave_room are plain calls;
+            # from 5.10 on they are coroutines and need an await
             sio.enter_room(sid, session_id, namespace=namespace)
             await sio.emit("session_confirm", session_id, room=sid, namespace=namespace)
 

@@ -51,6 +51,11 @@ KEY_PHRASES: dict[str, tuple[str, dict[str, str]]] = {
     "do you have a free slot this Saturday?": ("check_availability", {"time": "this Saturday"}),
 }
 
+# the report fixture may train from cold (a checkout without `make train`): its 20 minutes must fit
+# inside the first test's own limit, not race pyproject's 900 s per test
+pytestmark = pytest.mark.timeout(30 * 60)
+
+
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> dict:
     if not RASA_PY.exists():
