@@ -47,10 +47,10 @@ def stop(proc: subprocess.Popen, timeout: float = 15) -> int:
     return proc.returncode
 
 
-async def get_json(url: str) -> tuple[int, dict] | None:
+async def get_json(url: str, headers: dict | None = None) -> tuple[int, dict] | None:
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
-            async with session.get(url) as resp:
+            async with session.get(url, headers=headers) as resp:
                 return resp.status, await resp.json()
     except (aiohttp.ClientError, asyncio.TimeoutError):
         return None
@@ -125,7 +125,10 @@ async def test_health_of_a_real_action_server(stack_env, db_url, settings):
         assert body["cache"]["events_applied"] == 1 and body["cache"]["event_lag_ms"] < 1000
         assert body["cache"]["visits"] == cache["visits"] + 1
 
-        listed = await get_json(base + "/actions")  # rasa-sdk's own endpoints are still there
+        # rasa-sdk's own endpoints are still there, for Rasa only (its shared secret)
+        assert (await get_json(base + "/actions"))[0] == 401
+        secret = {"Authorization": f"Bearer {settings.resolved_actions_token}"}
+        listed = await get_json(base + "/actions", secret)
         assert listed and listed[0] == 200 and any(a["name"] == "action_check_availability" for a in listed[1])
     finally:
         code = stop(actions)
