@@ -155,7 +155,10 @@ def test_overlap_refused_but_cancelled_and_adjacent_visits_allowed(clinic):
             conn.execute(ins, (1, START, "15 min", START, "15 min", "confirmed"))
         conn.execute(ins, (1, START, "15 min", START, "15 min", "cancelled"))  # cancelled holds nothing
         conn.execute(ins, (1, START, "30 min", START, "30 min", "pending"))    # back-to-back is fine
-        conn.execute(ins, (2, START, "0 min", START, "0 min", "pending"))      # another dentist
+        with pytest.raises(psycopg.errors.ExclusionViolation, match="appointments_patient_no_overlap"):
+            conn.execute(ins, (2, START, "0 min", START, "0 min", "pending"))  # one patient, two chairs
+        conn.execute(ins.replace("VALUES (1,", "VALUES (2,"),
+                     (2, START, "0 min", START, "0 min", "pending"))  # another dentist, another patient
         with pytest.raises(psycopg.errors.ExclusionViolation):  # un-cancelling into a taken slot
             conn.execute("UPDATE appointments SET status = 'pending' WHERE status = 'cancelled'")
 
