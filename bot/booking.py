@@ -121,6 +121,11 @@ class Result:
         return self.outcome in SUCCESS
 
 
+def _patient_busy() -> Result:
+    """What a booking or a move refused by PATIENT_OVERLAP returns (a new Result: callers may change theirs)."""
+    return Result(Outcome.PATIENT_BUSY, "You already have a visit at that time.", field="starts_at")
+
+
 def _guard(fn: Callable[..., Result]) -> Callable[..., Result]:
     """Turn database trouble into outcomes: the caller never sees an exception."""
 
@@ -282,7 +287,7 @@ class BookingService:
                     s.flush()
         except SlotTaken as exc:  # the database's word: someone else committed first
             if str(exc) == PATIENT_OVERLAP:
-                return Result(Outcome.PATIENT_BUSY, "You already have a visit at that time.", field="starts_at")
+                return _patient_busy()
             return self.slot_taken(service_id, dentist_id, starts_at, holder=holder)
         except InvalidData as exc:
             if exc.constraint == "appointments_idempotency_key_key":
@@ -382,7 +387,7 @@ class BookingService:
                 s.flush()
         except SlotTaken as exc:
             if str(exc) == PATIENT_OVERLAP:
-                return Result(Outcome.PATIENT_BUSY, "You already have a visit at that time.", field="starts_at")
+                return _patient_busy()
             assert service_id is not None and dentist is not None
             return self.slot_taken(service_id, dentist, starts_at, holder=holder)
         return self._after_write(Outcome.RESCHEDULED, appointment_id)
