@@ -122,7 +122,8 @@ class Result:
 
 
 def _patient_busy() -> Result:
-    """What a booking or a move refused by PATIENT_OVERLAP returns (a new Result: callers may change theirs)."""
+    """What a booking or a move refused by PATIENT_OVERLAP returns (a new Result each time:
+    callers may change theirs)."""
     return Result(Outcome.PATIENT_BUSY, "You already have a visit at that time.", field="starts_at")
 
 
