@@ -15,22 +15,23 @@ from typing import Any
 from rasa_sdk import Action, FormValidationAction, Tracker
 from rasa_sdk.executor import CollectingDispatcher
 
+from bot.availability import Slot
 from bot.booking import Outcome, Result
 from bot.phone import InvalidPhone, normalise_phone
 
-from .availability import (buttons, chosen_slot, dentist_of, load_offer, offer_events, requested_time,
-                           store_offer)
+from .asking import AnswersTheQuestion, escalated_this_turn, latest_text, not_understood, vocabulary
+from .availability import buttons, dentist_of, load_offer, offer_events, requested_time, store_offer
 from .common import (OUTCOME_RESPONSES, RETRY_OUTCOMES, ReadsUnreadableAnswers, changed_this_turn, guarded,
-                     holder_of, log, reset_request)
-from .dates import PastTime, When, parse_when
-from .formatting import decode_choice, price_label, when_label
+                     holder_of, log, reset_request, unreadable)
+from .dates import PastTime, When, parse_clock, parse_when
+from .formatting import decode_choice, price_label, spread, when_label
+from .resolver import Pick, resolve_pick
+from .understanding import dentist_in, phone_in, reads_as_name, service_in, strip_name
 from .gateway import Gateway, ServiceInfo, get_gateway
 from .session import caller
 
 MAX_NAME = 200
 ANY_DENTIST = ("any", "anyone", "any dentist", "no preference")
-NAME_PREFIX = re.compile(r"^\s*(my name is|my name's|name is|name's|i am|i'm|im|it's|its|this is|call me|"
-                         r"under|book it under|put it under)\s+", re.IGNORECASE)
 
 
 def giving_details(tracker: Tracker) -> bool:
@@ -59,7 +60,7 @@ def window_events(gw: Gateway, dispatcher: CollectingDispatcher, text: str, *, q
         when = parse_when(text, gw.now(), gw.tz)
     except PastTime:
         dispatcher.utter_message(response="utter_time_in_past")
-        return {"time": None}
+        return {"time": None, "past": True}
     if when is None:
         if not quiet:
             dispatcher.utter_message(response="utter_time_not_understood")
@@ -85,7 +86,11 @@ def picked_by_button(tracker: Tracker) -> bool:
 
 
 class SlotChoiceMixin:
-    """Validation of ``time`` and ``slot_choice``, shared by the booking and reschedule forms."""
+    """Validation of ``time`` and ``slot_choice``, shared by the booking and reschedule forms.
+
+    A typed answer to the offers goes to ``actions.resolver`` before any date parsing: naming
+    one offer picks it, naming several asks among just those, naming a free time that was not
+    offered takes it, a taken one brings the nearest times around it."""
 
     def service_for(self, gw: Gateway, tracker: Tracker) -> ServiceInfo | None:
         return gw.catalogue().service(tracker.get_slot("service"))
@@ -99,39 +104,124 @@ class SlotChoiceMixin:
         return gw.hold(holder_of(tracker), dentist_id=dentist_id, service_id=service_id, starts_at=starts_at,
                        client=caller(tracker).client)
 
+    def pick_from(self, gw: Gateway, tracker: Tracker, text: str) -> Pick:
+        """What ``text`` names among the offers; at the confirmation, a time alone ("make it 4")
+        means that time on the day already chosen."""
+        offered = load_offer(tracker.get_slot("offered_slots"))
+        choice = decode_choice(previous_value(tracker, "slot_choice") or tracker.get_slot("slot_choice"))
+        names = {d.id: d.full_name for d in gw.catalogue().dentists.values()}
+        if tracker.get_slot("requested_slot") == "confirmed" and choice is not None:
+            day = choice[0].astimezone(gw.tz).date()
+            same_day = [s for s in offered if s.starts_at.astimezone(gw.tz).date() == day]
+            if not any(s.starts_at == choice[0] for s in same_day):
+                same_day.append(Slot(choice[0], choice[1], choice[0]))
+            pick = resolve_pick(text, same_day, tz=gw.tz, now=gw.now(), dentists=names)
+            if pick.matches or pick.asked_at:
+                return pick
+        return resolve_pick(text, offered, tz=gw.tz, now=gw.now(), dentists=names)
+
+    def names_a_time(self, gw: Gateway, tracker: Tracker) -> bool:
+        """Whether this turn's text, answering the offers or the confirmation, names an offered
+        slot or an exact time (then it is a pick, not a new request)."""
+        text = latest_text(tracker)
+        requested = tracker.get_slot("requested_slot")
+        if text is None or requested not in (None, "slot_choice", "confirmed"):
+            return False
+        if requested is None and not tracker.get_slot("offered_slots"):
+            return False  # the form starts: only offers made before it (what's free?) can be named
+        pick = self.pick_from(gw, tracker, text)
+        return bool(pick.matches or pick.asked_at)
+
     def validate_time(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker,
                       domain: dict) -> dict[str, Any]:
         if giving_details(tracker):
             return {"time": previous_value(tracker, "time")}
         gw = get_gateway()
+        if self.names_a_time(gw, tracker):
+            return {"time": previous_value(tracker, "time")}  # "the 1pm one" picks; it is no new date
         text = requested_time(tracker) or value
         if not isinstance(text, str):
             return {"time": None}
+        text = self.keep_the_hour(gw, tracker, text)
         # Text taken while asking for the time may really be a dentist or service: stay quiet then.
         quiet = any(e.get("entity") in ("dentist", "service")
                     for e in tracker.latest_message.get("entities", []))
-        out = window_events(gw, dispatcher, text, quiet=quiet)
+        if tracker.get_slot("requested_slot") != "time":
+            quiet = True
+        out = window_events(gw, dispatcher, text, quiet=True)
+        if out.get("time") is None and not quiet and not out.get("past"):
+            out.update(not_understood(dispatcher, tracker, "time", "utter_time_not_understood"))
+        out.pop("past", None)
+        if out.get("time") is None and tracker.get_slot("requested_slot") != "time":
+            return {"time": previous_value(tracker, "time")}  # a correction we could not read: keep it
         if out.get("time_window") != tracker.get_slot("time_window") and not picked_by_button(tracker):
             out.update(slot_choice=None, offered_slots=None, confirmed=None)
         return out
 
+    def keep_the_hour(self, gw: Gateway, tracker: Tracker, text: str) -> str:
+        """ "No, Thursday" after 10:15 was chosen: Thursday around 10:15 (only the day changes)."""
+        choice = decode_choice(previous_value(tracker, "slot_choice") or tracker.get_slot("slot_choice"))
+        if choice is None or parse_clock(text) is not None:
+            return text
+        try:
+            when = parse_when(text, gw.now(), gw.tz)
+        except PastTime:
+            return text
+        if when is None or when.daily is not None or (when.end - when.start) > timedelta(days=1, hours=1):
+            return text
+        if any(p in text.lower() for p in ("morning", "afternoon", "evening", "noon", "lunch", "tonight")):
+            return text
+        clock = choice[0].astimezone(gw.tz).strftime("%H:%M")
+        return f"{text} at {clock}"
+
     def validate_slot_choice(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker,
                              domain: dict) -> dict[str, Any]:
         gw = get_gateway()
-        is_button = decode_choice(value) is not None
-        if not is_button and changed_this_turn(tracker, "time", "dentist", "service"):
-            return {"slot_choice": None}  # a new request this turn: new offers, not a pick
         service = self.service_for(gw, tracker)
-        picked = chosen_slot(value, load_offer(tracker.get_slot("offered_slots")), gw.tz)
-        if picked is None or service is None:
-            if not is_button and isinstance(value, str):
-                # maybe a new time typed in reply to the offer ("friday instead")
+        offered = load_offer(tracker.get_slot("offered_slots"))
+        picked = decode_choice(value)
+        if picked is None and isinstance(value, str):
+            pick = self.pick_from(gw, tracker, value)
+            if pick.unique is not None:
+                picked = pick.unique.starts_at, pick.unique.dentist_id
+            elif len(pick.matches) > 1:  # "10:00" offered on two days: ask among just those
+                dispatcher.utter_message(response="utter_several_match")
+                return {"slot_choice": None, "offered_slots": store_offer(list(pick.matches))}
+            elif pick.asked_at is not None and service is not None:
+                return self.asked_for(gw, dispatcher, tracker, service, pick.asked_at)
+            elif changed_this_turn(tracker, "time", "dentist", "service") or (
+                    tracker.get_slot("requested_slot") == "confirmed"):
+                return {"slot_choice": previous_value(tracker, "slot_choice")
+                        if tracker.get_slot("requested_slot") == "confirmed" else None}
+            else:
                 out = window_events(gw, dispatcher, value, quiet=True)
-                if out.get("time"):
+                out.pop("past", None)
+                if out.get("time"):  # a new time typed in reply to the offer ("friday instead")
                     return {**out, "slot_choice": None, "offered_slots": None}
+                target = self.dentist_id_for(gw, tracker)
+                shown = buttons(gw, offered, dentist=gw.catalogue().dentists.get(target) if target else None)
+                return {"slot_choice": None, **not_understood(dispatcher, tracker, "slot_choice",
+                                                                 "utter_slot_not_understood", buttons=shown)}
+        if picked is None or service is None:
             dispatcher.utter_message(response="utter_slot_not_offered")
             return {"slot_choice": None}
-        starts_at, dentist_id = picked
+        return self.take(gw, dispatcher, tracker, service, *picked)
+
+    def asked_for(self, gw: Gateway, dispatcher: CollectingDispatcher, tracker: Tracker, service: ServiceInfo,
+                  at) -> dict[str, Any]:
+        """A time that was not offered: take it when it is free, else offer the nearest around it."""
+        wanted = self.dentist_id_for(gw, tracker)
+        candidates = [wanted] if wanted is not None else sorted(gw.catalogue().dentists)
+        for dentist_id in candidates:
+            if gw.is_free(service.id, dentist_id, at):
+                return self.take(gw, dispatcher, tracker, service, at, dentist_id)
+        nearest = spread(gw.nearest(service.id, at, wanted, count=12), 6)
+        dispatcher.utter_message(response="utter_time_taken", when=when_label(at, gw.tz, now=gw.now()))
+        return {"slot_choice": None, "offered_slots": store_offer(nearest) or None}
+
+    def take(self, gw: Gateway, dispatcher: CollectingDispatcher, tracker: Tracker, service: ServiceInfo,
+             starts_at, dentist_id: int) -> dict[str, Any]:
+        """Hold the slot chosen (by a tap or in words) and fill in what it stands for."""
         wanted = self.dentist_id_for(gw, tracker)
         if (wanted is not None and wanted != dentist_id) or not gw.is_free(service.id, dentist_id, starts_at):
             dispatcher.utter_message(response="utter_slot_not_offered")
@@ -155,7 +245,7 @@ class SlotChoiceMixin:
         return out
 
 
-class ValidateBookingForm(ReadsUnreadableAnswers, SlotChoiceMixin, FormValidationAction):
+class ValidateBookingForm(AnswersTheQuestion, ReadsUnreadableAnswers, SlotChoiceMixin, FormValidationAction):
     def name(self) -> str:
         return "validate_booking_form"
 
@@ -173,10 +263,12 @@ class ValidateBookingForm(ReadsUnreadableAnswers, SlotChoiceMixin, FormValidatio
                          domain: dict) -> dict[str, Any]:
         if giving_details(tracker):
             return {"service": previous_value(tracker, "service")}
-        service = get_gateway().catalogue().service(value)
+        catalogue = get_gateway().catalogue()
+        service = catalogue.service(value) or catalogue.service(service_in(str(value), vocabulary(catalogue)))
         if service is None:
-            dispatcher.utter_message(response="utter_invalid_service")
-            return {"service": None}
+            if tracker.get_slot("requested_slot") not in (None, "service"):  # a correction we can't read
+                return {"service": previous_value(tracker, "service")}
+            return {"service": None, **not_understood(dispatcher, tracker, "service", "utter_invalid_service")}
         out: dict[str, Any] = {"service": service.key}
         if previous_value(tracker, "service") not in (None, service.key) and not picked_by_button(tracker):
             out.update(slot_choice=None, offered_slots=None, confirmed=None)
@@ -186,13 +278,17 @@ class ValidateBookingForm(ReadsUnreadableAnswers, SlotChoiceMixin, FormValidatio
                          domain: dict) -> dict[str, Any]:
         if giving_details(tracker):
             return {"dentist": previous_value(tracker, "dentist")}
-        if isinstance(value, str) and value.strip().lower() in ANY_DENTIST:
+        catalogue = get_gateway().catalogue()
+        typed = dentist_in(str(value), vocabulary(catalogue)) if isinstance(value, str) else None
+        if isinstance(value, str) and (value.strip().lower() in ANY_DENTIST or (
+                typed == "any" and catalogue.dentist(value) is None)):
             key = "any"
         else:
-            dentist = get_gateway().catalogue().dentist(value)
+            dentist = catalogue.dentist(value) or catalogue.dentist(typed or "")
             if dentist is None:
-                dispatcher.utter_message(response="utter_invalid_dentist")
-                return {"dentist": None}
+                if tracker.get_slot("requested_slot") not in (None, "dentist"):  # a correction we can't read
+                    return {"dentist": previous_value(tracker, "dentist")}
+                return {"dentist": None, **not_understood(dispatcher, tracker, "dentist", "utter_invalid_dentist")}
             key = dentist.key
         out: dict[str, Any] = {"dentist": key}
         if previous_value(tracker, "dentist") not in (None, key) and not picked_by_button(tracker):
@@ -201,23 +297,30 @@ class ValidateBookingForm(ReadsUnreadableAnswers, SlotChoiceMixin, FormValidatio
 
     def validate_full_name(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker,
                            domain: dict) -> dict[str, Any]:
-        name = NAME_PREFIX.sub("", value).strip() if isinstance(value, str) else ""
+        name = strip_name(value) if isinstance(value, str) else ""
         if (not name or len(name) > MAX_NAME or not any(c.isalpha() for c in name) or name.startswith("/")
-                or name.endswith("?")):  # a question asked at the name prompt is not a name
-            dispatcher.utter_message(response="utter_invalid_name")
-            return {"full_name": None}
+                or name.endswith("?") or (len(name.split()) <= 2 and not reads_as_name(name)
+                                          and not unreadable(name) and not re.search(r"[^\w\s'’.\-]", name))):
+            # a question asked at the name prompt, or "yes" / "hello", is not a name
+            return {"full_name": None, **not_understood(dispatcher, tracker, "full_name", "utter_invalid_name")}
         return {"full_name": name}  # stored as typed: the data layer binds parameters, never splices
 
     def validate_phone(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker,
                        domain: dict) -> dict[str, Any]:
+        region = get_gateway().settings.phone_region
         try:
-            return {"phone": normalise_phone(str(value), get_gateway().settings.phone_region)}
+            return {"phone": normalise_phone(phone_in(str(value), region) or str(value), region)}
         except InvalidPhone:
-            dispatcher.utter_message(response="utter_invalid_phone")
-            return {"phone": None}
+            if tracker.get_slot("requested_slot") != "phone" and previous_value(tracker, "phone"):
+                return {"phone": previous_value(tracker, "phone")}
+            return {"phone": None, **not_understood(dispatcher, tracker, "phone", "utter_invalid_phone")}
 
     def validate_confirmed(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker,
                            domain: dict) -> dict[str, Any]:
+        if value is None:
+            return {"confirmed": None}
+        if not isinstance(value, bool):  # neither yes nor no: nothing is booked on a guess
+            return {"confirmed": None, **not_understood(dispatcher, tracker, "confirmed", "utter_yes_or_no")}
         if value is not True:
             dispatcher.utter_message(response="utter_booking_declined")
             return {"confirmed": False, "outcome": "declined"}
@@ -279,8 +382,8 @@ class AskSlotChoice(Action):
         gw = get_gateway()
         service, dentist = self.target(gw, tracker)
         offered = load_offer(tracker.get_slot("offered_slots"))
-        if service is None:
-            return []
+        if service is None or escalated_this_turn(tracker):
+            return []  # the escalation already showed the offers and what to type
         if offered:
             dispatcher.utter_message(response="utter_pick_alternative",
                                      buttons=buttons(gw, offered, dentist=dentist))
@@ -310,10 +413,15 @@ class AskBookingConfirmed(Action):
             return []
         starts_at, dentist_id = choice
         dentist = catalogue.dentists.get(dentist_id)
+        who = ""
+        if not caller(tracker).authenticated and tracker.get_slot("full_name"):
+            who = f", for {tracker.get_slot('full_name')}"
+            if tracker.get_slot("phone"):
+                who += f" ({tracker.get_slot('phone')})"
         dispatcher.utter_message(response="utter_confirm_booking", service=service.name,
                                  dentist=dentist.full_name if dentist else "a dentist",
                                  when=when_label(starts_at, gw.tz, now=gw.now()),
-                                 price=price_label(service.price_cents))
+                                 price=price_label(service.price_cents), who=who)
         return []
 
 

@@ -44,7 +44,7 @@ RETRY_OUTCOMES = {Outcome.SLOT_TAKEN, Outcome.OUTSIDE_HOURS, Outcome.IN_PAST, Ou
 # Slots one booking / change fills; cleared when it ends, however it ends. The caller's
 # own details (full_name, phone) stay for the chat.
 REQUEST_SLOTS = ("service", "dentist", "time", "time_window", "offered_slots", "slot_choice", "confirmed",
-                 "appointment_id", "outcome")
+                 "appointment_id", "outcome", "misunderstood")
 
 
 def holder_of(tracker: Tracker) -> str:

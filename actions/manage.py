@@ -10,6 +10,7 @@ and the booking service refuses it again anyway (a patient actor sees only their
 
 from __future__ import annotations
 
+import re
 from abc import abstractmethod
 from typing import Any
 
@@ -17,13 +18,16 @@ from rasa_sdk import Action, FormValidationAction, Tracker
 from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
+from bot.availability import Slot
 from bot.booking import AppointmentView, Outcome, Result
 
+from .asking import AnswersTheQuestion, escalated_this_turn, not_understood
 from .booking import AskSlotChoice, SlotChoiceMixin, announce
 from .common import RETRY_OUTCOMES, ReadsUnreadableAnswers, guarded, reset_request
 from .availability import store_offer
 from .formatting import decode_choice, short_dentist, when_label
 from .gateway import Gateway, get_gateway
+from .resolver import resolve_pick
 from .session import Caller, caller
 
 
@@ -93,14 +97,35 @@ class AppointmentMixin:
             return {"appointment_id": None}  # already told: nothing of yours to act on
         gw = get_gateway()
         visits = own_appointments(gw, caller(tracker)) or []
-        try:
-            wanted = int(str(value).strip().lstrip("#"))
-        except ValueError:
-            wanted = None
+        wanted = visit_named(gw, str(value), visits)
         if wanted is None or wanted not in {a.id for a in visits}:
-            dispatcher.utter_message(response="utter_appointment_not_found")
-            return {"appointment_id": None}
+            if tracker.get_slot("requested_slot") != "appointment_id":
+                dispatcher.utter_message(response="utter_appointment_not_found")
+                return {"appointment_id": None}
+            return {"appointment_id": None, **not_understood(dispatcher, tracker, "appointment_id",
+                                                                "utter_appointment_not_found")}
         return {"appointment_id": str(wanted)}
+
+
+def visit_named(gw: Gateway, text: str, visits: list[AppointmentView]) -> int | None:
+    """The id of the visit ``text`` names: its number ("#12", "12"), or in words ("the cleaning",
+    "the one on Friday", "the 10:15 one") when exactly one of the caller's visits fits."""
+    number = re.fullmatch(r"\s*(?:number\s+|no\.?\s*|#)?(\d{1,12})\s*", text, re.IGNORECASE)
+    if number:
+        return int(number.group(1))
+    lowered = text.lower()
+    by_service = [a for a in visits if a.service_name.lower() in lowered]
+    if len(by_service) == 1:
+        return by_service[0].id
+    pool = by_service or visits
+    slots = [Slot(a.starts_at, a.dentist_id, a.starts_at) for a in pool]
+    names = {d.id: d.full_name for d in gw.catalogue().dentists.values()}
+    pick = resolve_pick(text, slots, tz=gw.tz, now=gw.now(), dentists=names)
+    if pick.unique is not None:
+        for a in pool:
+            if a.starts_at == pick.unique.starts_at and a.dentist_id == pick.unique.dentist_id:
+                return a.id
+    return None
 
 
 def _visit(gw: Gateway, tracker: Tracker) -> AppointmentView | None:
@@ -111,7 +136,7 @@ def _visit(gw: Gateway, tracker: Tracker) -> AppointmentView | None:
     return None
 
 
-class ManageFormValidation(ReadsUnreadableAnswers, AppointmentMixin, FormValidationAction):
+class ManageFormValidation(AnswersTheQuestion, ReadsUnreadableAnswers, AppointmentMixin, FormValidationAction):
     """End the form at once when there is nothing of the caller's to act on."""
 
     @abstractmethod
@@ -132,6 +157,10 @@ class ValidateCancelForm(ManageFormValidation):
 
     def validate_confirmed(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker,
                            domain: dict) -> dict[str, Any]:
+        if value is None:
+            return {"confirmed": None}
+        if not isinstance(value, bool):  # neither yes nor no: nothing is cancelled on a guess
+            return {"confirmed": None, **not_understood(dispatcher, tracker, "confirmed", "utter_yes_or_no")}
         if value is not True:
             dispatcher.utter_message(response="utter_cancel_kept")
             return {"confirmed": False, "outcome": "declined"}
@@ -168,6 +197,10 @@ class ValidateRescheduleForm(SlotChoiceMixin, ManageFormValidation):
 
     def validate_confirmed(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker,
                            domain: dict) -> dict[str, Any]:
+        if value is None:
+            return {"confirmed": None}
+        if not isinstance(value, bool):  # neither yes nor no: nothing is moved on a guess
+            return {"confirmed": None, **not_understood(dispatcher, tracker, "confirmed", "utter_yes_or_no")}
         if value is not True:
             dispatcher.utter_message(response="utter_reschedule_kept")
             return {"confirmed": False, "outcome": "declined"}
@@ -201,6 +234,8 @@ class AskAppointmentId(Action):
         moving = tracker.active_loop_name == "reschedule_form"
         intent = "reschedule_appointment" if moving else "cancel_appointment"
         visits = own_appointments(gw, caller(tracker)) or []
+        if escalated_this_turn(tracker):
+            return []
         dispatcher.utter_message(response="utter_ask_appointment_id", buttons=[
             {"title": describe(gw, a), "payload": f'/{intent}{{"appointment_id": "{a.id}"}}'}
             for a in visits])

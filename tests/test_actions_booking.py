@@ -124,7 +124,7 @@ async def test_one_shot_booking_offers_spread_slots_and_books_after_confirmation
     done = await chat.run(ActionFinishBooking())
     assert done.responses == []
     assert {e["name"] for e in done.events} == {"service", "dentist", "time", "time_window", "offered_slots",
-                                                  "slot_choice", "confirmed", "appointment_id", "outcome"}
+                                                  "slot_choice", "confirmed", "appointment_id", "outcome", "misunderstood"}
     assert all(e["value"] is None for e in done.events)
 
 
@@ -205,7 +205,9 @@ async def test_invalid_phone_is_asked_again(gw):
     chat.say("12345", "inform", phone="12345")
     turn = await chat.run(ValidateBookingForm())
     assert turn.responses == ["utter_invalid_phone"]
-    assert turn.events == [{"event": "slot", "timestamp": None, "name": "phone", "value": None}]
+    assert turn.events == [{"event": "slot", "timestamp": None, "name": "phone", "value": None},
+                           {"event": "slot", "timestamp": None, "name": "misunderstood",
+                            "value": {"slot": "phone", "count": 1}}]
 
 
 async def test_hostile_name_is_stored_verbatim(gw, engine):
@@ -226,7 +228,9 @@ async def test_a_question_at_the_name_prompt_is_not_taken_as_a_name(gw):
     chat.say("what are your opening hours?", "faq", full_name="what are your opening hours?")
     turn = await chat.run(ValidateBookingForm())
     assert turn.responses == ["utter_invalid_name"]
-    assert turn.events == [{"event": "slot", "timestamp": None, "name": "full_name", "value": None}]
+    assert turn.events == [{"event": "slot", "timestamp": None, "name": "full_name", "value": None},
+                           {"event": "slot", "timestamp": None, "name": "misunderstood",
+                            "value": {"slot": "full_name", "count": 1}}]
 
 
 async def test_declining_the_summary_books_nothing(gw, engine):

@@ -86,7 +86,9 @@ async def test_a_signed_in_patient_cannot_name_someone_elses_id(gw, engine, sett
              {"appointment_id": str(stranger.id)}, appointment_id=str(stranger.id))
     turn = await chat.run(ValidateCancelForm())
     assert turn.responses == ["utter_appointment_not_found"]
-    assert turn.events == [{"event": "slot", "timestamp": None, "name": "appointment_id", "value": None}]
+    assert turn.events == [{"event": "slot", "timestamp": None, "name": "appointment_id", "value": None},
+                           {"event": "slot", "timestamp": None, "name": "misunderstood",
+                            "value": {"slot": "appointment_id", "count": 1}}]
     assert status(engine, stranger.id) == "confirmed"
 
 

@@ -112,16 +112,17 @@ async def test_emoji_at_the_phone_prompt_is_refused_as_a_phone_number(gw):
     chat.say("📞📞", "affirm")
     turn = await chat.run(ValidateBookingForm())
     assert turn.responses == ["utter_invalid_phone"]
-    assert turn.slots() == {"phone": None}
+    assert turn.slots() == {"phone": None, "misunderstood": {"slot": "phone", "count": 1}}
 
 
-async def test_a_readable_answer_is_left_to_the_slot_mappings(gw):
+async def test_a_yes_at_the_name_prompt_is_not_taken_as_a_name(gw):
     chat = Chat()
     chat.active_loop = "booking_form"
     chat.slots["requested_slot"] = "full_name"
-    chat.say("yes", "affirm")  # "yes" is not a name: nothing is taken, the form asks again
+    chat.say("yes", "affirm")  # "yes" is not a name: the patient is told, and asked again
     turn = await chat.run(ValidateBookingForm())
-    assert turn.responses == [] and turn.slots() == {}
+    assert turn.responses == ["utter_invalid_name"]
+    assert turn.slots() == {"full_name": None, "misunderstood": {"slot": "full_name", "count": 1}}
 
 
 @pytest.mark.parametrize(("form", "active_loop"), [(ValidateCancelForm, "cancel_form"),

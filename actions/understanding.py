@@ -1,0 +1,197 @@
+"""Reading a patient's answer to the question the form asked, without the intent classifier.
+
+While a form waits for a name, a phone number, a service, a dentist or a time, the text typed is
+read here first: the classifier may call "Ng" out of scope or a surname "stop", but a reply that
+reads as the answer is the answer. Only a message that is *clearly* something else — stopping, an
+emergency, asking for a person, a question about the clinic — is left to the rules; those are
+recognised from their words (``interruption``), not from the model's guess.
+
+Pure: every function takes the text and what it is compared with (the catalogue's names, the
+clinic's phone region), so tests need no Rasa and no database.
+
+Service and dentist names are matched with ``rapidfuzz`` (typos: "cleanign", "dr chenn"); the
+words for stopping, emergencies and hand-offs are short lists kept here, since they must be
+recognised before and without the model.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import phonenumbers
+from rapidfuzz import fuzz, process
+
+# --- what is clearly not an answer ---------------------------------------------------------
+_STOP = re.compile(
+    r"^\s*(?:oh\s+|no\s+|ok\s+|okay\s+)?(?:please\s+)?(stop|stop it|cancel|cancel (?:that|this|it|the booking)|"
+    r"quit|exit|abort|never ?mind|nvm|forget (?:it|about it)|leave it|i changed my mind|i've changed my mind|"
+    r"don'?t book|do not book|no thanks?|i don'?t want (?:it|to book|an appointment) ?(?:anymore)?)"
+    r"[\s.!]*$", re.IGNORECASE)
+_EMERGENCY = re.compile(
+    r"\b(emergency|urgent(?:ly)?|bleeding|bleeds|swollen|swelling|abscess|unbearable|severe pain|"
+    r"in (?:a lot of )?pain|(?:really |so |very )?painful|toothache|tooth ache|knocked out|"
+    r"broke (?:my|a) tooth|broken tooth|cracked tooth|hurts? (?:so|really|a lot|badly)|can'?t sleep)\b",
+    re.IGNORECASE)
+_HANDOFF = re.compile(
+    r"\b(human|real person|a person|someone|somebody|receptionist|front desk|an agent|operator|"
+    r"(?:talk|speak) (?:to|with))\b", re.IGNORECASE)
+_QUESTION_START = re.compile(
+    r"^\s*(what|when|where|why|how|who|which|do you|does|did|can you|can i|could you|is (?:it|there|the)|"
+    r"are (?:you|there)|will|should)\b", re.IGNORECASE)
+_START_OVER = re.compile(r"^\s*(?:let'?s\s+|can we\s+|please\s+)?(start over|start again|restart|begin again|"
+                         r"from the (?:start|beginning|top)|start from scratch|reset)[\s.!]*$", re.IGNORECASE)
+
+
+def interruption(text: str) -> str | None:
+    """``stop``, ``emergency``, ``handoff`` or ``question`` when ``text`` clearly does that."""
+    if _STOP.match(text):
+        return "stop"
+    if _EMERGENCY.search(text):
+        return "emergency"
+    if _HANDOFF.search(text):
+        return "handoff"
+    if text.rstrip().endswith("?") or _QUESTION_START.match(text):
+        return "question"
+    return None
+
+
+def is_start_over(text: str) -> bool:
+    return bool(_START_OVER.match(text))
+
+
+# --- yes and no ------------------------------------------------------------------------------
+_YES = re.compile(r"^\s*(yes|yeah|yea|yep|yup|ya|y|sure|ok|okay|k|fine|correct|right|perfect|great|"
+                  r"sounds good|that'?s (?:right|fine|good|perfect|correct)|do it|go ahead|book it|please do|"
+                  r"confirm(?:ed)?|absolutely|definitely|of course|alright|all right)\b(?![\s\w]*\b(?:not|no)\b)",
+                  re.IGNORECASE)
+_NO = re.compile(r"^\s*(no|nope|nah|n|not really|don'?t|do not|negative|wrong|that'?s wrong|not that)\b",
+                 re.IGNORECASE)
+
+
+def yes_no(text: str) -> bool | None:
+    """True for a plain yes, False for a plain no, None for anything else (never guessed)."""
+    if _NO.match(text):
+        return False
+    if _YES.match(text):
+        return True
+    return None
+
+
+# --- names -----------------------------------------------------------------------------------
+_NAME_PREFIX = re.compile(
+    r"^\s*(?:hi|hello|hey|ok|okay|sure|yes)?[\s,.!]*(?:my (?:full )?name is|my name'?s|name is|name'?s|name:|"
+    r"i am|i'?m|im|it'?s|its|it is|this is|call me|you can call me|under|book it under|put it under|"
+    r"the name is|under the name(?: of)?)\s+", re.IGNORECASE)
+_NAME_SUFFIX = re.compile(r"\s+(?:here|speaking|thanks|thank you|please)[\s.!]*$", re.IGNORECASE)
+# A name: letters of any script, with the marks names carry (O'Brien, Jean-Luc, St. John).
+_NAME_SHAPE = re.compile(r"^[^\W\d_][^\W\d_'’.\-]*(?:[\s'’.\-]+[^\W\d_][^\W\d_'’.\-]*){0,5}\.?$")
+_NOT_NAMES = frozenset("""
+yes yeah yep no nope ok okay sure hi hello hey thanks thank you please help stop cancel quit bye
+goodbye what why how when where who anything whatever idk dunno none nothing morning afternoon
+evening today tomorrow asap any anyone anybody
+""".split())
+
+
+def strip_name(text: str) -> str:
+    """``text`` without "my name is" / "it's" before it and "here" after it."""
+    name = _NAME_PREFIX.sub("", text.strip(), count=1)
+    return _NAME_SUFFIX.sub("", name).strip().strip(",.!").strip()
+
+
+def reads_as_name(text: str) -> bool:
+    """Whether ``text`` (already stripped) looks like a person's name and nothing else."""
+    if not text or len(text) > 200 or not _NAME_SHAPE.match(text):
+        return False
+    words = re.findall(r"[^\W\d_]+", text.lower())
+    return not all(w in _NOT_NAMES for w in words)
+
+
+_NAME_IN_SENTENCE = re.compile(
+    r"(?:\bmy (?:full )?name is|\bmy name'?s|\bname is|\bname:|\bthis is|\bit'?s|\bi am|\bi'?m|\bim|\bunder)\s+"
+    r"([^\W\d_][^\W\d_'’\-]*(?:\s+[^\W\d_][^\W\d_'’\-]*){0,3})", re.IGNORECASE)
+
+
+def name_in(text: str, *, not_words: Iterable[str] = ()) -> str | None:
+    """A name introduced in a longer message ("... my name is Ana Lima, 212 555 0101 ..."):
+    the words after "my name is" / "I'm" / "this is" up to the first word that is not a name's."""
+    stop = {w.lower() for w in not_words} | _NOT_NAMES | {
+        "and", "for", "with", "at", "on", "my", "phone", "number", "is", "i", "a", "an", "the", "to",
+        "would", "like", "want", "need", "looking", "booking", "book", "calling", "dr", "doctor",
+        "next", "this", "in", "from", "please", "can", "could", "free", "available", "interested"}
+    for m in _NAME_IN_SENTENCE.finditer(text):
+        words = []
+        for word in m.group(1).split():
+            if word.lower() in stop:
+                break
+            words.append(word)
+        if words and reads_as_name(" ".join(words)):
+            return " ".join(w[:1].upper() + w[1:] if w.islower() else w for w in words)
+    return None
+
+
+# --- phone numbers ---------------------------------------------------------------------------
+def phone_in(text: str, region: str) -> str | None:
+    """The first phone number written in ``text`` (as typed), if any."""
+    for match in phonenumbers.PhoneNumberMatcher(text, region, leniency=phonenumbers.Leniency.POSSIBLE):
+        return match.raw_string
+    digits = re.search(r"\+?\d[\d\s().\-]{6,}\d", text)  # "5551234567" glued to words
+    return digits.group(0) if digits else None
+
+
+# --- services and dentists ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class Vocabulary:
+    """The spellings of each canonical service / dentist key (from the NLU synonyms and the
+    catalogue), for matching words typed with typos."""
+
+    services: Mapping[str, str]   # spelling -> service key
+    dentists: Mapping[str, str]   # spelling -> dentist key
+
+    @classmethod
+    def build(cls, services: Mapping[str, Iterable[str]], dentists: Mapping[str, Iterable[str]]) -> "Vocabulary":
+        def flat(table: Mapping[str, Iterable[str]]) -> dict[str, str]:
+            out: dict[str, str] = {}
+            for key, spellings in table.items():
+                out[key.lower()] = key
+                for s in spellings:
+                    out[s.lower()] = key
+            return out
+        return cls(flat(services), flat(dentists))
+
+
+ANY_DENTIST = re.compile(r"\b(any(?:one|body| dentist| doctor| of them)?|no preference|don'?t mind|doesn'?t matter|"
+                         r"whoever|either|first available)\b", re.IGNORECASE)
+
+
+def _fuzzy(text: str, table: Mapping[str, str], *, cutoff: float) -> str | None:
+    words = re.findall(r"[a-z]+(?:[-'][a-z]+)?", text.lower())
+    if not words:
+        return None
+    grams = {" ".join(words[i:i + n]) for n in (1, 2, 3) for i in range(len(words) - n + 1)}
+    best: tuple[float, int, str] | None = None
+    for gram in grams:
+        if len(gram) < 3:
+            continue
+        found = process.extractOne(gram, table.keys(), scorer=fuzz.ratio, score_cutoff=cutoff)
+        if found is None:
+            continue
+        score = (found[1], len(found[0]), table[found[0]])
+        if best is None or score > best:
+            best = score
+    return best[2] if best else None
+
+
+def service_in(text: str, vocabulary: Vocabulary) -> str | None:
+    """The service key ``text`` names ("a cleanign", "my root canel"), if any."""
+    return _fuzzy(text, vocabulary.services, cutoff=84)
+
+
+def dentist_in(text: str, vocabulary: Vocabulary) -> str | None:
+    """The dentist key ``text`` names ("dr chenn", "Priya"), ``any`` for no preference."""
+    found = _fuzzy(re.sub(r"\b(?:dr|doctor)\b\.?", " ", text, flags=re.IGNORECASE), vocabulary.dentists,
+                   cutoff=80)
+    if found is None and ANY_DENTIST.search(text):
+        return "any"
+    return found
