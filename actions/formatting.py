@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from itertools import groupby
 from zoneinfo import ZoneInfo
 
 from bot.availability import Slot
@@ -66,17 +67,37 @@ def short_dentist(full_name: str) -> str:
     return full_name
 
 
-def spread(slots: list[Slot], count: int = 6) -> list[Slot]:
-    """At most ``count`` slots with distinct start times, spread evenly over the list."""
+def spread(slots: list[Slot], count: int = 6, *, tz: ZoneInfo | None = None) -> list[Slot]:
+    """At most ``count`` slots with distinct start times, spread evenly over the list, in time order.
+
+    Given the clinic's ``tz``, spread over days first: one slot on each of as many days as there
+    are (evenly chosen), a second on a day only once every day with a free slot has one, and so
+    on; a day's share is spread over its hours, and a day's only slot is earlier on the first
+    days and later on the last ones, so the offer shows mornings and afternoons too."""
     seen: set[datetime] = set()
     unique = []
     for slot in sorted(slots):
         if slot.starts_at not in seen:
             seen.add(slot.starts_at)
             unique.append(slot)
-    if len(unique) <= count:
-        return unique
-    if count == 1:
-        return unique[:1]
-    step = (len(unique) - 1) / (count - 1)
-    return [unique[round(i * step)] for i in range(count)]
+    if len(unique) <= count or tz is None:
+        return _evenly(unique, count)
+    days = [list(day) for _, day in groupby(unique, key=lambda s: s.starts_at.astimezone(tz).date())]
+    shares = [0] * len(days)
+    while sum(shares) < count:
+        open_days = [i for i, day in enumerate(days) if shares[i] < len(day)]
+        for i in _evenly(open_days, count - sum(shares)):
+            shares[i] += 1
+    last = max(len(days) - 1, 1)
+    return [slot for i, (day, share) in enumerate(zip(days, shares))
+            for slot in _evenly(day, share, i / last)]
+
+
+def _evenly(items: list, count: int, phase: float = 0.0) -> list:
+    """``count`` of ``items`` evenly apart, first and last included; one alone is at ``phase`` (0..1)."""
+    if len(items) <= count:
+        return list(items)
+    if count <= 1:
+        return [items[round(phase * (len(items) - 1))]] if count == 1 else []
+    step = (len(items) - 1) / (count - 1)
+    return [items[round(i * step)] for i in range(count)]

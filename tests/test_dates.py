@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from actions.dates import ASAP_DAYS, PastTime, When, parse_clock, parse_when
+from actions.formatting import spread
+from bot.availability import Slot
 
 NY = ZoneInfo("America/New_York")
 WED = datetime(2026, 11, 25, 10, 0, tzinfo=NY)  # a Wednesday, 10:00
@@ -174,3 +176,36 @@ def test_parse_clock(text, clock):
 def test_a_date_years_ago_is_in_the_past(text):
     with pytest.raises(PastTime):
         parse_when(text, WED, NY)
+
+
+# --- offers over a range land on several days -----------------------------------------------------
+
+def slots_on(day: date, count: int, first: time = time(9), every: int = 15) -> list[Slot]:
+    start = datetime.combine(day, first, NY)
+    return [Slot(start + timedelta(minutes=every * i), 1, start + timedelta(minutes=every * i + 30))
+            for i in range(count)]
+
+
+def three_weeks_skewed() -> list[Slot]:
+    """Three weeks of weekdays from Mon 2026-11-30: the first day wide open, the others nearly full."""
+    days = [d for d in (date(2026, 11, 30) + timedelta(days=i) for i in range(21)) if d.weekday() < 5]
+    return slots_on(days[0], 200, every=1) + [s for d in days[1:] for s in slots_on(d, 3)]
+
+
+def local_days(slots: list[Slot]) -> set[date]:
+    return {s.starts_at.astimezone(NY).date() for s in slots}
+
+
+def test_spread_over_three_weeks_covers_distinct_days():
+    offers = spread(three_weeks_skewed(), 6, tz=NY)
+    assert len(offers) == 6 and len(local_days(offers)) == 6
+    assert max(local_days(offers)) >= date(2026, 12, 14)  # the third week too
+    assert offers == sorted(offers)
+
+
+def test_spread_gives_a_day_a_second_slot_only_when_days_run_out():
+    two_days = slots_on(date(2026, 12, 1), 60, every=5) + slots_on(date(2026, 12, 2), 4)
+    offers = spread(two_days, 6, tz=NY)
+    assert sorted(s.starts_at.astimezone(NY).day for s in offers) == [1, 1, 1, 2, 2, 2]
+    one_slot_day = slots_on(date(2026, 12, 1), 1) + slots_on(date(2026, 12, 2), 50)
+    assert len(spread(one_slot_day, 6, tz=NY)) == 6
