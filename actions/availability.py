@@ -24,7 +24,7 @@ from .formatting import decode_choice, short_dentist, slot_button, spread
 from .gateway import Catalogue, DentistInfo, Gateway, ServiceInfo, get_gateway
 
 MAX_OFFERS = 6
-SCAN_LIMIT = 2000  # free slots read from one window before spreading (a month of three diaries)
+SCAN_LIMIT = 2000  # free slots read from each week of a window before spreading
 DEFAULT_SERVICE = "consultation"
 
 
@@ -36,7 +36,8 @@ class Offer:
 
 def find_offer(gw: Gateway, service: ServiceInfo, dentist: DentistInfo | None, when: When) -> Offer:
     dentist_id = dentist.id if dentist else None
-    found = [s for s in gw.free_slots(service.id, when.start, when.end, dentist_id, limit=SCAN_LIMIT)
+    found = [s for start, end in when.weeks()  # a week at a time: the limit never hides a window's end
+             for s in gw.free_slots(service.id, start, end, dentist_id, limit=SCAN_LIMIT)
              if when.contains(s.starts_at, gw.tz)]
     if found:
         if when.at is not None:  # an exact time: the closest ones to it that day
@@ -45,7 +46,7 @@ def find_offer(gw: Gateway, service: ServiceInfo, dentist: DentistInfo | None, w
             return Offer(sorted(closest[:MAX_OFFERS]), False)
         if when.asap:
             return Offer(spread(found, len(found))[:MAX_OFFERS], False)
-        return Offer(spread(found, MAX_OFFERS), False)
+        return Offer(spread(found, MAX_OFFERS, tz=gw.tz), False)  # over days first
     around = when.at or when.start
     return Offer(spread(gw.nearest(service.id, around, dentist_id, count=MAX_OFFERS * 2), MAX_OFFERS), True)
 
