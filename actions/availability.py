@@ -144,7 +144,8 @@ class ActionCheckAvailability(Action):
             extra += f', "dentist": "{dentist.key}"'
         events = offer_events(gw, dispatcher, service, dentist, when, intent="book_appointment", extra=extra,
                               when_text=text)
-        return events + [SlotSet("time", text), SlotSet("time_window", when.encode())]
+        chosen = [SlotSet("service", service.key)] + ([SlotSet("dentist", dentist.key)] if dentist else [])
+        return events + chosen + [SlotSet("time", text), SlotSet("time_window", when.encode())]
 
 
 def chosen_slot(value: Any, offered: list[Slot], tz) -> tuple[datetime, int] | None:

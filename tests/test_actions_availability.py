@@ -49,7 +49,7 @@ async def test_check_availability_offers_bookable_buttons_and_then_books_one(gw)
                b["payload"].endswith('"service": "filling", "dentist": "patel"}') for b in buttons)
     starts = [decode_choice(choice_of(b))[0].astimezone(TZ) for b in buttons]
     assert {s.date().isoweekday() for s in starts} == {5}
-    assert [e["name"] for e in turn.events] == ["offered_slots", "time", "time_window"]
+    assert [e["name"] for e in turn.events] == ["offered_slots", "service", "dentist", "time", "time_window"]
 
     # tapping a button starts the booking form with everything it implies
     chat.active_loop = "booking_form"
