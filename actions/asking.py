@@ -156,9 +156,8 @@ def not_understood(dispatcher: CollectingDispatcher, tracker: Tracker, slot: str
     level = (count - 1) % 3 + 1
     gw = get_gateway()
     buttons = kwargs.pop("buttons", None)
-    if level == 1:
-        dispatcher.utter_message(response=response, buttons=buttons, **kwargs) if buttons else \
-            dispatcher.utter_message(response=response, **kwargs)
+    if level == 1:  # the question (with its buttons) follows
+        dispatcher.utter_message(response=response, **kwargs)
     elif level == 2:
         what, shown = examples(gw, tracker, slot)
         so_far = summary(gw, tracker)

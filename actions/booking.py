@@ -31,6 +31,9 @@ from .gateway import Gateway, ServiceInfo, get_gateway
 from .session import caller
 
 MAX_NAME = 200
+BARE_HOUR = re.compile(r"\s*(?:(?:no|ok|oh|sorry|actually|hmm)[\s,]+)*(?:(?:make|change|move) it(?: to)?|how about|what about|"
+                       r"rather|can we do|can you do|let'?s do|do)?\s*(?:at\s+)?(\d{1,2})(?:[:.](\d{2}))?\s*"
+                       r"(?:instead|please|then|rather)?[\s.!]*", re.IGNORECASE)
 ANY_DENTIST = ("any", "anyone", "any dentist", "no preference")
 
 
@@ -111,6 +114,10 @@ class SlotChoiceMixin:
         choice = decode_choice(previous_value(tracker, "slot_choice") or tracker.get_slot("slot_choice"))
         names = {d.id: d.full_name for d in gw.catalogue().dentists.values()}
         if tracker.get_slot("requested_slot") == "confirmed" and choice is not None:
+            # at the summary a number is an hour ("make it 4 instead"), not the 4th offer
+            bare = BARE_HOUR.fullmatch(text)
+            if bare:
+                text = f"{bare.group(1)}:{bare.group(2) or '00'}"
             day = choice[0].astimezone(gw.tz).date()
             same_day = [s for s in offered if s.starts_at.astimezone(gw.tz).date() == day]
             if not any(s.starts_at == choice[0] for s in same_day):
