@@ -69,9 +69,8 @@ NAMES = [
     ("Zoë 🦷 Ångström-Núñez", "212 555 0190"),
     ("محمد عبد الله", "212 555 0191"),
     ("דוד כהן", "212 555 0192"),  # the model calls this "affirm": it used to be dropped as a yes
-    pytest.param("Robert'); DROP TABLE appointments;--", "212 555 0193", marks=pytest.mark.xfail(
-        strict=True, reason="known: at the name question the model reads this as `stop` since the larger NLU "
-                            "data; the answer to the name question must not depend on the classifier (issue 13)")),
+    # the model reads this as `stop`; the name question takes it all the same (actions/asking.py)
+    ("Robert'); DROP TABLE appointments;--", "212 555 0193"),
     ("<script>alert(1)</script>", "212 555 0194"),
     ("<img src=x onerror=alert(1)>", "212 555 0195"),
 ]
