@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 from rasa_sdk import Action, Tracker
-from rasa_sdk.events import EventType, SlotSet
+from rasa_sdk.events import EventType, FollowupAction, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from .availability import load_offer
@@ -343,3 +343,19 @@ class AskFullName(AskQuestion):
 
 class AskPhone(AskQuestion):
     slot = "phone"
+
+
+class ActionAnswerWithoutQuestion(Action):
+    """An answer when no question is open ("the 10:15 one" after "what's free?", "a cleaning
+    tomorrow"): it names one of the times just offered or something to book, so the booking
+    starts with it; anything else is asked again."""
+
+    def name(self) -> str:
+        return "action_answer_without_question"
+
+    @guarded
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list[dict]:
+        if tracker.get_slot("offered_slots") or _entities(tracker) & {"service", "dentist", "time", "slot_choice"}:
+            return [FollowupAction("booking_form")]
+        dispatcher.utter_message(response="utter_please_rephrase")
+        return []
