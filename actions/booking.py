@@ -141,6 +141,8 @@ class SlotChoiceMixin:
 
     def validate_time(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker,
                       domain: dict) -> dict[str, Any]:
+        if value is None:
+            return {"time": None}  # cleared ("start over", a new request): nothing to check
         if giving_details(tracker):
             return {"time": previous_value(tracker, "time")}
         gw = get_gateway()
@@ -183,6 +185,8 @@ class SlotChoiceMixin:
 
     def validate_slot_choice(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker,
                              domain: dict) -> dict[str, Any]:
+        if value is None:
+            return {"slot_choice": None}  # cleared ("start over", a new request): nothing to check
         gw = get_gateway()
         service = self.service_for(gw, tracker)
         offered = load_offer(tracker.get_slot("offered_slots"))
@@ -268,6 +272,8 @@ class ValidateBookingForm(AnswersTheQuestion, ReadsUnreadableAnswers, SlotChoice
 
     def validate_service(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker,
                          domain: dict) -> dict[str, Any]:
+        if value is None:
+            return {"service": None}  # cleared ("start over", a new request): nothing to check
         if giving_details(tracker):
             return {"service": previous_value(tracker, "service")}
         catalogue = get_gateway().catalogue()
@@ -283,6 +289,8 @@ class ValidateBookingForm(AnswersTheQuestion, ReadsUnreadableAnswers, SlotChoice
 
     def validate_dentist(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker,
                          domain: dict) -> dict[str, Any]:
+        if value is None:
+            return {"dentist": None}  # cleared ("start over", a new request): nothing to check
         if giving_details(tracker):
             return {"dentist": previous_value(tracker, "dentist")}
         catalogue = get_gateway().catalogue()

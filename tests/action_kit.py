@@ -6,6 +6,8 @@ with a pinned clock. ``Chat`` keeps the slots between turns like the Rasa server
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from pathlib import Path
@@ -60,6 +62,21 @@ OUTBOX_EVENTS = ("SELECT (jsonb_build_object('id', id, 'type', type, 'at', creat
                  "FROM realtime_events WHERE id > %s ORDER BY id")
 
 
+@contextmanager
+def seeded_gateway(engine, settings, now: datetime, source: str) -> Iterator[Gateway]:
+    """The seeded clinic at ``now``, its gateway the one every action uses meanwhile."""
+    from actions import gateway as gateway_module
+    from bot.seed import seed
+
+    seed(engine, settings, today=now.date())
+    gateway = make_gateway(engine, settings, now, source)
+    gateway_module.use_gateway(gateway)
+    try:
+        yield gateway
+    finally:
+        gateway_module.use_gateway(None)
+
+
 def make_gateway(engine, settings, now: datetime, source: str = "sql") -> Gateway:
     """A gateway at ``now`` whose offers come from SQL or from the production cache."""
     gw = Gateway(engine, settings, clock=lambda: now)
@@ -92,6 +109,8 @@ class Chat:
     active_loop: str | None = None
     metadata: dict = field(default_factory=dict)
     latest: dict = field(default_factory=dict)
+    history: list[dict] = field(default_factory=list)  # the events of the turns before
+    turn_log: list[dict] = field(default_factory=list)  # this turn's slot events so far
 
     def __post_init__(self) -> None:
         for name, spec in DOMAIN["slots"].items():
@@ -101,17 +120,22 @@ class Chat:
 
     def say(self, text: str, intent: str, entities: dict[str, str] | None = None, **slot_values: Any) -> None:
         """A user message; ``slot_values`` are what Rasa's slot mappings extracted from it."""
+        if self.latest:  # the turn before becomes history, as in Rasa's tracker
+            self.history += [self._user_event()] + self.turn_log
         ents = [{"entity": k, "value": v, "start": i, "end": i + 1}
                 for i, (k, v) in enumerate((entities or {}).items())]
         self.latest = {"text": text, "intent": {"name": intent, "confidence": 1.0}, "entities": ents,
                        "metadata": dict(self.metadata), "message_id": f"m{next(_ids)}"}
         self.extracted = dict(slot_values)
+        self.turn_log = [{"event": "slot", "name": k, "value": v} for k, v in self.extracted.items()]
+
+    def _user_event(self) -> dict:
+        return {"event": "user", "text": self.latest["text"], "parse_data": self.latest,
+                "metadata": self.latest["metadata"]}
 
     def tracker(self) -> Tracker:
         slots = {**self.slots, **self.extracted}
-        events = [{"event": "user", "text": self.latest["text"], "parse_data": self.latest,
-                   "metadata": self.latest["metadata"]}]
-        events += [{"event": "slot", "name": k, "value": v} for k, v in self.extracted.items()]
+        events = self.history + [self._user_event()] + self.turn_log
         return Tracker.from_dict({
             "sender_id": self.sender_id, "slots": slots, "latest_message": self.latest, "events": events,
             "paused": False, "followup_action": None, "latest_action_name": "action_listen",
@@ -126,6 +150,7 @@ class Chat:
         for e in events:
             if e.get("event") == "slot":
                 self.slots[e["name"]] = e["value"]
+                self.turn_log.append({"event": "slot", "name": e["name"], "value": e["value"]})
             elif e.get("event") == "active_loop":
                 self.active_loop = e.get("name")
         return Turn(events, [m.get("response") for m in dispatcher.messages], dispatcher.messages)

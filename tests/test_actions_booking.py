@@ -12,15 +12,13 @@ import pytest
 from rasa_sdk.executor import CollectingDispatcher
 from sqlalchemy import func, select
 
-from actions import gateway as gateway_module
 from actions.booking import ActionFinishBooking, AskBookingConfirmed, AskSlotChoice, ValidateBookingForm
 from actions.formatting import decode_choice
 from bot.booking import BookingService
 from bot.db import session_scope
 from bot.models import Appointment, Patient
-from bot.seed import seed
 from bot.tokens import Identity
-from action_kit import DOMAIN, Chat, make_gateway
+from action_kit import DOMAIN, Chat, seeded_gateway
 
 TZ = ZoneInfo("America/New_York")
 NOW = datetime(2027, 3, 1, 8, 0, tzinfo=TZ)  # a Monday morning
@@ -28,11 +26,8 @@ NOW = datetime(2027, 3, 1, 8, 0, tzinfo=TZ)  # a Monday morning
 
 @pytest.fixture
 def gw(engine, settings, availability_source):
-    seed(engine, settings, today=NOW.date())
-    gateway = make_gateway(engine, settings, NOW, availability_source)
-    gateway_module.use_gateway(gateway)
-    yield gateway
-    gateway_module.use_gateway(None)
+    with seeded_gateway(engine, settings, NOW, availability_source) as gateway:
+        yield gateway
 
 
 def count_appointments(engine, **where) -> int:
@@ -165,9 +160,9 @@ async def test_the_same_yes_delivered_twice_books_once_by_its_message_id(gw, eng
     await fill_until_confirmation(chat)
     before = count_appointments(engine)
     chat.say("yes", "affirm", confirmed=True)
-    message, tracker_slots = dict(chat.latest), dict(chat.slots)
+    message, tracker_slots, log = dict(chat.latest), dict(chat.slots), list(chat.turn_log)
     first = await chat.run(ValidateBookingForm())
-    chat.slots, chat.latest, chat.extracted = tracker_slots, message, {"confirmed": True}
+    chat.slots, chat.latest, chat.extracted, chat.turn_log = tracker_slots, message, {"confirmed": True}, log
     second = await chat.run(ValidateBookingForm())
     assert first.responses == second.responses == ["utter_booked"]
     assert first.slots()["booked_appointment_id"] == second.slots()["booked_appointment_id"]

@@ -8,15 +8,13 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
-from actions import gateway as gateway_module
 from actions.manage import (ActionListAppointments, AskAppointmentId, AskConfirmCancel,
                             AskRescheduleSlotChoice, ValidateCancelForm, ValidateRescheduleForm)
 from actions.formatting import decode_choice
 from bot.db import session_scope
 from bot.models import Appointment
-from bot.seed import seed
 from bot.tokens import mint
-from action_kit import Chat, make_gateway
+from action_kit import Chat, seeded_gateway
 
 TZ = ZoneInfo("America/New_York")
 NOW = datetime(2027, 3, 1, 8, 0, tzinfo=TZ)
@@ -24,11 +22,8 @@ NOW = datetime(2027, 3, 1, 8, 0, tzinfo=TZ)
 
 @pytest.fixture
 def gw(engine, settings, availability_source):
-    seed(engine, settings, today=NOW.date())
-    gateway = make_gateway(engine, settings, NOW, availability_source)
-    gateway_module.use_gateway(gateway)
-    yield gateway
-    gateway_module.use_gateway(None)
+    with seeded_gateway(engine, settings, NOW, availability_source) as gateway:
+        yield gateway
 
 
 def visits_of(engine, patient_id: int) -> list[Appointment]:
