@@ -31,7 +31,7 @@ from rasa_sdk.events import EventType, FollowupAction, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from .availability import load_offer
-from .common import changed_this_turn, guarded, holder_of, unreadable
+from .common import changed_this_turn, guarded, holder_of, reset_request, unreadable
 from .dates import PastTime, parse_when
 from .formatting import decode_choice, short_dentist, when_label
 from .gateway import Catalogue, Gateway, get_gateway
@@ -47,6 +47,10 @@ START_OVER = {
     "cancel_form": ("appointment_id", "confirmed"),
 }
 ENTITY_SLOTS = ("service", "dentist", "time", "phone")
+# Requests that start another task when the model is sure (rules in data/rules/*.yml switch).
+TASKS = {"reschedule_appointment": "reschedule_form", "cancel_appointment": "cancel_form",
+         "list_appointments": "list"}
+SURE = 0.8
 # Words that make "actually Dr Patel" at the name question a change of dentist, not a name.
 CORRECTION = re.compile(r"\b(actually|instead|rather|change|make it|switch|prefer|dr|doctor|no)\b|^\s*no\b",
                         re.IGNORECASE)
@@ -208,6 +212,8 @@ class AnswersTheQuestion:
         kind = interruption(text)
         if kind in ("stop", "emergency", "handoff"):
             return {}
+        if self.switches_task(tracker, form):
+            return {}  # "I need to move my appointment" in the middle of a booking: its rule runs
         out: dict[str, Any] = {}
         gw = get_gateway()
         region = gw.settings.phone_region
@@ -220,6 +226,8 @@ class AnswersTheQuestion:
                 return out | {"slot_choice": text, "confirmed": None}
         if kind == "question" and not self.reads_as_time(gw, text):
             return out  # a clinic question: the FAQ rule answers it, then the form asks again
+        if out and requested in ("slot_choice", "time"):
+            return out  # a name or a number given early: taken, and the question is asked again
         if requested == "confirmed":
             if _entities(tracker) & set(ENTITY_SLOTS) or out:
                 return out | {"confirmed": None}  # "no, Thursday": a correction, not a no
@@ -258,6 +266,16 @@ class AnswersTheQuestion:
         return events
 
     @staticmethod
+    def switches_task(tracker: Tracker, form: str) -> bool:
+        """Whether the model is sure the message asks for another task than the form's (moving or
+        cancelling a visit, listing them) and the words name no answer (no time, no offer)."""
+        intent = tracker.latest_message.get("intent") or {}
+        other = TASKS.get(intent.get("name"))
+        if other is None or other == form or float(intent.get("confidence") or 0) < SURE:
+            return False
+        return not (_entities(tracker) & {"time", "slot_choice", "phone"})
+
+    @staticmethod
     def reads_as_time(gw: Gateway, text: str) -> bool:
         """ "What about Friday?" answers "when?"; "what time do you open?" does not."""
         try:
@@ -276,6 +294,10 @@ class AnswersTheQuestion:
             phone = phone_in(text, region)
             if phone and sum(c.isdigit() for c in phone) >= 10:
                 out["phone"] = phone
+        if requested in ("slot_choice", "time", "phone", "confirmed") and not tracker.get_slot("full_name"):
+            alone = strip_name(text)
+            if 2 <= len(alone.split()) <= 4 and reads_as_name(alone) and not _entities(tracker):
+                return out | {"full_name": alone}  # the name, given before it was asked for
         if requested == "full_name" and "phone" in out:
             rest = strip_name(text.replace(out["phone"], " ").strip(" ,.;"))
             if rest:
@@ -343,6 +365,18 @@ class AskFullName(AskQuestion):
 
 class AskPhone(AskQuestion):
     slot = "phone"
+
+
+class ActionDropRequest(Action):
+    """Another task asked for in the middle of one: forget the request (and its held slot) quietly."""
+
+    def name(self) -> str:
+        return "action_drop_request"
+
+    @guarded
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list[dict]:
+        get_gateway().release(holder_of(tracker))
+        return reset_request()
 
 
 class ActionAnswerWithoutQuestion(Action):

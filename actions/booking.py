@@ -165,7 +165,21 @@ class SlotChoiceMixin:
             return {"time": previous_value(tracker, "time")}  # a correction we could not read: keep it
         if out.get("time_window") != tracker.get_slot("time_window") and not picked_by_button(tracker):
             out.update(slot_choice=None, offered_slots=None, confirmed=None)
+            exact = When.decode(out["time_window"]).at if out.get("time_window") else None
+            service = self.service_for(gw, tracker)
+            if exact is not None and service is not None and self.free_dentist(gw, tracker, service, exact):
+                # "Friday at 2pm" and 2pm is free: that is the pick (the summary still asks)
+                out.update(self.take(gw, dispatcher, tracker, service, exact,
+                                     self.free_dentist(gw, tracker, service, exact)))
         return out
+
+    def free_dentist(self, gw: Gateway, tracker: Tracker, service: ServiceInfo, at) -> int | None:
+        """The dentist asked for (or any) who is free at ``at`` for ``service``."""
+        wanted = self.dentist_id_for(gw, tracker)
+        for dentist_id in [wanted] if wanted is not None else sorted(gw.catalogue().dentists):
+            if gw.is_free(service.id, dentist_id, at):
+                return dentist_id
+        return None
 
     def keep_the_hour(self, gw: Gateway, tracker: Tracker, text: str) -> str:
         """ "No, Thursday" after 10:15 was chosen: Thursday around 10:15 (only the day changes)."""
@@ -222,10 +236,9 @@ class SlotChoiceMixin:
                   at) -> dict[str, Any]:
         """A time that was not offered: take it when it is free, else offer the nearest around it."""
         wanted = self.dentist_id_for(gw, tracker)
-        candidates = [wanted] if wanted is not None else sorted(gw.catalogue().dentists)
-        for dentist_id in candidates:
-            if gw.is_free(service.id, dentist_id, at):
-                return self.take(gw, dispatcher, tracker, service, at, dentist_id)
+        dentist_id = self.free_dentist(gw, tracker, service, at)
+        if dentist_id is not None:
+            return self.take(gw, dispatcher, tracker, service, at, dentist_id)
         nearest = spread(gw.nearest(service.id, at, wanted, count=12), 6)
         dispatcher.utter_message(response="utter_time_taken", when=when_label(at, gw.tz, now=gw.now()))
         return {"slot_choice": None, "offered_slots": store_offer(nearest) or None}
