@@ -229,7 +229,7 @@ class AnswersTheQuestion:
         if out and requested in ("slot_choice", "time"):
             return out  # a name or a number given early: taken, and the question is asked again
         if requested == "confirmed":
-            if _entities(tracker) & set(ENTITY_SLOTS) or out:
+            if form != "cancel_form" and (_entities(tracker) & set(ENTITY_SLOTS) or out):
                 return out | {"confirmed": None}  # "no, Thursday": a correction, not a no
             if changed_this_turn(tracker, "confirmed"):
                 return out
