@@ -94,3 +94,31 @@ def trained_model() -> None:
     from tests.prereq import require
 
     require(has_model(), "no model trained from the current data: run `make train` (make test does)")
+
+
+@pytest.fixture(scope="session")
+def chat_stack(pg_server: str, template_db: str, trained_model: None):
+    """The whole system (``make run``'s services on a seeded database of its own) for every
+    end-to-end module that can share it: Rasa's start-up, its model load, is the largest cost of
+    the suite (60-110 s on 2 cores), so it is paid once. Each test speaks in conversations of its
+    own and finds the seeded clinic (``_chat_stack_as_found``); a module that needs other settings
+    restarts the service that reads them (``tests.stack_helpers.reconfigured``) or, for Rasa's,
+    starts a stack of its own."""
+    from tests.stack_helpers import running_stack
+
+    with running_stack(pg_server, template_db, "clinic_chat") as stack:
+        yield stack
+
+
+@pytest.fixture(autouse=True)
+def _chat_stack_as_found(request: pytest.FixtureRequest):
+    """A test on ``chat_stack`` leaves the clinic's tables as it found them (what it booked, held,
+    closed or changed is undone, and the action server's cache has taken that in), and finds
+    every service of the stack running."""
+    if "chat_stack" not in request.fixturenames:
+        yield
+        return
+    from tests.stack_helpers import as_found
+
+    with as_found(request.getfixturevalue("chat_stack")):
+        yield
