@@ -14,21 +14,22 @@ import socketio
 from bot.tokens import mint
 from tests.chat_helpers import book_anonymously, choice_start, offers, rows, slot_buttons, text
 from tests.polling import action_cache_caught_up
-from tests.stack_helpers import running_stack
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e,
               pytest.mark.usefixtures("trained_model")]
 
 
 @pytest.fixture(scope="module")
-def stack(pg_server, template_db):
-    with running_stack(pg_server, template_db, "clinic_e2e") as s:
-        yield s
-        # every offer of this module came from the action server's cache, as in production: the
-        # gateway's silent SQL fallback (cache not started or failing) was never taken
-        health = s.health()
-        assert health["availability"] == {"source": "cache", "gateway_sql_fallbacks": 0}, health
-        assert health["cache"]["sql_fallbacks"] == 0, health["cache"]
+def stack(chat_stack):
+    """The shared system (tests/conftest.py); the action server's counters as this module found them."""
+    before = chat_stack.health()
+    yield chat_stack
+    # every offer of this module came from the action server's cache, as in production: the
+    # gateway's silent SQL fallback (cache not started or failing) was never taken meanwhile
+    health = chat_stack.health()
+    fallbacks = before["availability"]["gateway_sql_fallbacks"]
+    assert health["availability"] == {"source": "cache", "gateway_sql_fallbacks": fallbacks}, health
+    assert health["cache"]["sql_fallbacks"] == before["cache"]["sql_fallbacks"], (before, health)
 
 
 async def test_booking_lands_in_the_database_and_reaches_an_admin(stack):

@@ -18,7 +18,7 @@ from tests.test_e2e_assistant import book_anonymously, choice_start, offers, row
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e,
               pytest.mark.usefixtures("trained_model")]
-stack = e2e.stack  # the same module-scoped fixture: this module gets a whole system of its own
+stack = e2e.stack  # the shared system (tests/conftest.py), its cache's SQL fallbacks checked over this module
 
 APOLOGY = "something went wrong"  # utter_sorry_error: what the chat says when an action failed
 

@@ -26,7 +26,6 @@ import pytest
 
 from bot.launcher import ROOT, RASA
 from bot.stack import Stack, free_port
-from tests.stack_helpers import running_stack
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e,
               pytest.mark.skipif(not RASA.exists(), reason=".venv-rasa is missing: run `make install`"),
@@ -36,10 +35,11 @@ ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[()][A-Za-z0-9]|\x1b[=>]|\r")
 CURSOR_POSITION_REQUEST = "\x1b[6n"
 
 
-@pytest.fixture(scope="module")
-def stack(pg_server, template_db):
-    with running_stack(pg_server, template_db, "clinic_shell", "sync", "actions") as s:
-        yield s
+@pytest.fixture
+def stack(chat_stack):
+    """The shared system's sync service and action server (its Rasa server stays out of this:
+    ``rasa shell`` is a Rasa of its own, on the same database and action server)."""
+    return chat_stack
 
 
 class Terminal:

@@ -2,9 +2,10 @@
 to clinic closures and date overrides set over the REST API, the minimum notice (the clinic's and
 a service's own), the booking horizon, and the buffer after a visit booked in the same chat.
 
-One stack (``bot/stack.py``: sync service, action server with its cache, Rasa) for the module.
-Every change is made the way the clinic makes it (REST, or SQL for a service's notice), and the
-test waits until the action server's cache has taken it in before asking."""
+On the shared stack (``chat_stack`` in tests/conftest.py: sync service, action server with its
+cache, Rasa), which gives each test the seeded clinic: the closures, overrides and visits of one
+test are gone before the next. Every change is made the way the clinic makes it (REST, or SQL for a
+service's notice), and the test waits until the action server's cache has taken it in before asking."""
 
 from __future__ import annotations
 
@@ -21,16 +22,14 @@ from bot.stack import Stack
 from bot.tokens import mint
 from tests.api_helpers import call
 from tests.test_e2e_assistant import book_anonymously, choice_start, offers, rows, slot_buttons, text
-from tests.stack_helpers import running_stack
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e,
               pytest.mark.usefixtures("trained_model")]
 
 
-@pytest.fixture(scope="module")
-def stack(pg_server, template_db):
-    with running_stack(pg_server, template_db, "clinic_e2e_rules") as s:
-        yield s
+@pytest.fixture
+def stack(chat_stack):
+    return chat_stack
 
 
 def chat() -> str:

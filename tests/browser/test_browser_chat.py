@@ -27,11 +27,8 @@ import socketio
 from aiohttp import web
 from browser_helpers import REPLY_MS, answered, collect_errors, offered, running, typing
 
-from bot.stack import has_model
 from bot.tokens import mint
 from tests.chat_helpers import choice_start, rows
-from tests.prereq import require
-from tests.stack_helpers import running_stack
 from tests.sync_helpers import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -41,11 +38,10 @@ EVIL = "<img src=x onerror=\"window.__pwned=1\">Hello from the <b>assistant</b>"
 
 # --- the real assistant ------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def stack(pg_server, template_db):
-    require(has_model(), "no model trained from the current data: run `make train` (make test does)")
-    with running_stack(pg_server, template_db, "clinic_widget") as s:
-        yield s
+@pytest.fixture
+def stack(chat_stack):
+    """The shared system (tests/conftest.py: the model of the current data, or a skip)."""
+    return chat_stack
 
 
 async def test_a_visitor_books_in_the_widget_and_the_visit_is_in_the_database(stack, browser, shot):

@@ -1,9 +1,10 @@
 """Every door of the chat side, tried as an outsider on loopback would: Rasa's port, the action
 server's port, conversation ids, tokens left behind, floods and a store that goes away.
 
-One stack (``make run``'s services, real PostgreSQL) with the flood limits set low, so a test
-reaches them in a few bookings; each test speaks from its own conversations, and tests that count
-per client speak from their own loopback address (127.0.0.x).
+The shared stack (``make run``'s services, real PostgreSQL: ``chat_stack`` in tests/conftest.py)
+with the flood limits set low, so a test reaches them in a few bookings; each test speaks from its
+own conversations, and tests that count per client speak from their own loopback address
+(127.0.0.x). Rasa's HTTP API with a token is another Rasa: that test starts a stack of its own.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import socketio
 from bot.stack import Stack
 from bot.tokens import mint
 from tests.chat_helpers import book_anonymously, offers, rows, slot_buttons, text
-from tests.stack_helpers import running_stack
+from tests.stack_helpers import reconfigured, running_stack
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.usefixtures("trained_model")]
 
@@ -31,8 +32,10 @@ DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday")
 
 
 @pytest.fixture(scope="module")
-def stack(pg_server, template_db):
-    with running_stack(pg_server, template_db, "clinic_doors", **LIMITS) as s:
+def stack(chat_stack):
+    """The shared system (tests/conftest.py) with its action server, which alone enforces the
+    flood limits, restarted with ``LIMITS`` for this module."""
+    with reconfigured(chat_stack, "actions", **LIMITS) as s:
         yield s
 
 
