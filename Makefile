@@ -51,6 +51,7 @@ bench: install train
 	$(PY) bench/chat_turns.py
 	$(PY) bench/race.py
 	$(PY) bench/flood.py
+	$(PY) bench/simulate.py
 	$(PY) bench/soak.py
 
 ## Debian's Chromium for the browser tests (needs root; skipped when it is installed).
