@@ -185,7 +185,7 @@ def preference_phrases(today: date, rng: random.Random) -> list[str]:
         f"next {weekday()}", f"next {weekday()} {part()}", f"{weekday()} {part()}",
         f"{weekday()} at {rng.choice(('9', '10', '10:30', '11am', '2', '2:30', '3pm', '4pm', '9:30am'))}",
         "next week", rng.choice(("sometime next week", "any day next week", "early next week")),
-        rng.choice(("as soon as possible", "asap", "the earliest you have")),
+        rng.choice(ASAP),
         f"tomorrow {part()}", f"the {ordinal(later.day)}", f"{MONTHS[later.month - 1]} {later.day}",
         "{} between {} and {}".format(weekday(), *rng.choice(
             (("9", "11"), ("10", "12"), ("1", "3"), ("2", "4"), ("2pm", "5pm"), ("9am", "noon")))),
@@ -195,6 +195,61 @@ def preference_phrases(today: date, rng: random.Random) -> list[str]:
     ]
     rng.shuffle(phrases)
     return phrases
+
+
+_CLOCK = r"(?:noon|\d{1,2}(?::\d{2})?\s*(?:am|pm)?)"
+ASAP = ("as soon as possible", "asap", "the earliest you have")
+
+
+def _minutes(clock: str) -> int:
+    """Minutes after midnight of "9am", "2:30", "3pm", "noon"; 1 to 7 without am/pm is the afternoon."""
+    if clock.strip() == "noon":
+        return 12 * 60
+    m = re.fullmatch(r"(\d{1,2})(?::(\d{2}))?\s*(am|pm)?", clock.strip())
+    assert m, clock
+    hour, suffix = int(m[1]), m[3] or ""
+    if (suffix == "pm" and hour < 12) or (not suffix and 1 <= hour <= 7):
+        hour += 12
+    return hour * 60 + int(m[2] or 0)
+
+
+def fits(phrase: str, at: datetime, today: date, tz: ZoneInfo) -> bool:
+    """Whether a visit at ``at`` is what ``phrase`` (a shape ``preference_phrases`` makes) asks for,
+    as its patient means it: the day (a weekday within two weeks, next week, tomorrow, the 15th,
+    December 15, or any day for "asap") and the time of day (morning, afternoon, at, between, after,
+    before). A patient offered such a time without being shown a list says yes to it."""
+    p, local = phrase.lower(), at.astimezone(tz)
+    day, minute = local.date(), local.hour * 60 + local.minute
+    monday = today - timedelta(days=today.weekday()) + timedelta(days=7)  # of next week
+    weekday = next((i for i, d in enumerate(WEEKDAYS) if d.lower() in p), None)
+    ordinal_day = re.search(r"\bthe (\d{1,2})(?:st|nd|rd|th)\b", p)
+    month = next((i + 1 for i, m in enumerate(MONTHS) if m.lower() in p), None)
+    if p in ASAP:
+        right_day = today <= day <= today + timedelta(days=14)
+    elif p.startswith("tomorrow"):
+        right_day = day == today + timedelta(days=1)
+    elif weekday is not None:
+        right_day = day.weekday() == weekday and today < day <= today + timedelta(days=14)
+    elif "next week" in p:
+        right_day = monday <= day < monday + timedelta(days=3 if p.startswith("early") else 7)
+    elif month is not None:
+        right_day = (day.month, day.day) == (month, int(re.search(r"\d+", p)[0]))
+    elif ordinal_day:
+        right_day = day.day == int(ordinal_day[1])
+    else:
+        return False
+    ranges = {"morning": (8 * 60, 12 * 60), "afternoon": (12 * 60, 17 * 60)}
+    low, high = next((r for part, r in ranges.items() if part in p), (0, 24 * 60))
+    if m := re.search(f"between ({_CLOCK}) and ({_CLOCK})$", p):
+        low, high = _minutes(m[1]), _minutes(m[2])
+    elif m := re.search(f"after ({_CLOCK})$", p):
+        low = _minutes(m[1])
+    elif m := re.search(f"before ({_CLOCK})$", p):
+        high = _minutes(m[1])
+    elif m := re.search(f" at ({_CLOCK})$", p):
+        low = high = _minutes(m[1])
+        return right_day and minute == low
+    return right_day and low <= minute < high
 
 
 # ------------------------------------------------------------------------------------------------
@@ -327,8 +382,6 @@ class Clinic:
 
 _WHEN = re.compile(r"^(?P<day>today|tomorrow|(?P<wd>[A-Z][a-z]{2}) (?P<mon>[A-Z][a-z]{2}) (?P<dom>\d{1,2})), "
                    r"(?P<h>\d{1,2}):(?P<m>\d{2}) (?P<ap>AM|PM)$")
-_EXACT = re.compile(r"^(?:on )?(?P<wd>monday|tuesday|wednesday|thursday|friday) at "
-                    r"(?P<h>\d{1,2})(?::(?P<m>\d{2}))?\s*(?P<ap>am|pm)?$")
 _WHO = re.compile(r"for (?P<name>.+) \((?P<phone>[^()]*\d[^()]*)\)$")  # the summary's ", for NAME (PHONE)"
 _CHOICE = re.compile(r'"slot_choice":\s*"([^"|]+)\|(\d+)"')
 
@@ -893,17 +946,12 @@ class Patient:
         return self.rng.choice((weekday, weekday.lower(), wd, f"{mon} {dom}", f"the {ordinal(int(dom))}",
                                 f"{weekday} the {ordinal(int(dom))}"))
 
-    def _asked_exactly(self, when: str, prompt: BotMessage) -> Offer | None:
-        """The summary's time as an offer, if it is the exact day and time the patient asked for
-        ("Thursday at 10"): confirming that straight away is right, and the patient says yes."""
-        m = _EXACT.match(self.goal.when.lower())
+    def _asked_for(self, when: str, prompt: BotMessage) -> Offer | None:
+        """The summary's time as the patient's choice, when it is a time the patient asked for
+        (``fits``): a bot that goes straight to "Thursday 9:00 AM, shall I book it?" for "Thursday
+        between 9am and noon" is right, and the patient says yes."""
         at = label_time(when, self.clinic.today(), self.clinic.tz)
-        if not m or at is None:
-            return None
-        hour, ap = int(m["h"]), m["ap"] or ""
-        hour += 12 if (ap == "pm" and hour < 12) or (not ap and 1 <= hour <= 7) else 0
-        if (at.weekday(), at.hour, at.minute) != (WEEKDAYS.index(m["wd"].capitalize()), hour,
-                                                   int(m["m"] or 0)):
+        if at is None or not fits(self.goal.when, at, self.clinic.today(), self.clinic.tz):
             return None
         dentist = (prompt.fields.get("dentist") or "").strip()
         dentist_id = self._wanted_dentist() or next(
@@ -946,7 +994,7 @@ class Patient:
                 self.reasons.append(f"summary mismatch: {problem}")
                 return self._say(lambda: Utterance(self._render(self.rng.choice(
                     ("no, that's not what I asked for", "no, that's wrong", "no"))), "no"))
-            return self._say(lambda: self._fix_summary(what))
+            return self._say(lambda: self._fix_summary(what), again=self.fixes[what] > 1)
         affirm = next((b for b in prompt.buttons if b.get("payload") == "/affirm"), None)
         if affirm and self.persona is Persona.CLICKER:
             return self._say(lambda: Utterance("/affirm", "yes:tap", payload=True))
@@ -994,9 +1042,9 @@ class Patient:
                                  f"{t.service} {t.starts_at}")
             return None
         if self.choice is None:
-            self.choice = self._asked_exactly(when, prompt)
+            self.choice = self._asked_for(when, prompt)
         if self.choice is None:
-            return "unchosen", f"asked to confirm {when!r} before the patient chose a time"
+            return "unchosen", f"asked to confirm {when!r}, which is not {self.goal.when!r}"
         if when != self.choice.when:
             return "time", f"the summary says {when!r}, the patient picked {self.choice.when!r}"
         wanted = self.clinic.dentists.get(self._wanted_dentist() or self.choice.dentist_id)

@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from bench.simulator import (DENTISTS, RESPONSES, ROOT, SIM_LIMITS, Clinic, Expected, Goal, Kind, Patient,
-                             Persona, Row, describe, find_loop, judge, kind_of, make_tasks, pass_k, read,
-                             run_tasks, typo)
+                             Persona, Row, describe, find_loop, fits, judge, kind_of, make_tasks, ordinal,
+                             pass_k, read, run_tasks, typo)
 from tests.stack_helpers import reconfigured
 
 SEED, TASKS, RUNS = 2026, 20, 3
@@ -197,3 +197,32 @@ def test_a_typo_changes_one_letter_and_nothing_else():
             changed = typo(word, rng)
             assert changed[0] == word[0] and changed[-1] == word[-1]
             assert "''" not in changed and abs(len(changed) - len(word)) <= 1
+
+
+def test_a_time_the_patient_asked_for_fits_and_another_does_not():
+    today = datetime.now(TZ).date()
+    thursday = today + timedelta(days=(3 - today.weekday()) % 7 or 7)
+    nine = datetime(thursday.year, thursday.month, thursday.day, 9, tzinfo=TZ)
+    assert fits("Thursday between 9am and noon", nine, today, TZ)
+    assert not fits("Thursday between 9am and noon", nine.replace(hour=12, minute=30), today, TZ)
+    assert fits("Thursday at 2:30", nine.replace(hour=14, minute=30), today, TZ)
+    assert not fits("Thursday at 2:30", nine.replace(hour=14, minute=45), today, TZ)
+    assert fits("Thursday in the morning", nine, today, TZ)
+    assert not fits("Thursday afternoon", nine, today, TZ)
+    assert not fits("Friday morning", nine, today, TZ)
+    assert fits(f"the {ordinal(thursday.day)}", nine, today, TZ)
+    assert not fits("tomorrow morning", nine + timedelta(days=14), today, TZ)
+
+
+def test_a_summary_before_any_pick_is_a_yes_only_for_a_time_asked_for():
+    today = datetime.now(TZ).date()
+    thursday = today + timedelta(days=(3 - today.weekday()) % 7 or 7)
+    nine = datetime(thursday.year, thursday.month, thursday.day, 9, tzinfo=TZ)
+    goal = Goal("book", "cleaning", "chen", "Thursday between 9am and noon", "Ada Lovelace", "2125551234")
+    for hour, answer in ((9, "yes"), (13, "no")):
+        patient = Patient(goal, Persona.TERSE, random.Random(2), CLINIC)
+        patient.opening()
+        summary = {"text": f"Please confirm: Cleaning with Dr. James Chen, {label(nine.replace(hour=hour))} "
+                           "($140), for Ada Lovelace (+12125551234). Shall I book it?",
+                   "buttons": [{"title": "Yes, book it", "payload": "/affirm"}]}
+        assert patient.react([read(summary)]).act == answer
