@@ -61,12 +61,13 @@ def slim(parse: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def score(model: Path, holdout: Path, texts: list[str]) -> dict[str, Any]:
+async def score(model: Path, holdout: Path, texts: list[str], agent: Any = None) -> dict[str, Any]:
+    """The report of ``model`` (or of ``agent``, that model already loaded: rasa_tools.evaluate)."""
     from rasa.core.agent import Agent
     from rasa.shared.nlu.training_data.loading import load_data
     from sklearn.metrics import classification_report, precision_recall_fscore_support
 
-    agent = Agent.load(str(model))
+    agent = agent or Agent.load(str(model))
     examples = [m for m in load_data(str(holdout)).intent_examples]
 
     gold: list[str] = []

@@ -6,8 +6,10 @@ The server is TEST_DATABASE_URL when set, else 127.0.0.1:5432 when it answers
 
 from __future__ import annotations
 
+import json
 import os
 import socket
+import subprocess
 import uuid
 from pathlib import Path
 
@@ -122,3 +124,32 @@ def _chat_stack_as_found(request: pytest.FixtureRequest):
 
     with as_found(request.getfixturevalue("chat_stack")):
         yield
+
+
+@pytest.fixture(scope="session")
+def rasa_evaluation(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The model of the current data on the held-out NLU set (with test_nlu's key phrases parsed)
+    and on the conversation tests, in one process (rasa_tools/evaluate.py), so the model is loaded
+    once (about 40 s) for tests/test_nlu.py and tests/test_rasa.py: the report both read. Trains
+    first when models/ holds no model of the current data (a checkout without `make train`: those
+    modules' own time limit, 30 minutes, allows a cold training)."""
+    from tests.test_nlu import KEY_PHRASES
+
+    rasa_python = ROOT / ".venv-rasa" / "bin" / "python"
+    if not rasa_python.exists():
+        pytest.fail(".venv-rasa is missing: run `make install`")
+    env = {**os.environ, "RASA_TELEMETRY_ENABLED": "false", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    trained = subprocess.run(["bash", "scripts/train.sh"], cwd=ROOT, stdout=subprocess.PIPE, text=True,
+                             env=env, timeout=20 * 60)
+    assert trained.returncode == 0, "scripts/train.sh failed (its log is above)"
+    model = trained.stdout.strip().splitlines()[-1]
+    out = tmp_path_factory.mktemp("rasa_evaluation")
+    cmd = [str(rasa_python), "-m", "rasa_tools.evaluate", "--model", model, "--out", str(out),
+           "--holdout", str(ROOT / "tests" / "nlu_holdout.yml"),
+           "--stories", str(ROOT / "tests" / "test_stories.yml")]
+    for text in KEY_PHRASES:
+        cmd += ["--parse", text]
+    evaluated = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True, env=env, timeout=15 * 60)
+    print(evaluated.stdout)
+    assert evaluated.returncode == 0, "rasa_tools.evaluate failed (its log is above)"
+    return json.loads((out / "report.json").read_text())
