@@ -36,8 +36,8 @@ from .dates import PastTime, parse_when
 from .formatting import decode_choice, short_dentist, when_label
 from .gateway import Catalogue, Gateway, get_gateway
 from .handoff import OPENING_HOURS
-from .understanding import (Vocabulary, dentist_in, interruption, is_start_over, name_in, phone_in,
-                            reads_as_name, service_in, strip_name, yes_no)
+from .understanding import (Vocabulary, asks_to_book, dentist_in, interruption, is_start_over, name_in,
+                            names_a_task, phone_in, reads_as_name, service_in, strip_name, yes_no)
 
 SYNONYMS = Path(__file__).resolve().parent.parent / "data" / "nlu" / "synonyms.yml"
 # Slots a "start over" clears in each form (the patient's name and phone stay).
@@ -220,6 +220,9 @@ class AnswersTheQuestion:
         needs_details = form == "booking_form" and not self.signed_in(tracker)
         if needs_details:
             out.update(self.details_in(tracker, text, requested, region))
+        if needs_details and requested not in (None, "full_name") and "full_name" in out:
+            # "no, it's just Sean Haddad", "the name should be Fatima Chen": the name, nothing else
+            return out | ({"confirmed": None} if requested == "confirmed" else {})
         if requested in (None, "confirmed", "slot_choice") and form != "cancel_form":
             names_a_time = getattr(self, "names_a_time", None)
             if names_a_time is not None and names_a_time(gw, tracker):  # "make it 4 instead", "the 2nd"
@@ -241,12 +244,20 @@ class AnswersTheQuestion:
             return out
         if requested is None or changed_this_turn(tracker, requested) or requested in out:
             return out | self.first_turn(tracker, text, requested)
+        something_else = bool(_entities(tracker) & {"time", "phone", "service", "dentist"}) or bool(out) or \
+            changed_this_turn(tracker, "time", "phone")
         if requested == "service":
-            out["service"] = service_in(text, vocabulary(gw.catalogue())) or text
+            found = service_in(text, vocabulary(gw.catalogue()))
+            if found or not something_else:  # "make that Thursday" at "what for?" changes the time
+                out["service"] = found or text
         elif requested == "dentist":
-            out["dentist"] = dentist_in(text, vocabulary(gw.catalogue())) or text
+            found = dentist_in(text, vocabulary(gw.catalogue()))
+            if found or not something_else:
+                out["dentist"] = found or text
         elif requested == "phone":
             out["phone"] = phone_in(text, region) or text
+        elif requested == "full_name" and "phone" in out:
+            pass  # only a number: the name question comes again
         elif requested == "full_name":
             corrects = bool(_entities(tracker) & {"service", "dentist", "time"}) and (
                 CORRECTION.search(text) or not reads_as_name(strip_name(text)))
@@ -273,7 +284,8 @@ class AnswersTheQuestion:
         other = TASKS.get(intent.get("name"))
         if other is None or other == form or float(intent.get("confidence") or 0) < SURE:
             return False
-        return not (_entities(tracker) & {"time", "slot_choice", "phone"})
+        text = tracker.latest_message.get("text") or ""
+        return names_a_task(text) and not (_entities(tracker) & {"time", "slot_choice", "phone"})
 
     @staticmethod
     def reads_as_time(gw: Gateway, text: str) -> bool:
@@ -300,9 +312,14 @@ class AnswersTheQuestion:
                 return out | {"full_name": alone}  # the name, given before it was asked for
         if requested == "full_name" and "phone" in out:
             rest = strip_name(text.replace(out["phone"], " ").strip(" ,.;"))
-            if rest:
-                out["full_name"] = re.sub(r"[\s,;]+(?:and|my|phone|number|is|\W)*$", "", rest,
-                                          flags=re.IGNORECASE) or rest
+            rest = re.sub(r"[\s,;]+(?:and|my|phone|number|is|\W)*$", "", rest, flags=re.IGNORECASE).strip()
+            rest = re.sub(r"^(?:(?:my|phone|number|is|it'?s|call|me|at|on)\b[\s:,]*)+$", "", rest,
+                          flags=re.IGNORECASE)
+            # the number given first: kept, and the name asked for again (no complaint)
+            out["full_name"] = rest if rest and reads_as_name(rest) else None
+            if out["full_name"] is None:
+                del out["full_name"]
+                out["misunderstood"] = None
         elif requested != "full_name":
             name = name_in(text)
             if name:
@@ -380,16 +397,19 @@ class ActionDropRequest(Action):
 
 
 class ActionAnswerWithoutQuestion(Action):
-    """An answer when no question is open ("the 10:15 one" after "what's free?", "a cleaning
-    tomorrow"): it names one of the times just offered or something to book, so the booking
-    starts with it; anything else is asked again."""
+    """An answer, or a message the model did not understand, when no question is open ("the 10:15
+    one" after "what's free?", "a cleaning tomorrow", "Hi there! Could I get a tooth extraction
+    tomorrow morning? Thanks!"): when it names one of the times just offered or something to book,
+    the booking starts with it; anything else is asked again."""
 
     def name(self) -> str:
         return "action_answer_without_question"
 
     @guarded
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list[dict]:
-        if tracker.get_slot("offered_slots") or _entities(tracker) & {"service", "dentist", "time", "slot_choice"}:
+        text = latest_text(tracker) or ""
+        if tracker.active_loop_name is None and (tracker.get_slot("offered_slots") or _entities(tracker) & {"service", "dentist", "time", "slot_choice"}
+                or service_in(text, vocabulary(get_gateway().catalogue())) or asks_to_book(text)):
             return [FollowupAction("booking_form")]
         dispatcher.utter_message(response="utter_please_rephrase")
         return []

@@ -143,8 +143,8 @@ class SlotChoiceMixin:
                       domain: dict) -> dict[str, Any]:
         if value is None:
             return {"time": None}  # cleared ("start over", a new request): nothing to check
-        if giving_details(tracker):
-            return {"time": previous_value(tracker, "time")}
+        if giving_details(tracker) or self.inside_the_name(tracker, value):
+            return {"time": previous_value(tracker, "time")}  # "June" in "my name is June Turing"
         gw = get_gateway()
         if self.names_a_time(gw, tracker):
             return {"time": previous_value(tracker, "time")}  # "the 1pm one" picks; it is no new date
@@ -180,6 +180,13 @@ class SlotChoiceMixin:
             if gw.is_free(service.id, dentist_id, at):
                 return dentist_id
         return None
+
+    @staticmethod
+    def inside_the_name(tracker: Tracker, value: Any) -> bool:
+        """Whether the time read this turn is a word of the name given with it."""
+        name = tracker.get_slot("full_name")
+        return (isinstance(value, str) and isinstance(name, str) and changed_this_turn(tracker, "full_name")
+                and bool(re.search(rf"\b{re.escape(value.strip().lower())}\b", name.lower())))
 
     def keep_the_hour(self, gw: Gateway, tracker: Tracker, text: str) -> str:
         """ "No, Thursday" after 10:15 was chosen: Thursday around 10:15 (only the day changes)."""

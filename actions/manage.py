@@ -15,7 +15,7 @@ from abc import abstractmethod
 from typing import Any
 
 from rasa_sdk import Action, FormValidationAction, Tracker
-from rasa_sdk.events import SlotSet
+from rasa_sdk.events import FollowupAction, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from bot.availability import Slot
@@ -29,6 +29,7 @@ from .formatting import decode_choice, short_dentist, when_label
 from .gateway import Gateway, get_gateway
 from .resolver import resolve_pick
 from .session import Caller, caller
+from .understanding import asks_to_book, names_a_task
 
 
 def own_appointments(gw: Gateway, who: Caller) -> list[AppointmentView] | None:
@@ -57,6 +58,11 @@ class ActionListAppointments(Action):
 
     @guarded
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list[dict]:
+        text = tracker.latest_message.get("text") or ""
+        if (tracker.active_loop_name is None and not names_a_task(text)
+                and (asks_to_book(text) or "service" in {e.get("entity") for e in
+                                                         tracker.latest_message.get("entities", [])})):
+            return [FollowupAction("booking_form")]  # "could I get a filling with whoever is free?"
         gw = get_gateway()
         who = caller(tracker)
         visits = own_appointments(gw, who)

@@ -57,6 +57,22 @@ def interruption(text: str) -> str | None:
     return None
 
 
+_BOOKING_CUE = re.compile(r"\b(book\w*|appointment|appt|apptment|schedul\w*|reserve|come in|see (?:a|the) dentist|"
+                          r"get (?:a|an|my)|need (?:a|an)|visit)\b", re.IGNORECASE)
+_TASK_CUE = re.compile(r"\b(move|reschedul\w*|postpone|push (?:it )?back|change my|cancel\w*|call off|"
+                       r"my (?:appointments?|visits?|bookings?)|upcoming|what do i have)\b", re.IGNORECASE)
+
+
+def asks_to_book(text: str) -> bool:
+    """Whether ``text`` asks for a visit in so many words ("could I get ...", "book", "appointment")."""
+    return bool(_BOOKING_CUE.search(text))
+
+
+def names_a_task(text: str) -> bool:
+    """Whether ``text`` speaks of moving, cancelling or listing visits in so many words."""
+    return bool(_TASK_CUE.search(text))
+
+
 def is_start_over(text: str) -> bool:
     return bool(_START_OVER.match(text))
 
@@ -70,20 +86,35 @@ _NO = re.compile(r"^\s*(no|nope|nah|n|not really|don'?t|do not|negative|wrong|th
                  re.IGNORECASE)
 
 
+_YES_ANYWHERE = re.compile(r"\b(yes|yeah|yep|yup|sure|ok|okay|correct|perfect|great|sounds good|book it|"
+                           r"go ahead|please do|confirm(?:ed)?|absolutely|definitely|that works|works for me)\b",
+                           re.IGNORECASE)
+_NO_ANYWHERE = re.compile(r"\b(no|nope|nah|not|don'?t|do not|wrong|cancel|never ?mind|instead|rather|change|"
+                          r"but|actually)\b", re.IGNORECASE)
+
+
 def yes_no(text: str) -> bool | None:
-    """True for a plain yes, False for a plain no, None for anything else (never guessed)."""
+    """True for a yes ("That's great, yes please. Thanks!"), False for a plain no, None for
+    anything else or both at once (never guessed)."""
     if _NO.match(text):
         return False
-    if _YES.match(text):
+    yes = _YES.match(text)
+    if yes and not _NO_ANYWHERE.search(text, yes.end()):
+        return True
+    if _YES_ANYWHERE.search(text) and not _NO_ANYWHERE.search(text) and len(text) <= 80:
         return True
     return None
 
 
 # --- names -----------------------------------------------------------------------------------
+# "my name is", with the typos people make in it ("my nae is", "my nmae's")
+_MY_NAME = r"my (?:full )?n[a-z]{1,3}e?(?: is|'s|s)"
+_INTRO = (rf"{_MY_NAME}|name is|name'?s|name:|the name (?:is|should be|'s)|name should be|"
+          r"(?:change|correct|fix) (?:the|my) name to|it should be|i am|i'?m|im|it'?s|i'?s|its|it is|this is|"
+          r"call me|you can call me|under|book it under|put it under|under the name(?: of)?")
 _NAME_PREFIX = re.compile(
-    r"^\s*(?:hi|hello|hey|ok|okay|sure|yes)?[\s,.!]*(?:my (?:full )?name is|my name'?s|name is|name'?s|name:|"
-    r"i am|i'?m|im|it'?s|its|it is|this is|call me|you can call me|under|book it under|put it under|"
-    r"the name is|under the name(?: of)?)\s+", re.IGNORECASE)
+    rf"^\s*(?:(?:hi|hello|hey|ok|okay|sure|yes|no|nope|sorry|oops|actually|wait|oh)\b[\s,.!]*)*"
+    rf"(?:(?:{_INTRO})\s+)?(?:(?:just|jst|juts|actually)\s+)?", re.IGNORECASE)
 _NAME_SUFFIX = re.compile(r"\s+(?:here|speaking|thanks|thank you|please)[\s.!]*$", re.IGNORECASE)
 # A name: letters of any script, with the marks names carry (O'Brien, Jean-Luc, St. John).
 _NAME_SHAPE = re.compile(r"^[^\W\d_][^\W\d_'’.\-]*(?:[\s'’.\-]+[^\W\d_][^\W\d_'’.\-]*){0,5}\.?$")
@@ -95,9 +126,25 @@ evening today tomorrow asap any anyone anybody
 
 
 def strip_name(text: str) -> str:
-    """``text`` without "my name is" / "it's" before it and "here" after it."""
+    """``text`` without "my name is" / "it's" / "no, it's just" before it and "here" after it."""
     name = _NAME_PREFIX.sub("", text.strip(), count=1)
     return _NAME_SUFFIX.sub("", name).strip().strip(",.!").strip()
+
+
+def names_someone(text: str) -> str | None:
+    """The name in a message that gives or corrects one ("no, it's just Sean Haddad", "the name
+    should be Eli Tanaka", "my nae is Aisha Nguyen"); None when it introduces no name."""
+    found = name_in(text)
+    if found:
+        return found
+    return None
+
+
+# Words a sentence has and a name does not ("the morning one", "next week works").
+_FUNCTION_WORDS = frozenset("""
+the one a an at on in with for to is it that this of my your some next last first second third please
+time times day days week works work fine good okay ok would could can will be me i you we they are was
+""".split())
 
 
 def reads_as_name(text: str) -> bool:
@@ -105,12 +152,14 @@ def reads_as_name(text: str) -> bool:
     if not text or len(text) > 200 or not _NAME_SHAPE.match(text):
         return False
     words = re.findall(r"[^\W\d_]+", text.lower())
+    if len(words) > 1 and any(w in _FUNCTION_WORDS for w in words):
+        return False
     return not all(w in _NOT_NAMES for w in words)
 
 
+_NAME_WORD = r"[^\W\d_](?:[^\W\d_]|['’\-](?=[^\W\d_]))*"
 _NAME_IN_SENTENCE = re.compile(
-    r"(?:\bmy (?:full )?name is|\bmy name'?s|\bname is|\bname:|\bthis is|\bit'?s|\bi am|\bi'?m|\bim|\bunder)\s+"
-    r"([^\W\d_][^\W\d_'’\-]*(?:\s+[^\W\d_][^\W\d_'’\-]*){0,3})", re.IGNORECASE)
+    rf"(?:\b(?:{_INTRO}))\s+(?:(?:just|jst|juts|actually)\s+)?({_NAME_WORD}(?:\s+{_NAME_WORD}){{0,3}})", re.IGNORECASE)
 
 
 def name_in(text: str, *, not_words: Iterable[str] = ()) -> str | None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from actions.understanding import (Vocabulary, dentist_in, interruption, is_start_over, name_in, phone_in,
+from actions.understanding import (Vocabulary, asks_to_book, dentist_in, interruption, is_start_over, name_in,
+                                   names_a_task, phone_in,
                                    reads_as_name, service_in, strip_name, yes_no)
 
 VOCAB = Vocabulary.build(
@@ -98,3 +99,34 @@ def test_yes_and_no(text, answer):
 ])
 def test_start_over(text, expected):
     assert is_start_over(text) == expected
+
+
+@pytest.mark.parametrize("text, name", [
+    ("no i's jst Eli Tanaka", "Eli Tanaka"), ("no, it's just Sean Haddad", "Sean Haddad"),
+    ("the name should be Eli Tanaka", "Eli Tanaka"), ("my nae is Aisha Nguyen", "Aisha Nguyen"),
+    ("no my nae is June Turing", "June Turing"), ("I'm Siobhán O'Brien", "Siobhán O'Brien"),
+])
+def test_names_in_corrections_and_typos(text, name):
+    assert name_in(text) == name
+
+
+@pytest.mark.parametrize("text", ["the morning one", "next week works", "the first one please", "at 10 on Friday"])
+def test_sentences_are_not_names(text):
+    assert not reads_as_name(text)
+
+
+@pytest.mark.parametrize("text, answer", [
+    ("That's great, yes please. Thanks!", True), ("ok that works for me", True),
+    ("yes but make it 4", None), ("great, but not Friday", None),
+])
+def test_a_yes_inside_a_sentence(text, answer):
+    assert yes_no(text) == answer
+
+
+@pytest.mark.parametrize("text, book, task", [
+    ("Hi there! Could I get a tooth extraction tomorrow morning? Thanks!", True, False),
+    ("I need to move my appointment", True, True), ("cancel my visit on friday", True, True),
+    ("what do I have coming up", False, True), ("hello", False, False),
+])
+def test_asking_to_book_and_naming_a_task(text, book, task):
+    assert (asks_to_book(text), names_a_task(text)) == (book, task)
