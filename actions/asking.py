@@ -316,10 +316,8 @@ class AnswersTheQuestion:
             rest = re.sub(r"^(?:(?:my|phone|number|is|it'?s|call|me|at|on)\b[\s:,]*)+$", "", rest,
                           flags=re.IGNORECASE)
             # the number given first: kept, and the name asked for again (no complaint)
+            # (None replaces the number Rasa's mapping took as the name)
             out["full_name"] = rest if rest and reads_as_name(rest) else None
-            if out["full_name"] is None:
-                del out["full_name"]
-                out["misunderstood"] = None
         elif requested != "full_name":
             name = name_in(text)
             if name:

@@ -31,6 +31,9 @@ from .gateway import Gateway, ServiceInfo, get_gateway
 from .session import caller
 
 MAX_NAME = 200
+# What a first message calls the visit without naming a service ("book a visit"): asked for next.
+GENERIC_VISIT = frozenset({"visit", "appointment", "appt", "booking", "something", "dental", "dentist",
+                           "a visit", "an appointment", "dental visit", "dentist appointment"})
 BARE_HOUR = re.compile(r"\s*(?:(?:no|ok|oh|sorry|actually|hmm)[\s,]+)*(?:(?:make|change|move) it(?: to)?|how about|what about|"
                        r"rather|can we do|can you do|let'?s do|do)?\s*(?:at\s+)?(\d{1,2})(?:[:.](\d{2}))?\s*"
                        r"(?:instead|please|then|rather)?[\s.!]*", re.IGNORECASE)
@@ -148,8 +151,8 @@ class SlotChoiceMixin:
         gw = get_gateway()
         if self.names_a_time(gw, tracker):
             return {"time": previous_value(tracker, "time")}  # "the 1pm one" picks; it is no new date
-        text = requested_time(tracker) or value
-        if not isinstance(text, str):
+        text = self.readable_time(gw, tracker, value)
+        if text is None:
             return {"time": None}
         text = self.keep_the_hour(gw, tracker, text)
         # Text taken while asking for the time may really be a dentist or service: stay quiet then.
@@ -180,6 +183,23 @@ class SlotChoiceMixin:
             if gw.is_free(service.id, dentist_id, at):
                 return dentist_id
         return None
+
+    @staticmethod
+    def readable_time(gw: Gateway, tracker: Tracker, value: Any) -> str | None:
+        """The time phrase to read: the model's time entities joined ("10am" + "on Wednesday"), else
+        the slot's value, else (when the time was asked for) the whole message — the first of
+        them that reads as a time, or the first of them when none does."""
+        candidates = [requested_time(tracker), value]
+        if tracker.get_slot("requested_slot") == "time":
+            candidates.append(latest_text(tracker))
+        texts = [t for t in dict.fromkeys(c for c in candidates if isinstance(c, str) and c.strip())]
+        for text in texts:
+            try:
+                if parse_when(text, gw.now(), gw.tz) is not None:
+                    return text
+            except PastTime:
+                return text
+        return texts[0] if texts else None
 
     @staticmethod
     def inside_the_name(tracker: Tracker, value: Any) -> bool:
@@ -298,6 +318,11 @@ class ValidateBookingForm(AnswersTheQuestion, ReadsUnreadableAnswers, SlotChoice
             return {"service": previous_value(tracker, "service")}
         catalogue = get_gateway().catalogue()
         service = catalogue.service(value) or catalogue.service(service_in(str(value), vocabulary(catalogue)))
+        if service is None and tracker.get_slot("requested_slot") is None:
+            text = latest_text(tracker) or ""
+            service = catalogue.service(service_in(text, vocabulary(catalogue)))
+            if service is None and str(value).strip().lower() in GENERIC_VISIT:
+                return {"service": None}  # "book a visit": the form asks what for
         if service is None:
             if tracker.get_slot("requested_slot") not in (None, "service"):  # a correction we can't read
                 return {"service": previous_value(tracker, "service")}
@@ -320,6 +345,16 @@ class ValidateBookingForm(AnswersTheQuestion, ReadsUnreadableAnswers, SlotChoice
             key = "any"
         else:
             dentist = catalogue.dentist(value) or catalogue.dentist(typed or "")
+            if dentist is None and tracker.get_slot("requested_slot") is None:
+                # the first message: the model's span was no name of ours; the words may still say it
+                text = latest_text(tracker) or ""
+                name = tracker.get_slot("full_name") or ""
+                found = dentist_in(text.replace(name, " ") if name else text, vocabulary(catalogue))
+                if found == "any":
+                    return {"dentist": "any"}
+                dentist = catalogue.dentist(found or "")
+                if dentist is None:
+                    return {"dentist": None}  # not said after all: the form asks which dentist
             if dentist is None:
                 if tracker.get_slot("requested_slot") not in (None, "dentist"):  # a correction we can't read
                     return {"dentist": previous_value(tracker, "dentist")}
@@ -332,6 +367,8 @@ class ValidateBookingForm(AnswersTheQuestion, ReadsUnreadableAnswers, SlotChoice
 
     def validate_full_name(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker,
                            domain: dict) -> dict[str, Any]:
+        if value is None:
+            return {"full_name": None}  # a number given instead: the name is asked for again, no complaint
         name = strip_name(value) if isinstance(value, str) else ""
         if (not name or len(name) > MAX_NAME or not any(c.isalpha() for c in name) or name.startswith("/")
                 or name.endswith("?") or (len(name.split()) <= 2 and not reads_as_name(name)

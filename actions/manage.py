@@ -83,6 +83,10 @@ class AppointmentMixin:
                                      domain: dict) -> dict[str, Any]:
         if tracker.get_slot("requested_slot") is not None:
             return {}  # only when the form starts
+        text = tracker.latest_message.get("text") or ""
+        if not text.startswith("/") and not names_a_task(text) and (
+                asks_to_book(text) or "service" in {e.get("entity") for e in tracker.latest_message.get("entities", [])}):
+            return {"outcome": "book"}  # "I just moved to the area. Could I get a cleaning?": a booking
         visits = own_appointments(get_gateway(), caller(tracker))
         if tracker.get_slot("appointment_id") is not None and visits:
             return {}  # the id named is checked by validate_appointment_id
@@ -150,7 +154,14 @@ class ManageFormValidation(AnswersTheQuestion, ReadsUnreadableAnswers, Appointme
 
     async def required_slots(self, domain_slots: list[str], dispatcher: CollectingDispatcher,
                              tracker: Tracker, domain: dict) -> list[str]:
-        return [] if tracker.get_slot("outcome") == "none" else domain_slots
+        return [] if tracker.get_slot("outcome") in ("none", "book") else domain_slots
+
+    async def get_validation_events(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+                                    domain: dict) -> list[dict]:
+        events = await super().get_validation_events(dispatcher, tracker, domain)
+        if tracker.get_slot("outcome") == "book":  # kept for action_finish_*: the booking follows
+            events.append(SlotSet("outcome", "book"))
+        return events
 
 
 class ValidateCancelForm(ManageFormValidation):
@@ -303,6 +314,8 @@ class ActionFinishCancel(Action):
 
     @guarded
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list[dict]:
+        if tracker.get_slot("outcome") == "book":  # it asked for a visit: the booking, with what it said
+            return [SlotSet("outcome", None), SlotSet("appointment_id", None), FollowupAction("booking_form")]
         return reset_request()
 
 

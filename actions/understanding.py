@@ -89,7 +89,7 @@ _NO = re.compile(r"^\s*(no|nope|nah|n|not really|don'?t|do not|negative|wrong|th
 _YES_ANYWHERE = re.compile(r"\b(yes|yeah|yep|yup|sure|ok|okay|correct|perfect|great|sounds good|book it|"
                            r"go ahead|please do|confirm(?:ed)?|absolutely|definitely|that works|works for me)\b",
                            re.IGNORECASE)
-_NO_ANYWHERE = re.compile(r"\b(no|nope|nah|not|don'?t|do not|wrong|cancel|never ?mind|instead|rather|change|"
+_NO_ANYWHERE = re.compile(r"\b(no|nope|nah|not|don'?t|do not|wrong|never ?mind|instead|rather|change|"
                           r"but|actually)\b", re.IGNORECASE)
 
 
@@ -109,7 +109,7 @@ def yes_no(text: str) -> bool | None:
 # --- names -----------------------------------------------------------------------------------
 # "my name is", with the typos people make in it ("my nae is", "my nmae's")
 _MY_NAME = r"my (?:full )?n[a-z]{1,3}e?(?: is|'s|s)"
-_INTRO = (rf"{_MY_NAME}|name is|name'?s|name:|the name (?:is|should be|'s)|name should be|"
+_INTRO = (rf"{_MY_NAME}|name is|name'?s|name:|(?:the )?n[a-z]{{1,4}}e?(?: is|'s| s[a-z]{{2,5}}d be)|"
           r"(?:change|correct|fix) (?:the|my) name to|it should be|i am|i'?m|im|it'?s|i'?s|its|it is|this is|"
           r"call me|you can call me|under|book it under|put it under|under the name(?: of)?")
 _NAME_PREFIX = re.compile(

@@ -250,3 +250,31 @@ async def test_cancel_a_visit_named_in_words(gw, engine, settings):
     chat.say("the cleaning on friday", "inform")
     turn = await chat.run(ValidateCancelForm())
     assert turn.slots().get("appointment_id") == str(made.appointment.id)
+
+
+async def test_a_number_at_the_name_question_is_kept_and_the_name_asked_again(gw):
+    chat = Chat()
+    chat.active_loop = "booking_form"
+    chat.slots.update(requested_slot="full_name", service="cleaning")
+    chat.say("9175551667", "inform", {"phone": "9175551667"}, full_name="9175551667")  # as Rasa maps it
+    turn = await chat.run(ValidateBookingForm())
+    assert turn.responses == []  # no "Please tell me the full name": it was an answer, to the next question
+    assert chat.slots["phone"] == "+19175551667" and chat.slots["full_name"] is None
+
+
+async def test_yes_cancel_it_typed_is_a_yes(gw, engine, settings):
+    from actions.understanding import yes_no
+    assert yes_no("Yes, cancel it") is True and yes_no("No, keep it") is False
+
+
+async def test_a_booking_the_model_calls_a_move_is_a_booking(gw):
+    from actions.manage import ActionFinishReschedule, ValidateRescheduleForm
+    chat = Chat()
+    chat.active_loop = "reschedule_form"
+    chat.say("Good morning! I just moved to the area. Could I get a tooth extraction with whoever is free?",
+             "reschedule_appointment", {"service": "tooth extraction"}, service="tooth extraction")
+    turn = await chat.run(ValidateRescheduleForm())
+    assert turn.responses == [] and chat.slots["outcome"] == "book"  # no "no visits booked in this chat"
+    done = await chat.run(ActionFinishReschedule())
+    assert {"event": "followup", "timestamp": None, "name": "booking_form"} in done.events
+    assert chat.slots["service"] == "tooth extraction"  # what it said is kept for the booking
