@@ -302,10 +302,12 @@ class AnswersTheQuestion:
     def details_in(self, tracker: Tracker, text: str, requested: str | None, region: str) -> dict[str, Any]:
         """A name and a phone number given in passing ("... I'm Ana Lima, 212 555 0101")."""
         out: dict[str, Any] = {}
-        if requested != "phone" and not changed_this_turn(tracker, "phone"):
+        if requested != "phone":
             phone = phone_in(text, region)
-            if phone and sum(c.isdigit() for c in phone) >= 10:
+            if phone and sum(c.isdigit() for c in phone) >= 10 and not changed_this_turn(tracker, "phone"):
                 out["phone"] = phone
+            elif phone and changed_this_turn(tracker, "phone"):
+                out["phone"] = tracker.get_slot("phone")  # Rasa's mapping took it: the same number
         if requested in ("slot_choice", "time", "phone", "confirmed") and not tracker.get_slot("full_name"):
             alone = strip_name(text)
             if 2 <= len(alone.split()) <= 4 and reads_as_name(alone) and not _entities(tracker):

@@ -13,6 +13,7 @@ import re
 from typing import Any
 
 from rasa_sdk import Action, FormValidationAction, Tracker
+from rasa_sdk.events import FollowupAction, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from bot.availability import Slot
@@ -26,11 +27,13 @@ from .common import (OUTCOME_RESPONSES, RETRY_OUTCOMES, ReadsUnreadableAnswers, 
 from .dates import PastTime, When, parse_clock, parse_when
 from .formatting import decode_choice, price_label, spread, when_label
 from .resolver import Pick, resolve_pick
-from .understanding import dentist_in, phone_in, reads_as_name, service_in, strip_name
+from .understanding import changes_a_visit, dentist_in, phone_in, reads_as_name, service_in, strip_name
 from .gateway import Gateway, ServiceInfo, get_gateway
 from .session import caller
 
 MAX_NAME = 200
+# A first message that changes a visit already booked, whatever the model said: the form it goes to.
+SWITCHES = {"switch:cancel": "cancel_form", "switch:reschedule": "reschedule_form"}
 # What a first message calls the visit without naming a service ("book a visit"): asked for next.
 GENERIC_VISIT = frozenset({"visit", "appointment", "appt", "booking", "something", "dental", "dentist",
                            "a visit", "an appointment", "dental visit", "dentist appointment"})
@@ -306,9 +309,26 @@ class ValidateBookingForm(AnswersTheQuestion, ReadsUnreadableAnswers, SlotChoice
 
     async def required_slots(self, domain_slots: list[str], dispatcher: CollectingDispatcher,
                              tracker: Tracker, domain: dict) -> list[str]:
+        if tracker.get_slot("outcome") in SWITCHES:
+            return []
         if caller(tracker).authenticated:
             return [s for s in domain_slots if s not in ("full_name", "phone")]
         return domain_slots
+
+    async def get_extraction_events(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+                                    domain: dict) -> list[dict]:
+        if tracker.get_slot("requested_slot") is None:
+            other = changes_a_visit(latest_text(tracker) or "")
+            if other is not None:  # "hey ned to canceel my extraction": not a booking, whatever the model said
+                tracker.slots["outcome"] = other
+                return []
+        return await super().get_extraction_events(dispatcher, tracker, domain)
+
+    async def get_validation_events(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+                                    domain: dict) -> list[dict]:
+        if tracker.get_slot("outcome") in SWITCHES:
+            return [SlotSet("outcome", tracker.get_slot("outcome"))]  # kept for action_finish_booking
+        return await super().get_validation_events(dispatcher, tracker, domain)
 
     def validate_service(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker,
                          domain: dict) -> dict[str, Any]:
@@ -505,6 +525,10 @@ class ActionFinishBooking(Action):
 
     @guarded
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list[dict]:
+        if tracker.get_slot("outcome") in SWITCHES:  # it was about a visit already booked
+            kept = ("time",) if tracker.get_slot("outcome") == "switch:reschedule" else ()  # "move it to Friday"
+            return [e for e in reset_request() if e["name"] not in kept] + [
+                FollowupAction(SWITCHES[tracker.get_slot("outcome")])]
         if tracker.get_slot("outcome") is None:
             dispatcher.utter_message(response="utter_sorry_error")
         if tracker.get_slot("outcome") != "done":

@@ -59,8 +59,28 @@ def interruption(text: str) -> str | None:
 
 _BOOKING_CUE = re.compile(r"\b(book\w*|appointment|appt|apptment|schedul\w*|reserve|come in|see (?:a|the) dentist|"
                           r"get (?:a|an|my)|need (?:a|an)|visit)\b", re.IGNORECASE)
-_TASK_CUE = re.compile(r"\b(move|reschedul\w*|postpone|push (?:it )?back|change my|cancel\w*|call off|"
-                       r"my (?:appointments?|visits?|bookings?)|upcoming|what do i have)\b", re.IGNORECASE)
+_TASK_CUE = re.compile(
+    r"\b(mov(?:e|ing)\b(?!\s+(?:to|here|in|into)\b)|mvoe|resch\w*|reshed\w*|res?che?d\w*|postpon\w*|"
+    r"push (?:it )?back|chang\w*|chnag\w*|canc\w*|cance\w*|cacel\w*|canel\w*|call off|upcoming|"
+    r"what do i have|my\b[\w\s]{0,25}\b(?:appointments?|appt|visits?|bookings?))\b", re.IGNORECASE)
+
+
+_CANCEL_VERB = re.compile(r"\b(canc\w*|cance\w*|cacel\w*|canel\w*|call off)\b", re.IGNORECASE)
+_MOVE_VERB = re.compile(r"\b(mov(?:e|ing)\b(?!\s+(?:to|here|in|into)\b)|mvoe|resch\w*|reshed\w*|postpon\w*|"
+                        r"push (?:it )?back|chang\w*|chnag\w*)", re.IGNORECASE)
+_NEW_VISIT = re.compile(r"\b(book\w*|new|another|second|also)\b", re.IGNORECASE)
+
+
+def changes_a_visit(text: str) -> str | None:
+    """``switch:cancel`` / ``switch:reschedule`` for a message about a visit already booked ("I need to
+    cancel my extraction", "change the time of my cleaning appointment"), None otherwise."""
+    if _NEW_VISIT.search(text) or not re.search(r"\bmy\b", text, re.IGNORECASE):
+        return None
+    if _CANCEL_VERB.search(text):
+        return "switch:cancel"
+    if _MOVE_VERB.search(text):
+        return "switch:reschedule"
+    return None
 
 
 def asks_to_book(text: str) -> bool:

@@ -278,3 +278,16 @@ async def test_a_booking_the_model_calls_a_move_is_a_booking(gw):
     done = await chat.run(ActionFinishReschedule())
     assert {"event": "followup", "timestamp": None, "name": "booking_form"} in done.events
     assert chat.slots["service"] == "tooth extraction"  # what it said is kept for the booking
+
+
+async def test_a_cancel_the_model_calls_a_booking_goes_to_the_cancel_form(gw):
+    from actions.booking import ActionFinishBooking
+    chat = Chat()
+    chat.active_loop = "booking_form"
+    chat.say("hey ned to canceel my extraction on friday thanks", "book_appointment",
+             {"service": "extraction", "time": "friday"}, service="extraction", time="friday")
+    turn = await chat.run(ValidateBookingForm())
+    assert turn.responses == [] and chat.slots["outcome"] == "switch:cancel"
+    done = await chat.run(ActionFinishBooking())
+    assert done.events[-1] == {"event": "followup", "timestamp": None, "name": "cancel_form"}
+    assert done.responses == []  # no "something went wrong": the cancel form takes over

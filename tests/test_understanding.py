@@ -130,3 +130,15 @@ def test_a_yes_inside_a_sentence(text, answer):
 ])
 def test_asking_to_book_and_naming_a_task(text, book, task):
     assert (asks_to_book(text), names_a_task(text)) == (book, task)
+
+
+@pytest.mark.parametrize("text, switch", [
+    ("hey ned to canceel my extraction on friday thanks", "switch:cancel"),
+    ("Hi I'd lie to change the time of my cleaning appointment", "switch:reschedule"),
+    ("can i move my visit to friday", "switch:reschedule"),
+    ("Good morning! I just moved to the area. Could I get a tooth extraction?", None),
+    ("book my cleaning", None), ("I'd like another cleaning, and to change my habits", None),
+])
+def test_a_message_about_a_visit_already_booked(text, switch):
+    from actions.understanding import changes_a_visit
+    assert changes_a_visit(text) == switch
