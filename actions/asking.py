@@ -248,7 +248,10 @@ class AnswersTheQuestion:
             changed_this_turn(tracker, "time", "phone")
         if requested == "service":
             found = service_in(text, vocabulary(gw.catalogue()))
-            if found or not something_else:  # "make that Thursday" at "what for?" changes the time
+            dentist = None if found else dentist_in(text, vocabulary(gw.catalogue()))
+            if dentist is not None and not changed_this_turn(tracker, "dentist"):
+                out["dentist"] = dentist  # "I don't mind" answers the next question: kept, this one asked again
+            elif found or not something_else:  # "make that Thursday" at "what for?" changes the time
                 out["service"] = found or text
         elif requested == "dentist":
             found = dentist_in(text, vocabulary(gw.catalogue()))

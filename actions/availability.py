@@ -133,6 +133,9 @@ class ActionCheckAvailability(Action):
         text = requested_time(tracker) or "asap"
         try:
             when = parse_when(text, gw.now(), gw.tz)
+            if when is None and tracker.latest_message.get("text"):
+                # the model's span was not a time ("the earliest you have im diego"): the words may be
+                when = parse_when(tracker.latest_message["text"], gw.now(), gw.tz)
         except PastTime:
             dispatcher.utter_message(response="utter_time_in_past")
             return [SlotSet("time", None)]

@@ -32,6 +32,8 @@ from .gateway import Gateway, ServiceInfo, get_gateway
 from .session import caller
 
 MAX_NAME = 200
+RANGE_WORDS = re.compile(r"\b(between|after|before|from|until|till|or|earliest|latest|around|about|ish)\b",
+                         re.IGNORECASE)
 # A first message that changes a visit already booked, whatever the model said: the form it goes to.
 SWITCHES = {"switch:cancel": "cancel_form", "switch:reschedule": "reschedule_form"}
 # What a first message calls the visit without naming a service ("book a visit"): asked for next.
@@ -172,6 +174,8 @@ class SlotChoiceMixin:
         if out.get("time_window") != tracker.get_slot("time_window") and not picked_by_button(tracker):
             out.update(slot_choice=None, offered_slots=None, confirmed=None)
             exact = When.decode(out["time_window"]).at if out.get("time_window") else None
+            if RANGE_WORDS.search(text):
+                exact = None  # "between 9am and noon", "after 2": a range, offered as one
             service = self.service_for(gw, tracker)
             if exact is not None and service is not None and self.free_dentist(gw, tracker, service, exact):
                 # "Friday at 2pm" and 2pm is free: that is the pick (the summary still asks)
@@ -338,7 +342,7 @@ class ValidateBookingForm(AnswersTheQuestion, ReadsUnreadableAnswers, SlotChoice
             return {"service": previous_value(tracker, "service")}
         catalogue = get_gateway().catalogue()
         service = catalogue.service(value) or catalogue.service(service_in(str(value), vocabulary(catalogue)))
-        if service is None and tracker.get_slot("requested_slot") is None:
+        if service is None and tracker.get_slot("requested_slot") in (None, "service"):
             text = latest_text(tracker) or ""
             service = catalogue.service(service_in(text, vocabulary(catalogue)))
             if service is None and str(value).strip().lower() in GENERIC_VISIT:
@@ -365,6 +369,12 @@ class ValidateBookingForm(AnswersTheQuestion, ReadsUnreadableAnswers, SlotChoice
             key = "any"
         else:
             dentist = catalogue.dentist(value) or catalogue.dentist(typed or "")
+            if dentist is None and tracker.get_slot("requested_slot") == "dentist":
+                # the model's span ("Great") was not the answer; the whole message may be ("any dentist")
+                found = dentist_in(latest_text(tracker) or "", vocabulary(catalogue))
+                if found == "any":
+                    return {"dentist": "any"}
+                dentist = catalogue.dentist(found or "")
             if dentist is None and tracker.get_slot("requested_slot") is None:
                 # the first message: the model's span was no name of ours; the words may still say it
                 text = latest_text(tracker) or ""

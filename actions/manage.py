@@ -23,7 +23,7 @@ from bot.booking import AppointmentView, Outcome, Result
 
 from .asking import AnswersTheQuestion, escalated_this_turn, not_understood
 from .booking import AskSlotChoice, SlotChoiceMixin, announce
-from .common import RETRY_OUTCOMES, ReadsUnreadableAnswers, guarded, reset_request
+from .common import RETRY_OUTCOMES, ReadsUnreadableAnswers, changed_this_turn, guarded, reset_request
 from .availability import store_offer
 from .formatting import decode_choice, short_dentist, when_label
 from .gateway import Gateway, get_gateway
@@ -108,6 +108,8 @@ class AppointmentMixin:
         gw = get_gateway()
         visits = own_appointments(gw, caller(tracker)) or []
         wanted = visit_named(gw, str(value), visits)
+        if wanted is None and changed_this_turn(tracker, "time") and not re.search(r"\d", str(value)):
+            return {"appointment_id": None}  # "make that Wednesday morning": the new time, kept; which visit?
         if wanted is None or wanted not in {a.id for a in visits}:
             if tracker.get_slot("requested_slot") != "appointment_id":
                 dispatcher.utter_message(response="utter_appointment_not_found")

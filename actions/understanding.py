@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import phonenumbers
 from rapidfuzz import fuzz, process
+from rapidfuzz.distance import DamerauLevenshtein
 
 # --- what is clearly not an answer ---------------------------------------------------------
 _STOP = re.compile(
@@ -71,15 +72,36 @@ _MOVE_VERB = re.compile(r"\b(mov(?:e|ing)\b(?!\s+(?:to|here|in|into)\b)|mvoe|res
 _NEW_VISIT = re.compile(r"\b(book\w*|new|another|second|also)\b", re.IGNORECASE)
 
 
+# Verbs of changing a visit, as typed with a typo or two ("caancel", "moe", "reshedule").
+_VERBS = (("cancel", "switch:cancel", 2), ("reschedule", "switch:reschedule", 3), ("postpone", "switch:reschedule", 2),
+          ("change", "switch:reschedule", 1), ("move", "switch:reschedule", 1))
+_NOT_VERBS = frozenset({"more", "mode", "love", "mole", "movie", "moves", "range", "chance", "canned"})
+
+
+def _verb_of(word: str) -> str | None:
+    for verb, switch, most in _VERBS:
+        if word.startswith(verb) or (len(word) >= len(verb) - 1 and word not in _NOT_VERBS
+                                     and DamerauLevenshtein.distance(word, verb) <= most):
+            return switch
+    return None
+
+
 def changes_a_visit(text: str) -> str | None:
     """``switch:cancel`` / ``switch:reschedule`` for a message about a visit already booked ("I need to
-    cancel my extraction", "change the time of my cleaning appointment"), None otherwise."""
+    cancel my extraction", "change the time of my cleaning appointment", "Can I caancel my
+    consultation?"), None otherwise."""
     if _NEW_VISIT.search(text) or not re.search(r"\bmy\b", text, re.IGNORECASE):
         return None
     if _CANCEL_VERB.search(text):
         return "switch:cancel"
     if _MOVE_VERB.search(text):
         return "switch:reschedule"
+    if re.search(r"\bmoved\s+(?:to|here|in|into)\b", text, re.IGNORECASE):
+        return None
+    for word in re.findall(r"[a-z]+", text.lower()):
+        found = _verb_of(word)
+        if found:
+            return found
     return None
 
 
@@ -90,7 +112,11 @@ def asks_to_book(text: str) -> bool:
 
 def names_a_task(text: str) -> bool:
     """Whether ``text`` speaks of moving, cancelling or listing visits in so many words."""
-    return bool(_TASK_CUE.search(text))
+    if _TASK_CUE.search(text):
+        return True
+    if re.search(r"\bmoved\s+(?:to|here|in|into)\b", text, re.IGNORECASE):
+        return False
+    return any(_verb_of(w) for w in re.findall(r"[a-z]+", text.lower()))
 
 
 def is_start_over(text: str) -> bool:
