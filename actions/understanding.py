@@ -58,8 +58,9 @@ def interruption(text: str) -> str | None:
     return None
 
 
-_BOOKING_CUE = re.compile(r"\b(book\w*|appointment|appt|apptment|schedul\w*|reserve|come in|see (?:a|the) dentist|"
-                          r"get (?:a|an|my)|need (?:a|an)|visit)\b", re.IGNORECASE)
+_BOOKING_CUE = re.compile(r"\b(boo?k\w*|bok|a+pp?oi?n+t\w*|apo?intment\w*|appt|apptment|schedu?l\w*|shedul\w*|"
+                          r"reserv\w*|come in|see (?:a|the) dentist|get (?:a|an|my)|ne+d (?:a|an)|visit)\b",
+                          re.IGNORECASE)
 _TASK_CUE = re.compile(
     r"\b(mov(?:e|ing)\b(?!\s+(?:to|here|in|into)\b)|mvoe|resch\w*|reshed\w*|res?che?d\w*|postpon\w*|"
     r"push (?:it )?back|chang\w*|chnag\w*|canc\w*|cance\w*|cacel\w*|canel\w*|call off|upcoming|"

@@ -127,6 +127,7 @@ def test_a_yes_inside_a_sentence(text, answer):
     ("Hi there! Could I get a tooth extraction tomorrow morning? Thanks!", True, False),
     ("I need to move my appointment", True, True), ("cancel my visit on friday", True, True),
     ("what do I have coming up", False, True), ("hello", False, False),
+    ("i ned an appointmennt thanks", True, False), ("can i bok a consult", True, False),
 ])
 def test_asking_to_book_and_naming_a_task(text, book, task):
     assert (asks_to_book(text), names_a_task(text)) == (book, task)
