@@ -36,7 +36,7 @@ from .dates import PastTime, parse_when
 from .formatting import decode_choice, short_dentist, when_label
 from .gateway import Catalogue, Gateway, get_gateway
 from .handoff import OPENING_HOURS
-from .understanding import (Vocabulary, asks_to_book, dentist_in, interruption, is_start_over, name_in,
+from .understanding import (Vocabulary, asks_to_book, date_span, dentist_in, interruption, is_start_over, name_in,
                             names_a_task, phone_in, reads_as_name, service_in, strip_name, yes_no)
 
 SYNONYMS = Path(__file__).resolve().parent.parent / "data" / "nlu" / "synonyms.yml"
@@ -338,6 +338,10 @@ class AnswersTheQuestion:
         if form != "booking_form":
             return out
         vocab = vocabulary(get_gateway().catalogue())
+        if tracker.get_slot("time") is None and not changed_this_turn(tracker, "time"):
+            span = date_span(text)  # "on March 3, 2099", which the model may leave untagged
+            if span:
+                out["time"] = span
         name = name_in(text) or ""
         rest = text.replace(name, " ") if name else text
         if tracker.get_slot("service") is None and not changed_this_turn(tracker, "service"):

@@ -34,6 +34,7 @@ from .session import caller
 MAX_NAME = 200
 RANGE_WORDS = re.compile(r"\b(between|after|before|from|until|till|or|earliest|latest|around|about|ish)\b",
                          re.IGNORECASE)
+NEW_RANGE = re.compile(r"\b(between|after|before|until|till)\b", re.IGNORECASE)
 # A first message that changes a visit already booked, whatever the model said: the form it goes to.
 SWITCHES = {"switch:cancel": "cancel_form", "switch:reschedule": "reschedule_form"}
 # What a first message calls the visit without naming a service ("book a visit"): asked for next.
@@ -140,8 +141,8 @@ class SlotChoiceMixin:
         slot or an exact time (then it is a pick, not a new request)."""
         text = latest_text(tracker)
         requested = tracker.get_slot("requested_slot")
-        if text is None or requested not in (None, "slot_choice", "confirmed"):
-            return False
+        if text is None or requested not in (None, "slot_choice", "confirmed") or NEW_RANGE.search(text):
+            return False  # "make that Monday after 1": a new range, not one of the offers
         if requested is None and not tracker.get_slot("offered_slots"):
             return False  # the form starts: only offers made before it (what's free?) can be named
         pick = self.pick_from(gw, tracker, text)
@@ -240,7 +241,7 @@ class SlotChoiceMixin:
         offered = load_offer(tracker.get_slot("offered_slots"))
         picked = decode_choice(value)
         if picked is None and isinstance(value, str):
-            pick = self.pick_from(gw, tracker, value)
+            pick = Pick() if NEW_RANGE.search(value) else self.pick_from(gw, tracker, value)
             if pick.unique is not None:
                 picked = pick.unique.starts_at, pick.unique.dentist_id
             elif len(pick.matches) > 1:  # "10:00" offered on two days: ask among just those

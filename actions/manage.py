@@ -59,9 +59,8 @@ class ActionListAppointments(Action):
     @guarded
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list[dict]:
         text = tracker.latest_message.get("text") or ""
-        if (tracker.active_loop_name is None and not names_a_task(text)
-                and (asks_to_book(text) or "service" in {e.get("entity") for e in
-                                                         tracker.latest_message.get("entities", [])})):
+        if (tracker.active_loop_name is None and not names_a_task(text) and asks_to_book(text)
+                and "service" in {e.get("entity") for e in tracker.latest_message.get("entities", [])}):
             return [FollowupAction("booking_form")]  # "could I get a filling with whoever is free?"
         gw = get_gateway()
         who = caller(tracker)

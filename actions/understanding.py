@@ -62,7 +62,7 @@ _BOOKING_CUE = re.compile(r"\b(boo?k\w*|bok|a+pp?oi?n+t\w*|apo?intment\w*|appt|a
                           r"reserv\w*|come in|see (?:a|the) dentist|get (?:a|an|my)|ne+d (?:a|an)|visit)\b",
                           re.IGNORECASE)
 _TASK_CUE = re.compile(
-    r"\b(mov(?:e|ing)\b(?!\s+(?:to|here|in|into)\b)|mvoe|resch\w*|reshed\w*|res?che?d\w*|postpon\w*|"
+    r"\b(do i have|what (?:appointments|visits|bookings)|list|show me|mov(?:e|ing)\b(?!\s+(?:to|here|in|into)\b)|mvoe|resch\w*|reshed\w*|res?che?d\w*|postpon\w*|"
     r"push (?:it )?back|chang\w*|chnag\w*|canc\w*|cance\w*|cacel\w*|canel\w*|call off|upcoming|"
     r"what do i have|my\b[\w\s]{0,25}\b(?:appointments?|appt|visits?|bookings?))\b", re.IGNORECASE)
 
@@ -104,6 +104,18 @@ def changes_a_visit(text: str) -> str | None:
         if found:
             return found
     return None
+
+
+_DATE_SPAN = re.compile(
+    r"\b(?:(?:on|for)\s+)?((?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?\s+\d{1,2}(?:st|nd|rd|th)?"
+    r"(?:,?\s+\d{4})?|\d{1,2}(?:st|nd|rd|th)?\s+(?:of\s+)?(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)"
+    r"[a-z]*(?:,?\s+\d{4})?|\d{1,2}/\d{1,2}(?:/\d{2,4})?|in\s+\d{4})\b", re.IGNORECASE)
+
+
+def date_span(text: str) -> str | None:
+    """A calendar date written in ``text`` ("March 3, 2099", "3rd of May", "12/3", "in 2099"), as typed."""
+    found = _DATE_SPAN.search(text)
+    return found.group(1) if found else None
 
 
 def asks_to_book(text: str) -> bool:
