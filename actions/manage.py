@@ -22,7 +22,7 @@ from bot.availability import Slot
 from bot.booking import AppointmentView, Outcome, Result
 
 from .asking import AnswersTheQuestion, escalated_this_turn, not_understood
-from .booking import AskSlotChoice, SlotChoiceMixin, announce
+from .booking import AskSlotChoice, SlotChoiceMixin, announce, previous_value
 from .common import RETRY_OUTCOMES, ReadsUnreadableAnswers, changed_this_turn, guarded, reset_request
 from .availability import store_offer
 from .formatting import decode_choice, short_dentist, when_label
@@ -200,6 +200,15 @@ class ValidateRescheduleForm(SlotChoiceMixin, ManageFormValidation):
     @guarded
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list[dict]:
         return await super().run(dispatcher, tracker, domain)
+
+    def validate_time(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker,
+                      domain: dict) -> dict[str, Any]:
+        text = tracker.latest_message.get("text") or ""
+        if tracker.get_slot("requested_slot") == "appointment_id" and not text.startswith("/"):
+            visits = own_appointments(get_gateway(), caller(tracker)) or []
+            if visit_named(get_gateway(), text, visits) is not None:
+                return {"time": previous_value(tracker, "time")}  # "my crown on Tuesday" names the visit
+        return super().validate_time(value, dispatcher, tracker, domain)
 
     def hold(self, gw, tracker, dentist_id, service_id, starts_at) -> Result:
         # BookingService.reschedule takes no holder yet, so a hold would block our own move.

@@ -291,3 +291,24 @@ async def test_a_cancel_the_model_calls_a_booking_goes_to_the_cancel_form(gw):
     done = await chat.run(ActionFinishBooking())
     assert done.events[-1] == {"event": "followup", "timestamp": None, "name": "cancel_form"}
     assert done.responses == []  # no "something went wrong": the cancel form takes over
+
+
+async def test_naming_the_visit_by_its_day_is_no_new_time(gw, engine, settings):
+    from actions.manage import ValidateRescheduleForm
+    from bot.booking import BookingService
+    from bot.tokens import Identity, mint
+    booking = BookingService(engine, settings, clock=lambda: NOW)
+    made = []
+    for day, service in ((2, 1), (5, 1)):  # a cleaning on Tuesday, another on Friday
+        slot = booking.available_slots(service, datetime(2027, 3, day, 9, tzinfo=TZ),
+                                       datetime(2027, 3, day, 17, tzinfo=TZ), limit=1)[0]
+        made.append(booking.book(Identity("patient", "3", patient_id=3), patient_id=3,
+                                 dentist_id=slot.dentist_id, service_id=service,
+                                 starts_at=slot.starts_at).appointment)
+    chat = Chat(metadata={"token": mint("patient", 3, settings=settings)})
+    chat.active_loop = "reschedule_form"
+    chat.slots.update(requested_slot="appointment_id")
+    chat.say("my cleaning on tuesday", "inform", {"time": "tuesday"}, time="tuesday")
+    turn = await chat.run(ValidateRescheduleForm())
+    assert chat.slots["appointment_id"] == str(made[0].id)
+    assert chat.slots["time"] is None and "utter_too_soon" not in turn.responses  # the new time is asked next
