@@ -204,10 +204,14 @@ class ValidateRescheduleForm(SlotChoiceMixin, ManageFormValidation):
     def validate_time(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker,
                       domain: dict) -> dict[str, Any]:
         text = tracker.latest_message.get("text") or ""
-        if tracker.get_slot("requested_slot") == "appointment_id" and not text.startswith("/"):
+        if (tracker.get_slot("requested_slot") in (None, "appointment_id") and not text.startswith("/")
+                and isinstance(value, str) and not re.search(
+                    rf"\b(?:to|for|into|till|until)\s+(?:\w+\s+)?{re.escape(value.strip())}", text, re.IGNORECASE)):
             visits = own_appointments(get_gateway(), caller(tracker)) or []
             if visit_named(get_gateway(), text, visits) is not None:
-                return {"time": previous_value(tracker, "time")}  # "my crown on Tuesday" names the visit
+                # "my crown on Tuesday", "move my appointment on Tuesday": the day names the visit,
+                # it is no new time for it ("move it to Friday" is)
+                return {"time": previous_value(tracker, "time")}
         return super().validate_time(value, dispatcher, tracker, domain)
 
     def hold(self, gw, tracker, dentist_id, service_id, starts_at) -> Result:

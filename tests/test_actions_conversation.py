@@ -312,3 +312,21 @@ async def test_naming_the_visit_by_its_day_is_no_new_time(gw, engine, settings):
     turn = await chat.run(ValidateRescheduleForm())
     assert chat.slots["appointment_id"] == str(made[0].id)
     assert chat.slots["time"] is None and "utter_too_soon" not in turn.responses  # the new time is asked next
+
+
+@pytest.mark.parametrize("text, time, kept", [("could we move my cleaning on tuesday?", "tuesday", False),
+                                              ("move my cleaning on tuesday to friday", "friday", True)])
+async def test_the_day_of_the_visit_or_the_day_to_move_it_to(gw, engine, settings, text, time, kept):
+    from actions.manage import ValidateRescheduleForm
+    from bot.booking import BookingService
+    from bot.tokens import Identity, mint
+    booking = BookingService(engine, settings, clock=lambda: NOW)
+    slot = booking.available_slots(1, datetime(2027, 3, 2, 9, tzinfo=TZ), datetime(2027, 3, 2, 17, tzinfo=TZ),
+                                   limit=1)[0]
+    booking.book(Identity("patient", "3", patient_id=3), patient_id=3, dentist_id=slot.dentist_id, service_id=1,
+                 starts_at=slot.starts_at)
+    chat = Chat(metadata={"token": mint("patient", 3, settings=settings)})
+    chat.active_loop = "reschedule_form"
+    chat.say(text, "reschedule_appointment", {"time": time}, time=time)
+    await chat.run(ValidateRescheduleForm())
+    assert (chat.slots["time"] is not None) == kept
