@@ -19,8 +19,8 @@ from rasa_sdk.executor import CollectingDispatcher
 from bot.availability import Slot
 
 from .common import entity_values, guarded
-from .dates import PastTime, When, parse_clock, parse_when
-from .formatting import decode_choice, short_dentist, slot_button, spread
+from .dates import PastTime, When, parse_when
+from .formatting import short_dentist, slot_button, spread
 from .gateway import Catalogue, DentistInfo, Gateway, ServiceInfo, get_gateway
 
 MAX_OFFERS = 6
@@ -149,23 +149,3 @@ class ActionCheckAvailability(Action):
                               when_text=text)
         chosen = [SlotSet("service", service.key)] + ([SlotSet("dentist", dentist.key)] if dentist else [])
         return events + chosen + [SlotSet("time", text), SlotSet("time_window", when.encode())]
-
-
-def chosen_slot(value: Any, offered: list[Slot], tz) -> tuple[datetime, int] | None:
-    """A button value, or a typed pick among the offered slots ("the second one", "2:30", "3pm")."""
-    decoded = decode_choice(value)
-    if decoded is not None or not isinstance(value, str) or not offered:
-        return decoded
-    text = value.lower()
-    ordinals = {"first": 0, "1st": 0, "second": 1, "2nd": 1, "third": 2, "3rd": 2, "fourth": 3, "4th": 3,
-                "fifth": 4, "5th": 4, "sixth": 5, "6th": 5, "last": len(offered) - 1}
-    for word, index in ordinals.items():
-        if f"{word}" in text.split() or f"{word} one" in text:
-            if index < len(offered):
-                return offered[index].starts_at, offered[index].dentist_id
-    clock = parse_clock(text)
-    if clock is not None:
-        matches = [s for s in offered if s.starts_at.astimezone(tz).time() == clock]
-        if len(matches) >= 1:
-            return matches[0].starts_at, matches[0].dentist_id
-    return None

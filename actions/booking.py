@@ -178,10 +178,9 @@ class SlotChoiceMixin:
             if RANGE_WORDS.search(text):
                 exact = None  # "between 9am and noon", "after 2": a range, offered as one
             service = self.service_for(gw, tracker)
-            if exact is not None and service is not None and self.free_dentist(gw, tracker, service, exact):
-                # "Friday at 2pm" and 2pm is free: that is the pick (the summary still asks)
-                out.update(self.take(gw, dispatcher, tracker, service, exact,
-                                     self.free_dentist(gw, tracker, service, exact)))
+            free = self.free_dentist(gw, tracker, service, exact) if exact and service else None
+            if free is not None:  # "Friday at 2pm" and 2pm is free: that is the pick (the summary still asks)
+                out.update(self.take(gw, dispatcher, tracker, service, exact, free))
         return out
 
     def free_dentist(self, gw: Gateway, tracker: Tracker, service: ServiceInfo, at) -> int | None:

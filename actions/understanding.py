@@ -190,15 +190,6 @@ def strip_name(text: str) -> str:
     return _NAME_SUFFIX.sub("", name).strip().strip(",.!").strip()
 
 
-def names_someone(text: str) -> str | None:
-    """The name in a message that gives or corrects one ("no, it's just Sean Haddad", "the name
-    should be Eli Tanaka", "my nae is Aisha Nguyen"); None when it introduces no name."""
-    found = name_in(text)
-    if found:
-        return found
-    return None
-
-
 # Words a sentence has and a name does not ("the morning one", "next week works").
 _FUNCTION_WORDS = frozenset("""
 the one a an at on in with for to is it that this of my your some next last first second third please
