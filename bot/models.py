@@ -144,3 +144,41 @@ class RealtimeEvent(Base):
     patient_id: Mapped[int | None] = mapped_column(BigInteger)
     payload: Mapped[dict] = mapped_column(JSONB)
     created_at: Mapped[datetime] = mapped_column(server_default="now()")
+
+
+class Notification(Base):
+    """One message the clinic sent or tried to send (sql/006; bot/notify.py writes it)."""
+
+    __tablename__ = "notifications"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    channel: Mapped[str] = mapped_column(Text)  # sms | email
+    recipient: Mapped[str] = mapped_column(Text)  # E.164 or an email address
+    body: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(Text, server_default="queued")  # queued | sent | failed
+    created_at: Mapped[datetime] = mapped_column(server_default="now()")
+    sent_at: Mapped[datetime | None]
+    kind: Mapped[str] = mapped_column(Text, server_default="message")
+    subject: Mapped[str | None] = mapped_column(Text)
+    sender: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class VerificationCode(Base):
+    """A one-time code sent to prove a phone or email (sql/006; bot/otp.py)."""
+
+    __tablename__ = "verification_codes"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    purpose: Mapped[str] = mapped_column(Text)  # chat | patient_sign_in
+    subject: Mapped[str] = mapped_column(Text)  # the conversation id, or the sign-in attempt
+    channel: Mapped[str] = mapped_column(Text)
+    recipient: Mapped[str] = mapped_column(Text)
+    code_hash: Mapped[str] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(SmallInteger, server_default="0")
+    client: Mapped[str | None] = mapped_column(Text)
+    notification_id: Mapped[int | None] = mapped_column(ForeignKey("notifications.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(server_default="now()")
+    expires_at: Mapped[datetime]
+    verified_at: Mapped[datetime | None]
+    superseded_at: Mapped[datetime | None]

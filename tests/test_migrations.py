@@ -19,7 +19,7 @@ import pytest
 from bot.migrate import SQL_DIR, migrate
 
 MIGRATIONS = ["001_schema.sql", "002_outbox.sql", "003_scheduling_rules.sql", "004_catalogue_events.sql",
-              "005_chat_ownership.sql"]
+              "005_chat_ownership.sql", "006_verification.sql"]
 
 # table -> column -> type, "?" when NULL is allowed
 COLUMNS = {
@@ -47,6 +47,13 @@ COLUMNS = {
                       "created_at": "timestamptz"},
     "realtime_events": {"id": "bigint", "type": "text", "dentist_id": "bigint?", "patient_id": "bigint?",
                         "payload": "jsonb", "created_at": "timestamptz"},
+    "notifications": {"id": "bigint", "channel": "text", "recipient": "text", "body": "text", "status": "text",
+                      "created_at": "timestamptz", "sent_at": "timestamptz?", "kind": "text", "subject": "text?",
+                      "sender": "text?", "error": "text?"},
+    "verification_codes": {"id": "bigint", "purpose": "text", "subject": "text", "channel": "text",
+                           "recipient": "text", "code_hash": "text", "attempts": "smallint", "client": "text?",
+                           "notification_id": "bigint?", "created_at": "timestamptz", "expires_at": "timestamptz",
+                           "verified_at": "timestamptz?", "superseded_at": "timestamptz?"},
     "schema_migrations": {"version": "text", "name": "text", "checksum": "text", "applied_at": "timestamptz"},
 }
 
@@ -119,6 +126,46 @@ CONSTRAINTS = {
     ("realtime_events", "realtime_events_type_check"):
         "CHECK ((type = ANY (ARRAY['appointment_created'::text, 'appointment_updated'::text,"
         " 'appointment_deleted'::text, 'availability_changed'::text])))",
+    ("notifications", "notifications_body_check"):
+        "CHECK (((length(body) >= 1) AND (length(body) <= 10000)))",
+    ("notifications", "notifications_channel_check"):
+        "CHECK ((channel = ANY (ARRAY['sms'::text, 'email'::text])))",
+    ("notifications", "notifications_check"):
+        "CHECK (((status = 'sent'::text) = (sent_at IS NOT NULL)))",
+    ("notifications", "notifications_error_check"):
+        "CHECK ((length(error) <= 500))",
+    ("notifications", "notifications_kind_check"):
+        "CHECK (((length(kind) >= 1) AND (length(kind) <= 40)))",
+    ("notifications", "notifications_pkey"):
+        "PRIMARY KEY (id)",
+    ("notifications", "notifications_recipient_check"):
+        "CHECK (((length(recipient) >= 3) AND (length(recipient) <= 320)))",
+    ("notifications", "notifications_sender_check"):
+        "CHECK ((length(sender) <= 40))",
+    ("notifications", "notifications_status_check"):
+        "CHECK ((status = ANY (ARRAY['queued'::text, 'sent'::text, 'failed'::text])))",
+    ("notifications", "notifications_subject_check"):
+        "CHECK ((length(subject) <= 200))",
+    ("verification_codes", "verification_codes_attempts_check"):
+        "CHECK ((attempts >= 0))",
+    ("verification_codes", "verification_codes_channel_check"):
+        "CHECK ((channel = ANY (ARRAY['sms'::text, 'email'::text])))",
+    ("verification_codes", "verification_codes_check"):
+        "CHECK ((expires_at > created_at))",
+    ("verification_codes", "verification_codes_client_check"):
+        "CHECK ((length(client) <= 100))",
+    ("verification_codes", "verification_codes_code_hash_check"):
+        "CHECK ((length(code_hash) = 64))",
+    ("verification_codes", "verification_codes_notification_id_fkey"):
+        "FOREIGN KEY (notification_id) REFERENCES notifications(id) ON DELETE SET NULL",
+    ("verification_codes", "verification_codes_pkey"):
+        "PRIMARY KEY (id)",
+    ("verification_codes", "verification_codes_purpose_check"):
+        "CHECK ((purpose = ANY (ARRAY['chat'::text, 'patient_sign_in'::text])))",
+    ("verification_codes", "verification_codes_recipient_check"):
+        "CHECK (((length(recipient) >= 3) AND (length(recipient) <= 320)))",
+    ("verification_codes", "verification_codes_subject_check"):
+        "CHECK (((length(subject) >= 1) AND (length(subject) <= 200)))",
     ("schema_migrations", "schema_migrations_pkey"): "PRIMARY KEY (version)",
 }
 
@@ -130,6 +177,9 @@ INDEXES = {
     ("slot_holds", "slot_holds_holder_idx"), ("realtime_events", "realtime_events_created_idx"),
     ("slot_holds", "slot_holds_client_idx"), ("chat_bookings", "chat_bookings_conversation_idx"),
     ("chat_bookings", "chat_bookings_client_idx"),
+    ("notifications", "notifications_recipient_idx"), ("notifications", "notifications_kind_idx"),
+    ("verification_codes", "verification_codes_subject_idx"), ("verification_codes", "verification_codes_recipient_idx"),
+    ("verification_codes", "verification_codes_client_idx"),
 }
 
 OUTBOX = ("AFTER", "DELETE INSERT UPDATE")  # every change, whoever makes it, writes one event
