@@ -107,6 +107,43 @@ class Settings(BaseSettings):
     chat_bookings_per_client: int = Field(default=10, ge=0)
     chat_holds_per_client: int = Field(default=5, ge=0)
 
+    # --- one-time codes and the notifier (docs/security.md, "Verified identity") ---
+    # Off only for a clinic's own kiosk: then a chat books under any typed phone number (warned)
+    chat_verification: bool = True
+    verification_code_minutes: int = Field(default=10, gt=0, le=60)
+    verification_max_tries: int = Field(default=5, ge=1, le=20)
+    verification_resend_seconds: int = Field(default=30, ge=0, le=600)
+    # codes sent per hour: to one recipient, from one chat client address, in one conversation
+    verification_codes_per_recipient: int = Field(default=5, ge=1)
+    verification_codes_per_client: int = Field(default=10, ge=1)
+    verification_codes_per_subject: int = Field(default=5, ge=1)
+    # how long a code typed back in a chat lets it act for that phone's patient
+    chat_verified_minutes: int = Field(default=60, gt=0, le=24 * 60)
+    # where messages go: "console" logs them (development: `bot up` prints the codes)
+    sms_sender: Literal["console", "http"] = "console"
+    sms_http_url: str | None = None  # POST {"to", "body"} JSON; any 2xx is sent
+    sms_http_token: str | None = None  # sent as Authorization: Bearer ...
+    email_sender: Literal["console", "smtp"] = "console"
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(default=25, gt=0, lt=65536)
+    smtp_from: str = "Bright Smile Dental <no-reply@localhost>"
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    notify_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+
+    # --- staff accounts (docs/security.md) ---
+    # a staff sign-in lasts this long (a working day), then the person signs in again
+    staff_session_minutes: int = Field(default=8 * 60, gt=0, le=7 * 24 * 60)
+    # consecutive wrong passwords before an account (or a typed unknown email) is locked; the lock
+    # lasts the base, doubling with each further failure after it, up to the maximum
+    staff_lockout_after: int = Field(default=5, ge=1, le=100)
+    staff_lockout_base_seconds: int = Field(default=60, gt=0)
+    staff_lockout_max_seconds: int = Field(default=3600, gt=0)
+    staff_password_min_chars: int = Field(default=12, ge=8, le=128)
+    # the session cookie's Secure flag; unset: on when ENV=production (the pages behind TLS)
+    session_cookie_secure: bool | None = None
+
     @field_validator("database_url")
     @classmethod
     def _normalise_url(cls, value: str | None) -> str | None:
@@ -133,6 +170,13 @@ class Settings(BaseSettings):
             value = getattr(self, name)
             if value is not None and len(value) < 32:
                 raise ValueError(f"{name.upper()} must be at least 32 characters")
+        if self.sms_sender == "http" and not self.sms_http_url:
+            raise ValueError("SMS_SENDER=http needs SMS_HTTP_URL")
+        if not self.chat_verification:
+            log.warning("CHAT_VERIFICATION is off: the chat books under any typed phone number "
+                        "without a code (only for the clinic's own kiosk)")
+        if self.env == "production" and "console" in (self.sms_sender, self.email_sender):
+            log.warning("a message sender is 'console': codes and reminders are logged, not sent")
         if "*" in self.chat_origins:
             raise ValueError("CHAT_ORIGINS lists origins; '*' is not allowed")
         return self

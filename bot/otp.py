@@ -1,0 +1,188 @@
+"""One-time codes: a 6-digit code sent to a phone (or email) and typed back.
+
+A code belongs to a ``purpose`` (``chat``: a conversation proving the phone it booked or
+manages under; ``patient_sign_in``: the patient page) and a ``subject`` (the conversation id,
+or the sign-in attempt). Rules (settings, documented in docs/security.md):
+
+- a code is 6 random digits (``secrets``), stored only as an HMAC-SHA256 keyed by a secret
+  derived from JWT_SECRET and bound to its purpose, subject and recipient;
+- it expires after VERIFICATION_CODE_MINUTES (10) and takes at most VERIFICATION_MAX_TRIES (5)
+  wrong guesses; then only a new code helps;
+- sending a new code supersedes the live one; a new code is refused within
+  VERIFICATION_RESEND_SECONDS of the last, and past the hourly limits per recipient, per client
+  address and per subject (a flood of made-up numbers sends a handful of messages, books nothing);
+- checking locks the code row, so two guesses typed at once count as two.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from enum import Enum
+from typing import Callable
+
+from sqlalchemy import func, select, update
+from sqlalchemy.engine import Engine
+
+from .db import session_scope
+from .models import VerificationCode
+from .notify import Message, Notifier
+from .settings import Settings
+
+CODE_DIGITS = 6
+PURPOSES = ("chat", "patient_sign_in")
+# a run of digits, possibly typed with single spaces or dashes ("123 456", "123-456")
+_DIGITS = re.compile(r"\d(?:[ \-]?\d)*")
+
+
+class CodeOutcome(str, Enum):
+    SENT = "sent"
+    TOO_SOON = "too_soon"  # a code was sent moments ago: it is still on its way
+    TOO_MANY = "too_many"  # an hourly limit (field: recipient, client or subject)
+    SEND_FAILED = "send_failed"  # the sender refused: nothing to type back
+    VERIFIED = "verified"
+    WRONG = "wrong"
+    EXPIRED = "expired"
+    LOCKED = "locked"  # too many wrong guesses
+    NO_CODE = "no_code"
+
+
+@dataclass(frozen=True)
+class CodeResult:
+    outcome: CodeOutcome
+    recipient: str | None = None
+    tries_left: int | None = None
+    retry_after: int | None = None  # seconds
+    field: str | None = None
+    notification_id: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome in (CodeOutcome.SENT, CodeOutcome.VERIFIED)
+
+
+def code_in(text: object) -> str | None:
+    """The 6-digit code in a typed answer ("123456", "it's 123 456", "code: 123-456"), or None."""
+    if not isinstance(text, str) or len(text) > 200:
+        return None
+    runs = {re.sub(r"\D", "", m) for m in _DIGITS.findall(text)}
+    codes = {r for r in runs if len(r) == CODE_DIGITS}
+    return codes.pop() if len(codes) == 1 else None
+
+
+def message_for(settings: Settings, code: str, minutes: int) -> str:
+    return (f"{settings.clinic_name}: your code is {code}. It expires in {minutes} minutes. "
+            "Never share it: the clinic will never ask you for it by phone.")
+
+
+class Verifier:
+    def __init__(self, engine: Engine, settings: Settings, notifier: Notifier, *,
+                 clock: Callable[[], datetime] | None = None):
+        self.engine = engine
+        self.settings = settings
+        self.notifier = notifier
+        self._clock = clock
+        self._key = settings.derived_secret("verification-code").encode()
+
+    def now(self) -> datetime:
+        return self._clock() if self._clock else datetime.now(timezone.utc)
+
+    def _hash(self, purpose: str, subject: str, recipient: str, code: str) -> str:
+        return hmac.new(self._key, f"{purpose}\x1f{subject}\x1f{recipient}\x1f{code}".encode(),
+                        hashlib.sha256).hexdigest()
+
+    def send(self, purpose: str, subject: str, recipient: str, *, channel: str = "sms",
+             client: str | None = None) -> CodeResult:
+        """Send a new code to ``recipient`` (E.164 or an email address); the live one is superseded."""
+        if purpose not in PURPOSES:
+            raise ValueError(f"unknown purpose {purpose!r}")
+        s, now = self.settings, self.now()
+        client = (client or None) and client[:100]
+        code = f"{secrets.randbelow(10 ** CODE_DIGITS):0{CODE_DIGITS}d}"
+        with session_scope(self.engine) as db:
+            # one sender at a time per recipient: two chats cannot both pass the hourly count
+            db.execute(select(func.pg_advisory_xact_lock(func.hashtext(f"otp:{recipient}"))))
+            last = db.scalar(select(func.max(VerificationCode.created_at)).where(
+                VerificationCode.purpose == purpose, VerificationCode.subject == subject))
+            if last is not None and (now - last).total_seconds() < s.verification_resend_seconds:
+                wait = s.verification_resend_seconds - int((now - last).total_seconds())
+                return CodeResult(CodeOutcome.TOO_SOON, recipient, retry_after=max(wait, 1))
+            hour = now - timedelta(hours=1)
+            for fieldname, column, value, limit in (
+                    ("recipient", VerificationCode.recipient, recipient, s.verification_codes_per_recipient),
+                    ("subject", VerificationCode.subject, subject, s.verification_codes_per_subject),
+                    ("client", VerificationCode.client, client, s.verification_codes_per_client)):
+                if value is None:
+                    continue
+                count = db.scalar(select(func.count()).where(column == value, VerificationCode.created_at > hour))
+                if count >= limit:
+                    return CodeResult(CodeOutcome.TOO_MANY, recipient, retry_after=3600, field=fieldname)
+            db.execute(update(VerificationCode).where(
+                VerificationCode.purpose == purpose, VerificationCode.subject == subject,
+                VerificationCode.verified_at.is_(None), VerificationCode.superseded_at.is_(None))
+                .values(superseded_at=now))
+            row = VerificationCode(purpose=purpose, subject=subject, channel=channel, recipient=recipient,
+                                   code_hash=self._hash(purpose, subject, recipient, code), client=client,
+                                   created_at=now,
+                                   expires_at=now + timedelta(minutes=s.verification_code_minutes))
+            db.add(row)
+            db.flush()
+            row_id = row.id
+        sent = self.notifier.send(Message(channel, recipient, message_for(s, code, s.verification_code_minutes),
+                                          subject=f"{s.clinic_name}: your code", kind="verification_code"))
+        with session_scope(self.engine) as db:
+            values: dict = {"notification_id": sent.notification_id}
+            if not sent.ok:
+                values["superseded_at"] = self.now()  # never delivered: nothing can be typed back
+            db.execute(update(VerificationCode).where(VerificationCode.id == row_id).values(**values))
+        if not sent.ok:
+            return CodeResult(CodeOutcome.SEND_FAILED, recipient, notification_id=sent.notification_id)
+        return CodeResult(CodeOutcome.SENT, recipient, tries_left=s.verification_max_tries,
+                          notification_id=sent.notification_id)
+
+    def pending(self, purpose: str, subject: str) -> VerificationCode | None:
+        """The code still waiting to be typed back for this subject (live, not locked), if any."""
+        with session_scope(self.engine) as db:
+            row = self._latest(db, purpose, subject)
+            if row is None or row.expires_at <= self.now() or row.attempts >= self.settings.verification_max_tries:
+                return None
+            return row
+
+    def check(self, purpose: str, subject: str, typed: str) -> CodeResult:
+        """Compare a typed code with the live one of this subject."""
+        s = self.settings
+        with session_scope(self.engine) as db:
+            row = self._latest(db, purpose, subject, lock=True)
+            if row is None:
+                return CodeResult(CodeOutcome.NO_CODE)
+            if row.expires_at <= self.now():
+                return CodeResult(CodeOutcome.EXPIRED, row.recipient)
+            if row.attempts >= s.verification_max_tries:
+                return CodeResult(CodeOutcome.LOCKED, row.recipient, tries_left=0)
+            expected = self._hash(purpose, subject, row.recipient, re.sub(r"\D", "", typed or ""))
+            if hmac.compare_digest(expected, row.code_hash):
+                row.verified_at = self.now()
+                return CodeResult(CodeOutcome.VERIFIED, row.recipient)
+            row.attempts += 1
+            left = s.verification_max_tries - row.attempts
+            return CodeResult(CodeOutcome.LOCKED if left == 0 else CodeOutcome.WRONG, row.recipient,
+                              tries_left=left)
+
+    def verified(self, purpose: str, subject: str, within: timedelta) -> str | None:
+        """The recipient this subject proved with a code typed back in the last ``within``."""
+        with session_scope(self.engine) as db:
+            return db.scalar(select(VerificationCode.recipient).where(
+                VerificationCode.purpose == purpose, VerificationCode.subject == subject,
+                VerificationCode.verified_at > self.now() - within)
+                .order_by(VerificationCode.verified_at.desc()).limit(1))
+
+    def _latest(self, db, purpose: str, subject: str, *, lock: bool = False) -> VerificationCode | None:
+        stmt = (select(VerificationCode).where(
+            VerificationCode.purpose == purpose, VerificationCode.subject == subject,
+            VerificationCode.verified_at.is_(None), VerificationCode.superseded_at.is_(None))
+            .order_by(VerificationCode.id.desc()).limit(1))
+        return db.scalars(stmt.with_for_update() if lock else stmt).first()
