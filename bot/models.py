@@ -135,6 +135,53 @@ class ChatBooking(Base):
     created_at: Mapped[datetime] = mapped_column(server_default="now()")
 
 
+class StaffUser(Base):
+    """A person of the clinic's staff who signs in with an email and a password (sql/007)."""
+
+    __tablename__ = "staff_users"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    email: Mapped[str] = mapped_column(Text)
+    full_name: Mapped[str] = mapped_column(Text)
+    role: Mapped[str] = mapped_column(Text)  # admin | dentist
+    dentist_id: Mapped[int | None] = mapped_column(ForeignKey("dentists.id"))
+    password_hash: Mapped[str] = mapped_column(Text)  # Argon2id only
+    active: Mapped[bool] = mapped_column(default=True)
+    failed_attempts: Mapped[int] = mapped_column(default=0)
+    locked_until: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(server_default="now()")
+    password_changed_at: Mapped[datetime] = mapped_column(server_default="now()")
+
+
+class StaffSessionRow(Base):
+    """A signed-in browser: the SHA-256 of its cookie's session id, never the id itself."""
+
+    __tablename__ = "staff_sessions"
+
+    id_hash: Mapped[str] = mapped_column(Text, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("staff_users.id", ondelete="CASCADE"))
+    csrf_token: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(server_default="now()")
+    last_seen_at: Mapped[datetime] = mapped_column(server_default="now()")
+    expires_at: Mapped[datetime]
+    user_agent: Mapped[str | None] = mapped_column(Text)
+    client: Mapped[str | None] = mapped_column(Text)
+
+
+class StaffSignIn(Base):
+    """One sign-in attempt, as typed (the email) and as judged (success, reason)."""
+
+    __tablename__ = "staff_sign_ins"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    email: Mapped[str] = mapped_column(Text)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id", ondelete="SET NULL"))
+    success: Mapped[bool]
+    reason: Mapped[str] = mapped_column(Text)
+    client: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(server_default="now()")
+
+
 class RealtimeEvent(Base):
     __tablename__ = "realtime_events"
 

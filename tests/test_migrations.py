@@ -19,7 +19,7 @@ import pytest
 from bot.migrate import SQL_DIR, migrate
 
 MIGRATIONS = ["001_schema.sql", "002_outbox.sql", "003_scheduling_rules.sql", "004_catalogue_events.sql",
-              "005_chat_ownership.sql", "006_verification.sql"]
+              "005_chat_ownership.sql", "006_verification.sql", "007_staff_accounts.sql"]
 
 # table -> column -> type, "?" when NULL is allowed
 COLUMNS = {
@@ -54,6 +54,15 @@ COLUMNS = {
                            "recipient": "text", "code_hash": "text", "attempts": "smallint", "client": "text?",
                            "notification_id": "bigint?", "created_at": "timestamptz", "expires_at": "timestamptz",
                            "verified_at": "timestamptz?", "superseded_at": "timestamptz?"},
+    # staff accounts (007); no trigger on them: TRIGGERS below names none
+    "staff_users": {"id": "bigint", "email": "text", "full_name": "text", "role": "text", "dentist_id": "bigint?",
+                    "password_hash": "text", "active": "boolean", "failed_attempts": "integer",
+                    "locked_until": "timestamptz?", "created_at": "timestamptz", "password_changed_at": "timestamptz"},
+    "staff_sessions": {"id_hash": "text", "user_id": "bigint", "csrf_token": "text", "created_at": "timestamptz",
+                       "last_seen_at": "timestamptz", "expires_at": "timestamptz", "user_agent": "text?",
+                       "client": "text?"},
+    "staff_sign_ins": {"id": "bigint", "email": "text", "user_id": "bigint?", "success": "boolean", "reason": "text",
+                       "client": "text?", "at": "timestamptz"},
     "schema_migrations": {"version": "text", "name": "text", "checksum": "text", "applied_at": "timestamptz"},
 }
 
@@ -167,6 +176,35 @@ CONSTRAINTS = {
     ("verification_codes", "verification_codes_subject_check"):
         "CHECK (((length(subject) >= 1) AND (length(subject) <= 200)))",
     ("schema_migrations", "schema_migrations_pkey"): "PRIMARY KEY (version)",
+    ("staff_users", "staff_users_pkey"): "PRIMARY KEY (id)",
+    ("staff_users", "staff_users_email_check"):
+        "CHECK ((((length(email) >= 3) AND (length(email) <= 254)) AND (POSITION(('@'::text) IN (email)) > 1)))",
+    ("staff_users", "staff_users_full_name_check"):
+        "CHECK (((length(btrim(full_name)) >= 1) AND (length(btrim(full_name)) <= 200)))",
+    ("staff_users", "staff_users_role_check"): "CHECK ((role = ANY (ARRAY['admin'::text, 'dentist'::text])))",
+    ("staff_users", "staff_users_dentist_id_fkey"): "FOREIGN KEY (dentist_id) REFERENCES dentists(id) ON DELETE RESTRICT",
+    # only an Argon2id hash can be stored, and a dentist's account (only theirs) names the dentist
+    ("staff_users", "staff_users_password_hash_check"): "CHECK ((\"left\"(password_hash, 10) = '$argon2id$'::text))",
+    ("staff_users", "staff_users_dentist_check"): "CHECK (((role = 'dentist'::text) = (dentist_id IS NOT NULL)))",
+    ("staff_users", "staff_users_failed_attempts_check"): "CHECK ((failed_attempts >= 0))",
+    ("staff_sessions", "staff_sessions_pkey"): "PRIMARY KEY (id_hash)",
+    ("staff_sessions", "staff_sessions_id_hash_check"): "CHECK ((length(id_hash) = 64))",  # a SHA-256, hex
+    ("staff_sessions", "staff_sessions_user_id_fkey"):
+        "FOREIGN KEY (user_id) REFERENCES staff_users(id) ON DELETE CASCADE",
+    ("staff_sessions", "staff_sessions_csrf_token_check"):
+        "CHECK (((length(csrf_token) >= 32) AND (length(csrf_token) <= 100)))",
+    ("staff_sessions", "staff_sessions_user_agent_check"): "CHECK ((length(user_agent) <= 300))",
+    ("staff_sessions", "staff_sessions_client_check"): "CHECK ((length(client) <= 100))",
+    ("staff_sessions", "staff_sessions_check"): "CHECK ((expires_at > created_at))",
+    ("staff_sign_ins", "staff_sign_ins_pkey"): "PRIMARY KEY (id)",
+    ("staff_sign_ins", "staff_sign_ins_email_check"): "CHECK ((length(email) <= 320))",
+    ("staff_sign_ins", "staff_sign_ins_user_id_fkey"):
+        "FOREIGN KEY (user_id) REFERENCES staff_users(id) ON DELETE SET NULL",
+    ("staff_sign_ins", "staff_sign_ins_reason_check"):
+        "CHECK ((reason = ANY (ARRAY['ok'::text, 'wrong_password'::text, 'unknown_email'::text, 'locked'::text,"
+        " 'disabled'::text])))",
+    ("staff_sign_ins", "staff_sign_ins_client_check"): "CHECK ((length(client) <= 100))",
+    ("staff_sign_ins", "staff_sign_ins_check"): "CHECK ((success = (reason = 'ok'::text)))",
 }
 
 # Indexes other than those of the constraints above.
@@ -180,6 +218,9 @@ INDEXES = {
     ("notifications", "notifications_recipient_idx"), ("notifications", "notifications_kind_idx"),
     ("verification_codes", "verification_codes_subject_idx"), ("verification_codes", "verification_codes_recipient_idx"),
     ("verification_codes", "verification_codes_client_idx"),
+    ("staff_users", "staff_users_email_key"),  # unique on lower(email)
+    ("staff_sessions", "staff_sessions_user_idx"), ("staff_sessions", "staff_sessions_expiry_idx"),
+    ("staff_sign_ins", "staff_sign_ins_email_idx"),
 }
 
 OUTBOX = ("AFTER", "DELETE INSERT UPDATE")  # every change, whoever makes it, writes one event
