@@ -2,7 +2,8 @@
 
     migrate                      apply sql/ migrations
     seed                         create the demo clinic (idempotent)
-    token ROLE [ID|NAME]         print a signed token on the last line
+    token ROLE [ID|NAME]         print a signed token on the last line (services, integrations)
+    user add|passwd|disable      staff accounts for the /admin and /dentist pages
     prune-events --older-than 7d trim the outbox
     db start|stop|url            the embedded PostgreSQL (used when DATABASE_URL is unset)
     up                           start everything; Ctrl-C stops it all
@@ -16,6 +17,7 @@ import logging
 import sys
 
 from .settings import SettingsError, get_settings
+from .user_cli import add_parser as add_user_parser
 
 
 def _cmd_migrate(args) -> int:
@@ -107,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     tok.add_argument("ident", nargs="?", help="dentist id, patient id or service name")
     tok.add_argument("--ttl", type=int, default=None, help="minutes until it expires")
     tok.set_defaults(fn=_cmd_token)
+    add_user_parser(sub)
     prune = sub.add_parser("prune-events", help="delete old outbox rows")
     prune.add_argument("--older-than", required=True, help="age such as 7d, 12h, 30m")
     prune.set_defaults(fn=_cmd_prune)
