@@ -42,9 +42,10 @@ from .understanding import (Vocabulary, asks_to_book, date_span, dentist_in, int
 SYNONYMS = Path(__file__).resolve().parent.parent / "data" / "nlu" / "synonyms.yml"
 # Slots a "start over" clears in each form (the patient's name and phone stay).
 START_OVER = {
-    "booking_form": ("service", "dentist", "time", "time_window", "offered_slots", "slot_choice", "confirmed"),
-    "reschedule_form": ("time", "time_window", "offered_slots", "slot_choice", "confirmed"),
-    "cancel_form": ("appointment_id", "confirmed"),
+    "booking_form": ("service", "dentist", "time", "time_window", "offered_slots", "slot_choice", "confirmed",
+                     "verification_code"),
+    "reschedule_form": ("time", "time_window", "offered_slots", "slot_choice", "confirmed", "verification_code"),
+    "cancel_form": ("appointment_id", "confirmed", "verification_code"),
 }
 ENTITY_SLOTS = ("service", "dentist", "time", "phone")
 # Requests that start another task when the model is sure (rules in data/rules/*.yml switch).
@@ -137,6 +138,7 @@ def examples(gw: Gateway, tracker: Tracker, slot: str) -> tuple[str, str]:
         "phone": ("a phone number", "“212 555 0101”"),
         "confirmed": ("a yes or a no", "“yes” or “no”"),
         "appointment_id": ("which visit", "the visit's number, like “#12”, or tap one above"),
+        "verification_code": ("the 6-digit code we texted you", "“123456”, “resend” for a new code, or “wrong number”"),
     }
     return table.get(slot, ("an answer", "a short answer"))
 
@@ -212,6 +214,8 @@ class AnswersTheQuestion:
         kind = interruption(text)
         if kind in ("stop", "emergency", "handoff"):
             return {}
+        if requested == "verification_code":
+            return {"verification_code": text}  # a code, "resend" or "wrong number": actions/verify.py reads it
         if self.switches_task(tracker, form):
             return {}  # "I need to move my appointment" in the middle of a booking: its rule runs
         out: dict[str, Any] = {}

@@ -30,6 +30,7 @@ from .resolver import Pick, resolve_pick
 from .understanding import changes_a_visit, dentist_in, phone_in, reads_as_name, service_in, strip_name
 from .gateway import Gateway, ServiceInfo, get_gateway
 from .session import caller
+from .verify import CodeStep, needs_code_step, send_code, typed_phone
 
 MAX_NAME = 200
 RANGE_WORDS = re.compile(r"\b(between|after|before|from|until|till|or|earliest|latest|around|about|ish)\b",
@@ -303,7 +304,8 @@ class SlotChoiceMixin:
         return out
 
 
-class ValidateBookingForm(AnswersTheQuestion, ReadsUnreadableAnswers, SlotChoiceMixin, FormValidationAction):
+class ValidateBookingForm(AnswersTheQuestion, ReadsUnreadableAnswers, SlotChoiceMixin, CodeStep,
+                          FormValidationAction):
     def name(self) -> str:
         return "validate_booking_form"
 
@@ -315,8 +317,11 @@ class ValidateBookingForm(AnswersTheQuestion, ReadsUnreadableAnswers, SlotChoice
                              tracker: Tracker, domain: dict) -> list[str]:
         if tracker.get_slot("outcome") in SWITCHES:
             return []
-        if caller(tracker).authenticated:
-            return [s for s in domain_slots if s not in ("full_name", "phone")]
+        who = caller(tracker)
+        if who.authenticated:
+            return [s for s in domain_slots if s not in ("full_name", "phone", "verification_code")]
+        if not needs_code_step(get_gateway(), tracker, typed_phone(get_gateway(), tracker)):
+            return [s for s in domain_slots if s != "verification_code"]
         return domain_slots
 
     async def get_extraction_events(self, dispatcher: CollectingDispatcher, tracker: Tracker,
@@ -409,13 +414,21 @@ class ValidateBookingForm(AnswersTheQuestion, ReadsUnreadableAnswers, SlotChoice
 
     def validate_phone(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker,
                        domain: dict) -> dict[str, Any]:
-        region = get_gateway().settings.phone_region
+        gw = get_gateway()
+        region = gw.settings.phone_region
         try:
-            return {"phone": normalise_phone(phone_in(str(value), region) or str(value), region)}
+            phone = normalise_phone(phone_in(str(value), region) or str(value), region)
         except InvalidPhone:
-            if tracker.get_slot("requested_slot") != "phone" and previous_value(tracker, "phone"):
-                return {"phone": previous_value(tracker, "phone")}
-            return {"phone": None, **not_understood(dispatcher, tracker, "phone", "utter_invalid_phone")}
+            phone = None
+        if phone is not None:
+            if (tracker.get_slot("confirmed") is True and tracker.get_slot("requested_slot") == "phone"
+                    and gw.needs_code(caller(tracker), phone)):
+                # the new number after "wrong number": the code goes there, the summary stands
+                return {"phone": phone, **send_code(dispatcher, gw, caller(tracker), phone)}
+            return {"phone": phone}
+        if tracker.get_slot("requested_slot") != "phone" and previous_value(tracker, "phone"):
+            return {"phone": previous_value(tracker, "phone")}
+        return {"phone": None, **not_understood(dispatcher, tracker, "phone", "utter_invalid_phone")}
 
     def validate_confirmed(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker,
                            domain: dict) -> dict[str, Any]:
@@ -426,6 +439,16 @@ class ValidateBookingForm(AnswersTheQuestion, ReadsUnreadableAnswers, SlotChoice
         if value is not True:
             dispatcher.utter_message(response="utter_booking_declined")
             return {"confirmed": False, "outcome": "declined"}
+        return self.confirmed_yes(dispatcher, tracker)
+
+    def code_recipient(self, gw: Gateway, tracker: Tracker) -> str | None:
+        return typed_phone(gw, tracker)
+
+    def can_change_number(self) -> bool:
+        return True
+
+    def write(self, dispatcher: CollectingDispatcher, tracker: Tracker) -> dict[str, Any]:
+        """Book the chosen slot for the caller (the code step has proved the phone, if needed)."""
         gw = get_gateway()
         service = self.service_for(gw, tracker)
         choice = decode_choice(tracker.get_slot("slot_choice"))
@@ -436,8 +459,9 @@ class ValidateBookingForm(AnswersTheQuestion, ReadsUnreadableAnswers, SlotChoice
         patient_id = who.patient_id if who.authenticated else None
         out: dict[str, Any] = {}
         if patient_id is None:
-            found = gw.find_or_create_patient(tracker.get_slot("full_name") or "",
-                                              tracker.get_slot("phone") or "")
+            found = gw.chat_patient(who, tracker.get_slot("full_name") or "", tracker.get_slot("phone") or "")
+            if found.outcome is Outcome.NOT_VERIFIED:  # never reached through the form: no write without it
+                return {"confirmed": None, "verification_code": None}
             if found.outcome is not Outcome.FOUND or found.patient_id is None:
                 if found.field in ("phone", "full_name"):
                     which = "phone" if found.field == "phone" else "name"

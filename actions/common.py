@@ -34,6 +34,7 @@ OUTCOME_RESPONSES = {
     Outcome.ALREADY_CANCELLED: "utter_already_cancelled",
     Outcome.INVALID: "utter_invalid_request",
     Outcome.UNAVAILABLE: "utter_unavailable",
+    Outcome.NOT_VERIFIED: "utter_code_needed",
 }
 # HELD / RELEASED answer the slot-hold calls the form makes itself; they are never announced.
 INTERNAL_OUTCOMES = {Outcome.HELD, Outcome.RELEASED}
@@ -44,7 +45,7 @@ RETRY_OUTCOMES = {Outcome.SLOT_TAKEN, Outcome.OUTSIDE_HOURS, Outcome.IN_PAST, Ou
 # Slots one booking / change fills; cleared when it ends, however it ends. The caller's
 # own details (full_name, phone) stay for the chat.
 REQUEST_SLOTS = ("service", "dentist", "time", "time_window", "offered_slots", "slot_choice", "confirmed",
-                 "appointment_id", "outcome", "misunderstood")
+                 "appointment_id", "outcome", "misunderstood", "verification_code", "code_status")
 
 
 def holder_of(tracker: Tracker) -> str:

@@ -22,7 +22,10 @@ from sqlalchemy.engine import Engine
 from bot.availability import Slot, load_schedules, nearest_slots, service_buffers
 from bot.booking import BookingService, ChatOrigin, Outcome, Result
 from bot.db import DatabaseError, session_scope
-from bot.models import Dentist, Service
+from bot.models import Dentist, Patient, Service
+from bot.notify import notifier_from
+from bot.otp import CodeResult, Verifier
+from bot.phone import InvalidPhone, normalise_phone
 from bot.settings import Settings
 from bot.tokens import Identity
 
@@ -146,6 +149,7 @@ class Gateway:
         self._lock = threading.Lock()
         # reads answered by SQL although the settings ask for the cache (not started yet, or failing)
         self.sql_fallbacks = 0
+        self.verifier = Verifier(engine, settings, notifier_from(engine, settings), clock=clock)
 
     def now(self) -> datetime:
         return self.booking.now()
@@ -210,16 +214,65 @@ class Gateway:
         return any(s.starts_at == starts_at and s.dentist_id == dentist_id for s in found)
 
     def own_appointments(self, who: "Caller") -> Result:
-        """The caller's upcoming visits: all of a signed-in patient's, else those the database
-        records as booked in this conversation (``chat_bookings``)."""
-        if who.authenticated and who.patient_id is not None:
-            return self.booking.list_appointments(chat_identity(who.patient_id), who.patient_id)
+        """The caller's upcoming visits: all of a signed-in patient's, or of the patient whose
+        phone this conversation proved with a code lately; else those the database records as
+        booked in this conversation (``chat_bookings``)."""
+        patient_id = who.patient_id if who.authenticated else self.verified_patient(who)
+        if patient_id is not None:
+            return self.booking.list_appointments(chat_identity(patient_id), patient_id)
         return self.booking.chat_appointments(who.conversation_id)
 
-    # --- writes ------------------------------------------------------------------------------
+    # --- one-time codes (bot/otp.py): who an anonymous chat has proved to be -------------------
 
-    def find_or_create_patient(self, full_name: str, phone: str) -> Result:
+    def verified_phone(self, who: "Caller") -> str | None:
+        """The phone (E.164) this conversation typed a code back for, within CHAT_VERIFIED_MINUTES."""
+        if who.authenticated or not who.conversation_id:
+            return None
+        return self.verifier.verified("chat", who.conversation_id,
+                                      timedelta(minutes=self.settings.chat_verified_minutes))
+
+    def verified_patient(self, who: "Caller") -> int | None:
+        phone = self.verified_phone(who)
+        if phone is None:
+            return None
+        with session_scope(self.booking.engine) as s:
+            return s.scalar(select(Patient.id).where(Patient.phone == phone))
+
+    def patient_phone(self, patient_id: int) -> str | None:
+        """The phone on file for a patient (E.164), where a visit's code goes."""
+        with session_scope(self.booking.engine) as s:
+            return s.scalar(select(Patient.phone).where(Patient.id == patient_id))
+
+    def needs_code(self, who: "Caller", phone: str | None) -> bool:
+        """Whether a write for ``phone`` must wait for a code typed back (never when signed in)."""
+        if who.authenticated or not self.settings.chat_verification:
+            return False
+        try:
+            e164 = normalise_phone(phone or "", self.settings.phone_region)
+        except InvalidPhone:
+            return True
+        return self.verified_phone(who) != e164
+
+    def send_code(self, who: "Caller", phone: str) -> CodeResult:
+        e164 = normalise_phone(phone, self.settings.phone_region)
+        return self.verifier.send("chat", who.conversation_id, e164, client=who.client)
+
+    def pending_code(self, who: "Caller"):
+        return self.verifier.pending("chat", who.conversation_id)
+
+    def check_code(self, who: "Caller", typed: str) -> CodeResult:
+        return self.verifier.check("chat", who.conversation_id, typed)
+
+    def chat_patient(self, who: "Caller", full_name: str, phone: str) -> Result:
+        """The patient a chat writes for: the signed-in one; else the record of ``phone`` (created
+        if new), and only once this conversation has proved that phone with a code."""
+        if who.authenticated and who.patient_id is not None:
+            return Result(Outcome.FOUND, patient_id=who.patient_id)
+        if self.needs_code(who, phone):
+            return Result(Outcome.NOT_VERIFIED, "The phone number is not verified in this chat.", field="phone")
         return self.booking.find_or_create_patient(full_name, phone)
+
+    # --- writes ------------------------------------------------------------------------------
 
     def hold(self, holder: str, *, dentist_id: int, service_id: int, starts_at: datetime,
              client: str | None = None) -> Result:

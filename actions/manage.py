@@ -29,6 +29,7 @@ from .formatting import decode_choice, short_dentist, when_label
 from .gateway import Gateway, get_gateway
 from .resolver import resolve_pick
 from .session import Caller, caller
+from .verify import CodeStep, needs_code_step
 from .understanding import asks_to_book, names_a_task
 
 
@@ -147,15 +148,27 @@ def _visit(gw: Gateway, tracker: Tracker) -> AppointmentView | None:
     return None
 
 
-class ManageFormValidation(AnswersTheQuestion, ReadsUnreadableAnswers, AppointmentMixin, FormValidationAction):
-    """End the form at once when there is nothing of the caller's to act on."""
+class ManageFormValidation(AnswersTheQuestion, ReadsUnreadableAnswers, AppointmentMixin, CodeStep,
+                           FormValidationAction):
+    """End the form at once when there is nothing of the caller's to act on; before the change,
+    an anonymous chat types back the code texted to the visit's phone on file (actions/verify.py)."""
 
     @abstractmethod
     def name(self) -> str: ...
 
     async def required_slots(self, domain_slots: list[str], dispatcher: CollectingDispatcher,
                              tracker: Tracker, domain: dict) -> list[str]:
-        return [] if tracker.get_slot("outcome") in ("none", "book") else domain_slots
+        if tracker.get_slot("outcome") in ("none", "book"):
+            return []
+        gw = get_gateway()
+        if tracker.get_slot("appointment_id") is None or not needs_code_step(gw, tracker,
+                                                                             self.code_recipient(gw, tracker)):
+            return [s for s in domain_slots if s != "verification_code"]
+        return domain_slots
+
+    def code_recipient(self, gw: Gateway, tracker: Tracker) -> str | None:
+        visit = _visit(gw, tracker)
+        return gw.patient_phone(visit.patient_id) if visit is not None else None
 
     async def get_validation_events(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                                     domain: dict) -> list[dict]:
@@ -182,9 +195,11 @@ class ValidateCancelForm(ManageFormValidation):
         if value is not True:
             dispatcher.utter_message(response="utter_cancel_kept")
             return {"confirmed": False, "outcome": "declined"}
+        return self.confirmed_yes(dispatcher, tracker)
+
+    def write(self, dispatcher: CollectingDispatcher, tracker: Tracker) -> dict[str, Any]:
         gw = get_gateway()
         visit = _visit(gw, tracker)
-        who = caller(tracker)
         if visit is None:
             dispatcher.utter_message(response="utter_appointment_not_found")
             return {"confirmed": False, "outcome": "failed"}
@@ -235,9 +250,11 @@ class ValidateRescheduleForm(SlotChoiceMixin, ManageFormValidation):
         if value is not True:
             dispatcher.utter_message(response="utter_reschedule_kept")
             return {"confirmed": False, "outcome": "declined"}
+        return self.confirmed_yes(dispatcher, tracker)
+
+    def write(self, dispatcher: CollectingDispatcher, tracker: Tracker) -> dict[str, Any]:
         gw = get_gateway()
         visit = _visit(gw, tracker)
-        who = caller(tracker)
         choice = decode_choice(tracker.get_slot("slot_choice"))
         if visit is None or choice is None:
             dispatcher.utter_message(response="utter_appointment_not_found")

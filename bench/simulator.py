@@ -79,7 +79,9 @@ BOOKING_KINDS = ("book", "availability_then_book")
 # Every simulated chat comes from 127.0.0.1 and books in a few minutes what a clinic books in weeks:
 # the anonymous chat's flood limits (bot/settings.py) would stop the run, not a patient.
 SIM_LIMITS = {"chat_bookings_per_client": 100_000, "chat_bookings_per_phone": 100,
-              "chat_bookings_per_conversation": 100, "chat_holds_per_client": 100_000}
+              "chat_bookings_per_conversation": 100, "chat_holds_per_client": 100_000,
+              "verification_codes_per_client": 100_000, "verification_codes_per_recipient": 100,
+              "verification_codes_per_subject": 100}
 
 
 class Persona(str, Enum):
@@ -265,6 +267,7 @@ class Kind(str, Enum):
     OFFER = "offer"            # times to choose from (buttons)
     ASK_VISIT = "ask_visit"    # which of your visits (buttons)
     CONFIRM = "confirm"        # a summary and a yes/no question
+    ASK_CODE = "ask_code"      # type back the code texted to your phone
     DONE = "done"              # booked, moved, cancelled
     DEAD_END = "dead_end"      # nothing will happen now (declined, no free time)
     INFO = "info"              # an answer that asks nothing
@@ -284,6 +287,9 @@ RESPONSES: dict[str, Kind] = {
     "utter_offer_slots": Kind.OFFER, "utter_offer_nearest": Kind.OFFER, "utter_pick_alternative": Kind.OFFER,
     "utter_time_taken": Kind.OFFER,
     "utter_ask_appointment_id": Kind.ASK_VISIT,
+    "utter_code_sent": Kind.ASK_CODE, "utter_code_resent": Kind.ASK_CODE,
+    "utter_ask_verification_code": Kind.ASK_CODE, "utter_code_ok": Kind.INFO,
+    "utter_code_new_number": Kind.ASK_PHONE,
     "utter_confirm_booking": Kind.CONFIRM, "utter_confirm_cancel": Kind.CONFIRM,
     "utter_confirm_reschedule": Kind.CONFIRM,
     "utter_booked": Kind.DONE, "utter_cancelled": Kind.DONE, "utter_rescheduled": Kind.DONE,
@@ -297,7 +303,9 @@ RESPONSES: dict[str, Kind] = {
         "utter_patient_busy", "utter_limit_reached", "utter_message_too_long", "utter_outside_hours",
         "utter_in_past", "utter_too_soon", "utter_too_far", "utter_not_allowed", "utter_invalid_request",
         "utter_unavailable", "utter_no_appointments", "utter_no_appointments_anonymous",
-        "utter_appointment_not_found", "utter_already_cancelled")},
+        "utter_appointment_not_found", "utter_already_cancelled", "utter_code_wrong", "utter_code_expired",
+        "utter_code_locked", "utter_code_too_soon", "utter_code_not_sent", "utter_code_no_phone",
+        "utter_code_number_on_file", "utter_code_not_understood", "utter_code_needed")},
 }
 FAQ_PREFIX = "utter_faq/"  # every clinic answer: INFO
 # "That time isn't free": right after the patient named one of the offers, an error text too.
@@ -774,7 +782,16 @@ class Patient:
             return self._pick(prompt, messages)
         if prompt.kind is Kind.ASK_VISIT:
             return self._say(lambda: self._which_visit(prompt))
+        if prompt.kind is Kind.ASK_CODE:
+            return self._say(self._code)
         return self._confirm(prompt)
+
+    def _code(self) -> Utterance:
+        """The code from the text message, as people type it ({code}: the runner reads the phone)."""
+        ways = {Persona.TERSE: ("{code}",), Persona.CHATTY: ("my code is {code}, thanks!", "It's {code} :)"),
+                Persona.TYPO: ("{code}", "its {code}"), Persona.CLICKER: ("{code}",)}.get(
+            self.persona, ("{code}", "{code}", "it's {code}", "code is {code}", "{spaced}"))
+        return Utterance(self.rng.choice(ways), "code")
 
     def again(self) -> Utterance | None:
         """The last message once more, in other words (what people do when they are not understood)."""
@@ -1238,6 +1255,15 @@ def create_visits(stack: ChatStack, clinic: Clinic, goal: Goal,
     return found.patient_id, tuple(visits)
 
 
+def sent_code(db_url: str, phone: str) -> str:
+    """The last code texted to ``phone`` (the notifications row: what the patient's phone shows)."""
+    with psycopg.connect(db_url) as conn:
+        row = conn.execute("SELECT body FROM notifications WHERE recipient = %s AND kind = 'verification_code'"
+                           " ORDER BY id DESC LIMIT 1", (phone,)).fetchone()
+    found = re.search(r"\b(\d{6})\b", row[0]) if row else None
+    return found.group(1) if found else "no code came"
+
+
 def _clinic(stack: ChatStack) -> Clinic:
     if stack.db_url not in _CLINICS:
         _CLINICS[stack.db_url] = Clinic.load(stack.db_url, stack.settings.tz)
@@ -1273,15 +1299,19 @@ async def run_conversation(stack: ChatStack, goal: Goal, persona: Persona | str,
             result.reasons.append(f"too many turns: still going after {max_turns} messages "
                                   f"(last: {said.act})")
             break
+        typed = said.text
+        if "{code}" in typed or "{spaced}" in typed:  # the patient reads the text message on their phone
+            code = sent_code(stack.db_url, normalise_phone(goal.phone))
+            typed = typed.replace("{code}", code).replace("{spaced}", f"{code[:3]} {code[3:]}")
         t0 = time.perf_counter()
         try:
-            replies = await stack.say(sender, said.text, metadata)
+            replies = await stack.say(sender, typed, metadata)
         except Exception as exc:  # the stack itself failed: say so, judge what is there
             result.reasons.append(f"transport: {type(exc).__name__}: {exc}")
             break
         result.latencies_ms.append((time.perf_counter() - t0) * 1000)
         result.turns += 1
-        result.transcript.append(("patient", said.text))
+        result.transcript.append(("patient", typed))
         messages = [read(r) for r in replies]
         result.transcript.extend(("bot", _shown(m)) for m in messages)
         for m in messages:

@@ -71,6 +71,7 @@ class Outcome(str, Enum):
     ALREADY_CANCELLED = "already_cancelled"
     INVALID = "invalid"
     UNAVAILABLE = "unavailable"
+    NOT_VERIFIED = "not_verified"  # a chat's phone number, not yet proved with a code
 
 
 SUCCESS = {Outcome.BOOKED, Outcome.RESCHEDULED, Outcome.CANCELLED, Outcome.UPDATED, Outcome.LISTED,

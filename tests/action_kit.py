@@ -154,3 +154,46 @@ class Chat:
             elif e.get("event") == "active_loop":
                 self.active_loop = e.get("name")
         return Turn(events, [m.get("response") for m in dispatcher.messages], dispatcher.messages)
+
+
+def sent_code(db_url: str, recipient: str) -> str:
+    """The last code texted to ``recipient``, as the patient reads it (the notifications row)."""
+    import re
+
+    with psycopg.connect(libpq_url(db_url)) as conn:
+        body = conn.execute("SELECT body FROM notifications WHERE recipient = %s AND kind = 'verification_code'"
+                            " ORDER BY id DESC LIMIT 1", (recipient,)).fetchone()
+    assert body is not None, f"no code was sent to {recipient}"
+    return re.search(r"\b(\d{6})\b", body[0]).group(1)
+
+
+def prove_phone(gw: Gateway, chat: "Chat", phone: str) -> None:
+    """This conversation typed back a code texted to ``phone`` (E.164), as the code step does."""
+    from actions.session import Caller
+
+    who = Caller(None, False, chat.sender_id)
+    assert gw.send_code(who, phone).ok
+    assert gw.check_code(who, sent_code(gw.settings.database_url, phone)).ok
+
+
+async def type_code(chat: "Chat", action: Action, db_url: str, recipient: str, code: str | None = None) -> "Turn":
+    """The patient types the code (by default the one texted to ``recipient``) at the code question."""
+    typed = code or sent_code(db_url, recipient)
+    chat.slots["requested_slot"] = "verification_code"
+    chat.say(typed, "inform", verification_code=typed)
+    return await chat.run(action)
+
+
+async def yes_then_code(chat: "Chat", action: Action, db_url: str, phone: str, yes: str = "yes") -> "Turn":
+    """The patient says yes to the summary, is texted a code and types it back: the last turn."""
+    chat.slots["requested_slot"] = "confirmed"
+    chat.say(yes, "affirm", confirmed=True)
+    asked = await chat.run(action)
+    assert asked.responses == ["utter_code_sent"], asked.responses
+    return await type_code(chat, action, db_url, phone)
+
+
+def without_requested_slot(events: list[dict]) -> list[dict]:
+    """A form's events without ``requested_slot`` (rasa-sdk sets it when a form's slots depend on
+    the caller, as the code step's does)."""
+    return [e for e in events if e.get("name") != "requested_slot"]

@@ -47,3 +47,20 @@ async def book_anonymously(stack: Stack, sender: str, button: dict, name: str, p
         replies = await stack.say(sender, phone)
     assert "Shall I book it?" in text(replies), text(replies)
     return replies
+
+
+def sent_code(stack: Stack, phone: str) -> str:
+    """The last code texted to ``phone`` (any spelling): what the patient reads on their phone."""
+    from bot.phone import normalise_phone
+
+    found = rows(stack, "SELECT body FROM notifications WHERE recipient = %s AND kind = 'verification_code'"
+                        " ORDER BY id DESC LIMIT 1", normalise_phone(phone))
+    assert found, f"no code was texted to {phone}"
+    return re.search(r"\b(\d{6})\b", found[0][0]).group(1)
+
+
+async def yes_and_code(stack: Stack, sender: str, phone: str, yes: str = "yes") -> list[dict]:
+    """Say yes to the summary, then type back the code texted to ``phone``: the replies to the code."""
+    asked = await stack.say(sender, yes)
+    assert "6-digit code" in text(asked), text(asked)
+    return await stack.say(sender, sent_code(stack, phone))

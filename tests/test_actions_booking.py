@@ -18,7 +18,8 @@ from bot.booking import BookingService
 from bot.db import session_scope
 from bot.models import Appointment, Patient
 from bot.tokens import Identity
-from action_kit import DOMAIN, Chat, seeded_gateway
+from actions.verify import AskVerificationCode
+from action_kit import DOMAIN, Chat, prove_phone, seeded_gateway, sent_code, type_code
 
 TZ = ZoneInfo("America/New_York")
 NOW = datetime(2027, 3, 1, 8, 0, tzinfo=TZ)  # a Monday morning
@@ -107,10 +108,23 @@ async def test_one_shot_booking_offers_spread_slots_and_books_after_confirmation
 
     chat.say("yes", "affirm", confirmed=True)
     turn = await chat.run(form)
-    assert turn.responses == ["utter_booked"]
+    assert turn.responses == ["utter_code_sent"]  # a code to the phone first: nothing booked yet
+    assert turn.messages[0]["where"] == "(•••) •••-0199"
+    assert turn.slots() == {"confirmed": True, "verification_code": None, "code_status": "sent"}
+    assert count_appointments(engine) == 9
+    asked = await chat.run(AskVerificationCode())
+    assert asked.responses == []  # the message that the code was sent already asks for it
+
+    code = sent_code(gw.settings.database_url, "+12125550199")
+    turn = await type_code(chat, form, gw.settings.database_url, "+12125550199", f"{(int(code) + 1) % 10**6:06d}")
+    assert turn.responses == ["utter_code_wrong"] and turn.messages[0]["tries"] == 4
+    assert count_appointments(engine) == 9
+    turn = await type_code(chat, form, gw.settings.database_url, "+12125550199")
+    assert turn.responses == ["utter_code_ok", "utter_booked"]
     booked_id = chat.slots["booked_appointment_id"]
-    assert turn.slots() == {"patient_id": chat.slots["patient_id"], "confirmed": True, "outcome": "done",
-                            "booked_appointment_id": booked_id}
+    assert turn.slots() == {"verification_code": "ok", "code_status": "verified", "patient_id": chat.slots["patient_id"],
+                            "confirmed": True, "outcome": "done", "booked_appointment_id": booked_id,
+                            "requested_slot": None}
     with session_scope(engine) as s:
         appt = s.get(Appointment, booked_id)
         assert appt.starts_at == decode_choice(choice)[0] and appt.service.name == "Cleaning"
@@ -119,13 +133,15 @@ async def test_one_shot_booking_offers_spread_slots_and_books_after_confirmation
     done = await chat.run(ActionFinishBooking())
     assert done.responses == []
     assert {e["name"] for e in done.events} == {"service", "dentist", "time", "time_window", "offered_slots",
-                                                  "slot_choice", "confirmed", "appointment_id", "outcome", "misunderstood"}
+                                                  "slot_choice", "confirmed", "appointment_id", "outcome", "misunderstood",
+                                                  "verification_code", "code_status"}
     assert all(e["value"] is None for e in done.events)
 
 
 async def test_slot_taken_meanwhile_offers_nearest_alternatives_and_keeps_the_form(gw, engine, settings):
     chat = Chat()
     choice = await fill_until_confirmation(chat)
+    prove_phone(gw, chat, "+12125550199")  # proved earlier in this conversation: asked once
     starts_at, dentist_id = decode_choice(choice)
     # the pick is held for a few minutes; the patient took longer, and someone else booked it
     rival = BookingService(engine, settings, clock=lambda: NOW + timedelta(minutes=settings.hold_minutes + 1))
@@ -158,6 +174,7 @@ async def test_the_same_yes_delivered_twice_books_once_by_its_message_id(gw, eng
     conversation state from before the first delivery. The idempotency key answers it."""
     chat = Chat()
     await fill_until_confirmation(chat)
+    prove_phone(gw, chat, "+12125550199")  # proved earlier in this conversation: asked once
     before = count_appointments(engine)
     chat.say("yes", "affirm", confirmed=True)
     message, tracker_slots, log = dict(chat.latest), dict(chat.slots), list(chat.turn_log)
@@ -175,6 +192,7 @@ async def test_two_action_calls_racing_with_one_yes_book_once(gw, engine):
     its own event loop, as two server workers would run them): one visit, both told it is booked."""
     chat = Chat()
     await fill_until_confirmation(chat)
+    prove_phone(gw, chat, "+12125550199")  # proved earlier in this conversation: asked once
     before = count_appointments(engine)
     chat.say("yes", "affirm", confirmed=True)
     tracker = chat.tracker()
@@ -209,6 +227,7 @@ async def test_hostile_name_is_stored_verbatim(gw, engine):
     hostile = "Robert'); DROP TABLE patients;--"
     chat = Chat()
     await fill_until_confirmation(chat, name=hostile, phone="+1 212 555 0177")
+    prove_phone(gw, chat, "+12125550177")
     chat.say("yes", "affirm", confirmed=True)
     turn = await chat.run(ValidateBookingForm())
     assert turn.responses == ["utter_booked"]
@@ -234,7 +253,7 @@ async def test_declining_the_summary_books_nothing(gw, engine):
     chat.say("no", "deny", confirmed=False)
     turn = await chat.run(ValidateBookingForm())
     assert turn.responses == ["utter_booking_declined"]
-    assert turn.slots() == {"confirmed": False, "outcome": "declined"}
+    assert turn.slots() == {"confirmed": False, "outcome": "declined", "requested_slot": None}
     assert count_appointments(engine) == 9
 
 
@@ -352,6 +371,7 @@ async def test_a_new_time_typed_at_the_offers_brings_new_offers(gw):
 async def test_a_picked_slot_is_held_from_other_chats_until_the_booking(gw, engine):
     chat = Chat("chat-a")
     choice = await fill_until_confirmation(chat)
+    prove_phone(gw, chat, "+12125550199")  # proved earlier in this conversation: asked once
     starts_at, dentist_id = decode_choice(choice)
     assert not gw.is_free(1, dentist_id, starts_at)  # nobody else is offered it meanwhile
 

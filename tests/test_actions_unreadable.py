@@ -19,7 +19,7 @@ from bot.db import session_scope
 from bot.models import Appointment, Patient
 from bot.seed import seed
 from bot.tokens import mint
-from action_kit import Chat, make_gateway
+from action_kit import Chat, make_gateway, yes_then_code
 from test_actions_booking import fill_until_confirmation
 
 TZ = ZoneInfo("America/New_York")
@@ -70,9 +70,8 @@ async def test_an_unreadable_answer_to_shall_i_book_it_books_nothing_and_asks_ag
 async def test_the_yes_button_still_books(gw, engine):
     chat = Chat()
     await fill_until_confirmation(chat)
-    chat.slots["requested_slot"] = "confirmed"
-    chat.say("/affirm", "affirm", confirmed=True)
-    assert (await chat.run(ValidateBookingForm())).responses == ["utter_booked"]
+    done = await yes_then_code(chat, ValidateBookingForm(), gw.settings.database_url, "+12125550199", yes="/affirm")
+    assert done.responses == ["utter_code_ok", "utter_booked"]
 
 
 @pytest.mark.parametrize("name", ["דוד כהן", "Дмитрий Иванов", "王小明", "محمد عبد الله"])
@@ -98,9 +97,8 @@ async def test_a_name_in_another_script_is_the_name_whatever_intent_the_model_gu
     chat.slots["requested_slot"] = "phone"
     chat.say("212 555 0166", "inform", {"phone": "212 555 0166"}, phone="212 555 0166")
     await chat.run(form)
-    chat.slots["requested_slot"] = "confirmed"
-    chat.say("yes", "affirm", confirmed=True)
-    assert (await chat.run(form)).responses == ["utter_booked"]
+    done = await yes_then_code(chat, form, gw.settings.database_url, "+12125550166")
+    assert done.responses == ["utter_code_ok", "utter_booked"]
     with session_scope(engine) as s:
         assert s.scalar(select(Patient.full_name).where(Patient.phone == "+12125550166")) == name
 
@@ -140,7 +138,7 @@ async def test_an_unreadable_answer_neither_cancels_nor_moves_a_visit(gw, engine
     chat.say("нет", "affirm", confirmed=True)
     turn = await chat.run(form())
     assert turn.responses == ["utter_please_rephrase"]
-    assert turn.slots() == {"confirmed": None}
+    assert {k: v for k, v in turn.slots().items() if k != "requested_slot"} == {"confirmed": None}
     with session_scope(engine) as s:
         again = s.get(Appointment, visit.id)
         assert (again.status, again.starts_at) == before

@@ -12,7 +12,8 @@ import pytest
 import socketio
 
 from bot.tokens import mint
-from tests.chat_helpers import book_anonymously, choice_start, offers, rows, slot_buttons, text
+from tests.chat_helpers import (book_anonymously, choice_start, offers, rows, sent_code, slot_buttons, text,
+                                yes_and_code)
 from tests.polling import action_cache_caught_up
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e,
@@ -48,7 +49,7 @@ async def test_booking_lands_in_the_database_and_reaches_an_admin(stack):
         sender = f"e2e-{uuid.uuid4().hex[:8]}"
         offered = await offers(stack, sender, "I'd like a cleaning with Dr. Alvarez next Tuesday afternoon")
         await book_anonymously(stack, sender, offered[0], "Ada Lovelace", "212 555 0177")
-        done = await stack.say(sender, "yes")
+        done = await yes_and_code(stack, sender, "212 555 0177")
         assert "You're booked" in text(done), text(done)
         [(appt_id, status, starts)] = rows(
             stack, "SELECT a.id, a.status, a.starts_at FROM appointments a JOIN patients p ON p.id = a.patient_id"
@@ -86,10 +87,10 @@ async def test_two_users_racing_for_one_slot_get_one_booking_and_one_alternative
         replies_b = await stack.say(b, "Race Second")
     if "phone" in text(replies_b).lower():
         replies_b = await stack.say(b, "212 555 0182")
-    done_a = await stack.say(a, "yes")
+    done_a = await yes_and_code(stack, a, "212 555 0181")
     assert "You're booked" in text(done_a)
     if "Shall I book it?" in text(replies_b):
-        replies_b = await stack.say(b, "yes")
+        replies_b = await yes_and_code(stack, b, "212 555 0182")
     assert "You're booked" not in text(replies_b)
     assert slot_buttons(replies_b), f"no alternatives offered: {text(replies_b)}"
     assert choice_start(slot) not in [choice_start(x) for x in slot_buttons(replies_b)]
@@ -98,15 +99,19 @@ async def test_two_users_racing_for_one_slot_get_one_booking_and_one_alternative
 
 
 async def test_hostile_name_is_stored_verbatim_and_two_yeses_at_once_book_once(stack):
-    """Two "yes" messages sent together: Rasa's per-conversation lock runs them one after the
-    other and the form has closed after the first, so the second books nothing. (The same
-    message delivered twice, and two action calls racing, are test_actions_booking's: the
-    idempotency key answers those.)"""
+    """Two "yes" messages sent together, then two copies of the code: Rasa's per-conversation lock
+    runs them one after the other; the first yes sends the code, the second is no code; the
+    first code books and the form has closed, so the second books nothing. (The same message
+    delivered twice, and two action calls racing, are test_actions_booking's: the idempotency key
+    answers those.)"""
     sender = f"e2e-{uuid.uuid4().hex[:8]}"
     offered = await offers(stack, sender, "book a whitening with dr patel next friday")
     hostile = "Robert'); DROP TABLE patients;--"
     await book_anonymously(stack, sender, offered[0], hostile, "212 555 0183")
     first, second = await asyncio.gather(stack.say(sender, "yes"), stack.say(sender, "yes"))
+    assert "6-digit code" in text(first) + text(second) and "You're booked" not in text(first) + text(second)
+    code = sent_code(stack, "212 555 0183")
+    first, second = await asyncio.gather(stack.say(sender, code), stack.say(sender, code))
     assert "You're booked" in text(first) + text(second)
     stored = rows(stack, "SELECT p.full_name, count(a.id) FROM patients p LEFT JOIN appointments a"
                          " ON a.patient_id = p.id WHERE p.phone = '+12125550183' GROUP BY p.full_name")
@@ -123,4 +128,4 @@ async def test_conversation_survives_a_rasa_restart(stack):
     assert "phone" in text(replies).lower(), text(replies)
     replies = await stack.say(sender, "212 555 0184")
     assert "Shall I book it?" in text(replies)
-    assert "You're booked" in text(await stack.say(sender, "yes"))
+    assert "You're booked" in text(await yes_and_code(stack, sender, "212 555 0184"))

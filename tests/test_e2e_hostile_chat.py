@@ -14,6 +14,7 @@ import pytest
 
 from bot.stack import Stack
 from tests import test_e2e_assistant as e2e
+from tests.chat_helpers import yes_and_code
 from tests.test_e2e_assistant import book_anonymously, choice_start, offers, rows, slot_buttons, text
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e,
@@ -82,7 +83,7 @@ async def test_a_hostile_name_is_stored_verbatim_and_every_table_survives(stack,
     who = sender()
     offered = await offers(stack, who, "book a filling with dr chen next wednesday")
     await book_anonymously(stack, who, offered[0], name, phone)
-    done = await stack.say(who, "yes")
+    done = await yes_and_code(stack, who, phone)
     assert "You're booked" in text(done), text(done)
     digits = "+1" + phone.replace(" ", "")
     assert rows(stack, "SELECT p.full_name, count(a.id) FROM patients p"

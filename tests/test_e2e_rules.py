@@ -21,6 +21,7 @@ from actions.dates import parse_when
 from bot.stack import Stack
 from bot.tokens import mint
 from tests.api_helpers import call
+from tests.chat_helpers import yes_and_code
 from tests.test_e2e_assistant import book_anonymously, choice_start, offers, rows, slot_buttons, text
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e,
@@ -171,7 +172,7 @@ async def test_no_offer_starts_inside_the_buffer_after_a_visit_booked_in_chat(st
     offered = await offers(stack, sender, "I need an extraction with Dr. Alvarez next Monday")
     assert local(stack, offered[0]) == datetime.combine(monday, time(10), tz)
     await book_anonymously(stack, sender, offered[0], "Bea Buffer", "212 555 0191")
-    assert "You're booked" in text(await stack.say(sender, "yes"))
+    assert "You're booked" in text(await yes_and_code(stack, sender, "212 555 0191"))
     await _settled(stack)
 
     starts = [local(stack, b) for b in await offers(stack, chat(), "is Dr Alvarez free for a consultation next Monday?")]
