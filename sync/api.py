@@ -28,7 +28,6 @@ from typing import Any
 
 from aiohttp import web
 from sqlalchemy import delete, select, text
-from sqlalchemy.engine import Engine
 
 from bot.booking import AppointmentView, BookingService, Outcome, Result
 from bot.db import make_engine, resolve_database_url, session_scope
@@ -36,11 +35,11 @@ from bot.models import Appointment, Dentist, Service, TimeOff, WorkingHours
 from bot.tokens import Identity
 
 from . import keys, openapi
+from .keys import ENGINE
 from .api_io import (MAX_RANGE, ApiError, StatusChange, TimeOffIn, WeeklyHours, endpoint, from_result,
                      may_edit, may_edit_dentist, parse_instant, path_id, query_id, read_json, staff_only,
                      validated)
 
-ENGINE = web.AppKey("api_engine", Engine)
 BOOKING = web.AppKey("api_booking", BookingService)
 MAX_LIST = 1000  # appointments in one answer
 NO_SUCH_APPOINTMENT = "No such appointment."  # bot.booking's answer for a missing id, word for word

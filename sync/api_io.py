@@ -152,7 +152,7 @@ def endpoint(fn: Handler) -> Callable[[web.Request], Awaitable[web.StreamRespons
 
     @functools.wraps(fn)
     async def wrapper(request: web.Request) -> web.StreamResponse:
-        who = _caller(request)
+        who = await _caller(request)
         if isinstance(who, web.Response):
             return who
         try:

@@ -14,7 +14,7 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import socketio
 from aiohttp import web
@@ -22,10 +22,11 @@ from psycopg_pool import AsyncConnectionPool
 
 from bot.settings import Settings, get_settings, libpq_url
 
-from . import api, holds, keys, rest, web as pages
+from . import api, holds, keys, login, rest, staff, web as pages
 from .handlers import SocketHandlers
 from .hub import Hub
 from .listener import OutboxListener
+from .origins import cors_origins
 from .server import SocketServer
 from .stats import Stats
 
@@ -64,41 +65,17 @@ def create_app(settings: Settings | None = None, *, node_id: str | None = None,
                                                 kwargs={"autocommit": True}, name="sync-replay")
     handlers = SocketHandlers(sio, hub, listener, pool, settings)
     handlers.register()
+    handlers.cookie_identity = staff.socket_identity(app)
     app[keys.HANDLERS] = handlers
 
     rest.setup(app)
     api.setup(app)
     pages.setup(app)
+    login.setup(app)
     app.cleanup_ctx.append(_database)
     holds.setup(app)  # after _database: the sweeper uses its pool
     app.on_shutdown.append(_disconnect_clients)
     return app
-
-
-def cors_origins(settings: Settings) -> Callable[[str, dict], bool] | None:
-    """The browser origins allowed to open Socket.IO sessions: the service's own (engine.io's
-    ``None``: the request's own scheme and host, or the proxy's ``X-Forwarded-*`` ones) plus
-    ``SYNC_CORS_ORIGINS``. Never ``*``, and never with credentials (tokens travel in ``auth``)."""
-    listed = [o.strip().rstrip("/") for o in settings.sync_cors_origins.split(",") if o.strip()]
-    if any("*" in o for o in listed):
-        raise ValueError("SYNC_CORS_ORIGINS lists origins (scheme://host[:port]); '*' is not allowed")
-    if not listed:
-        return None
-    return lambda origin, environ: origin in listed or origin in _own_origins(environ)
-
-
-def _own_origins(environ: dict) -> list[str]:
-    """engine.io's same-origin rule (``BaseServer._cors_allowed_origins`` with ``None``)."""
-    host = environ.get("HTTP_HOST")
-    if not host:
-        return []
-    scheme = environ.get("wsgi.url_scheme", "http")
-    own = [f"{scheme}://{host}"]
-    if "HTTP_X_FORWARDED_PROTO" in environ or "HTTP_X_FORWARDED_HOST" in environ:
-        fwd_scheme = environ.get("HTTP_X_FORWARDED_PROTO", scheme).split(",")[0].strip()
-        fwd_host = environ.get("HTTP_X_FORWARDED_HOST", host).split(",")[0].strip()
-        own.append(f"{fwd_scheme}://{fwd_host}")
-    return own
 
 
 def _dsn(settings: Settings) -> str:

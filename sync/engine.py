@@ -18,7 +18,8 @@ server and the benchmark clients use):
   sockets due);
 * no permessage-deflate (a compressor per connection costs far more memory than the small
   JSON frames would save), and the request's headers are dropped from the Engine.IO
-  ``environ`` once the session is up (the connect handler has seen them by then).
+  ``environ`` once the session is up, but for the few the Socket.IO connect still reads
+  (``ENVIRON_KEPT``).
 
 A client that cannot keep up — more than ``max_buffered_bytes`` unsent on its socket — is
 disconnected rather than buffered without bound; it reconnects and resumes with ``since``.
@@ -43,9 +44,12 @@ from .frames import binary_frame, text_frame
 
 log = logging.getLogger(__name__)
 
-# what the Engine.IO environ keeps once a lean session is up (see the module docstring)
+# what the Engine.IO environ keeps once a lean session is up (see the module docstring); the
+# Socket.IO connect that follows reads the staff session cookie and checks the origin against
+# the host (sync/staff.py), then drops the cookie (sync/handlers.py)
 ENVIRON_KEPT = frozenset({"REMOTE_ADDR", "HTTP_X_FORWARDED_FOR", "HTTP_USER_AGENT", "HTTP_ORIGIN",
-                          "QUERY_STRING", "PATH_INFO", "REQUEST_METHOD", "wsgi.url_scheme"})
+                          "QUERY_STRING", "PATH_INFO", "REQUEST_METHOD", "wsgi.url_scheme",
+                          "HTTP_HOST", "HTTP_X_FORWARDED_PROTO", "HTTP_X_FORWARDED_HOST", "HTTP_COOKIE"})
 
 
 class LeanSocket(AsyncSocket):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import socketio
@@ -42,6 +43,9 @@ class SocketHandlers:
         self.settings = settings
         self.connect_wait = connect_wait
         self._tasks: set[asyncio.Task] = set()
+        # the identity a handshake's staff session cookie proves (sync.staff.socket_identity), set by
+        # sync.app: a callable, so this module needs neither the database nor the cookie's rules
+        self.cookie_identity: Callable[[dict], Awaitable[Identity | None]] | None = None
 
     def register(self) -> None:
         self.sio.on("connect", self.connect)
@@ -60,12 +64,11 @@ class SocketHandlers:
     async def connect(self, sid: str, environ: Any = None, auth: Any = None, *extra: Any) -> Any:
         if self._sent_by_client(sid):
             return await self.unknown("connect", sid)
+        if auth is None:
+            auth = {}
         if not isinstance(auth, dict):
             raise socketio.exceptions.ConnectionRefusedError("missing token")
-        try:
-            who = identify(auth.get("token"), self.settings)
-        except TokenError as exc:
-            raise socketio.exceptions.ConnectionRefusedError(str(exc)) from None
+        who = await self._identify(auth.get("token"), environ if isinstance(environ, dict) else {})
         since = auth.get("since")
         if since is not None and (isinstance(since, bool) or not isinstance(since, int) or since < 0):
             raise socketio.exceptions.ConnectionRefusedError("invalid since: expected a non-negative integer")
@@ -83,6 +86,24 @@ class SocketHandlers:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         log.info("connect %s %s since=%s", sid, who.sub, since)
+
+    async def _identify(self, token: Any, environ: dict) -> Identity:
+        """A token in ``auth`` when there is one; else the staff session cookie of the handshake
+        (read once: it is then dropped from the connection's environ)."""
+        if (token is None or token == "") and self.cookie_identity is not None:
+            try:
+                who = await self.cookie_identity(environ)
+            except Exception as exc:  # sync.staff.SessionRefused: its message is the reason
+                raise socketio.exceptions.ConnectionRefusedError(str(exc)) from None
+            finally:
+                environ.pop("HTTP_COOKIE", None)
+            if who is not None:
+                return who
+        environ.pop("HTTP_COOKIE", None)
+        try:
+            return identify(token, self.settings)
+        except TokenError as exc:
+            raise socketio.exceptions.ConnectionRefusedError(str(exc)) from None
 
     def max_sockets(self, who: Identity) -> int:
         """SYNC_MAX_SOCKETS_PER_TOKEN, or the staff cap for admin and service tokens (shared by

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socketio
 from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
+from sqlalchemy.engine import Engine
 
 from bot.settings import Settings
 
@@ -21,3 +22,4 @@ STATS = web.AppKey("stats", Stats)
 LISTENER = web.AppKey("listener", OutboxListener)
 POOL = web.AppKey("pool", AsyncConnectionPool)
 HANDLERS = web.AppKey("handlers", SocketHandlers)
+ENGINE = web.AppKey("api_engine", Engine)  # SQLAlchemy: the REST API and staff sessions (sync.api)

@@ -162,6 +162,15 @@ def document(settings: Settings) -> dict:
         },
         "/api/closures/{id}": {"delete": _op("Reopen a closed date (admin)", _ok("deleted"),
                                              401, 403, 404, 503, params=[_id()], status="204")},
+        "/api/session": {"get": {**_op(
+            "Who is signed in: a staff session cookie (with the CSRF token its writes send back in "
+            "X-CSRF-Token) or a bearer token (csrf_token null)",
+            _ok("the caller", _obj(role={"type": "string"}, sub={"type": "string"}, name={"type": "string"},
+                                   email={"type": ["string", "null"]},
+                                   dentist_id={"type": ["integer", "null"]}, patient_id={"type": ["integer", "null"]},
+                                   csrf_token={"type": ["string", "null"]},
+                                   expires_at={"type": ["string", "null"]})), 401, 503),
+            "security": [{"bearer": []}, {"staffSession": []}]}},
         "/api/services": {"get": _op("Services", _ok("list", _obj(services={"type": "array", "items": any_json})),
                                      401, 503)},
     }
@@ -172,7 +181,9 @@ def document(settings: Settings) -> dict:
                                 "(docs/realtime.md); pages and the JavaScript client: docs/web.md."},
         "servers": [{"url": "/"}],
         "components": {"schemas": _components(), "securitySchemes": {
-            "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}},
+            "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+            # a signed-in staff page (POST /login); its writes also send X-CSRF-Token (docs/security.md)
+            "staffSession": {"type": "apiKey", "in": "cookie", "name": "staff_session"}}},
         "security": [{"bearer": []}],
         "paths": paths,
     }

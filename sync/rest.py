@@ -1,4 +1,5 @@
-"""REST endpoints under ``/api/realtime``: health (open), status (any token), stats (admin).
+"""REST endpoints under ``/api/realtime``: health (open), status (any token), stats (admin);
+and ``_caller``, who a REST request is (a bearer token or the staff session cookie).
 
 Every answer is JSON; errors are ``{"error": "<stable_code>", "message": "..."}``:
 ``missing_token`` / ``invalid_token`` (401), ``forbidden`` (403), ``not_found`` (404),
@@ -15,7 +16,7 @@ from aiohttp import web
 
 from bot.tokens import Identity, TokenError
 
-from . import keys
+from . import keys, staff
 from .auth import identify
 
 log = logging.getLogger(__name__)
@@ -29,11 +30,18 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat()
 
 
-def _caller(request: web.Request) -> Identity | web.Response:
+async def _caller(request: web.Request) -> Identity | web.Response:
+    """Who is calling: ``Authorization: Bearer <token>``, else the staff session cookie (with the
+    CSRF rule for writes: ``sync.staff``), else 401."""
     header = request.headers.get("Authorization", "")
+    if not header and staff.COOKIE in request.cookies:
+        try:
+            return await staff.cookie_caller(request)
+        except staff.SessionRefused as exc:
+            return exc.response()
     scheme, _, token = header.partition(" ")
     if not header or scheme.lower() != "bearer" or not token.strip():
-        return error(401, "missing_token", "send Authorization: Bearer <token>",
+        return error(401, "missing_token", "send Authorization: Bearer <token>, or sign in at /login",
                      **{"WWW-Authenticate": "Bearer"})
     try:
         return identify(token, request.app[keys.SETTINGS])
@@ -57,7 +65,7 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def status(request: web.Request) -> web.Response:
-    who = _caller(request)
+    who = await _caller(request)
     if isinstance(who, web.Response):
         return who
     subscriptions = []
@@ -77,7 +85,7 @@ async def status(request: web.Request) -> web.Response:
 
 
 async def stats(request: web.Request) -> web.Response:
-    who = _caller(request)
+    who = await _caller(request)
     if isinstance(who, web.Response):
         return who
     if who.role != "admin":

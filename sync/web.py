@@ -2,7 +2,8 @@
 
 Plain HTML, CSS and JavaScript from ``sync/static`` with no build step. A page gets the
 clinic's settings through ``<meta>`` tags filled in here (HTML-escaped); everything else
-it reads from the REST API with the visitor's token and keeps current over Socket.IO
+it reads from the REST API with the visitor's token (or, on the staff pages, the staff session
+cookie: without one they send the visitor to ``/login``) and keeps current over Socket.IO
 (``static/realtime.js``). Every page is sent with a Content-Security-Policy that allows
 scripts from this origin only, so even a mistake in escaping could not run injected code.
 """
@@ -18,10 +19,11 @@ from aiohttp import web
 
 from bot.settings import Settings
 
-from . import keys
+from . import keys, staff
 
 STATIC = Path(__file__).resolve().parent / "static"
 PAGES = {"/": "chat.html", "/admin": "admin.html", "/dentist": "dentist.html", "/patient": "patient.html"}
+STAFF_PAGES = {"admin": "/admin", "dentist": "/dentist"}  # role -> its page: signed-in people only
 
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "connect-src 'self' http: https: ws: wss:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
@@ -48,11 +50,31 @@ def _render(name: str, config: tuple[tuple[str, str], ...]) -> str:
     return text.replace("<!--config-->", metas.lstrip(), 1)
 
 
+def page(request: web.Request, name: str, status: int = 200) -> web.Response:
+    """One page of ``sync/static``, with the clinic's settings and the security headers."""
+    config = tuple(page_config(request.app[keys.SETTINGS]).items())
+    return web.Response(text=_render(name, config), status=status, content_type="text/html", charset="utf-8",
+                        headers=SECURITY_HEADERS)
+
+
 def _page(name: str):
     async def handler(request: web.Request) -> web.Response:
-        config = tuple(page_config(request.app[keys.SETTINGS]).items())
-        return web.Response(text=_render(name, config), content_type="text/html", charset="utf-8",
-                            headers=SECURITY_HEADERS)
+        return page(request, name)
+    return handler
+
+
+def _staff_page(path: str, name: str):
+    """A staff page: served to a signed-in person (or with ``?token=``, for integrations and
+    tests); anyone else is sent to ``/login?next=<path>``."""
+    async def handler(request: web.Request) -> web.StreamResponse:
+        if not request.query.get("token"):
+            try:
+                session = await staff.request_session(request)
+            except staff.SessionRefused as exc:
+                return exc.response()
+            if session is None:
+                raise web.HTTPFound(f"/login?next={path}", headers={"Cache-Control": "no-store"})
+        return page(request, name)
     return handler
 
 
@@ -67,6 +89,7 @@ async def static_headers(request: web.Request, handler):
 
 def setup(app: web.Application) -> None:
     for path, name in PAGES.items():
-        app.router.add_get(path, _page(name))
+        staff_page = path in STAFF_PAGES.values()
+        app.router.add_get(path, _staff_page(path, name) if staff_page else _page(name))
     app.router.add_static("/static/", STATIC, show_index=False, follow_symlinks=False)
     app.middlewares.append(static_headers)

@@ -53,7 +53,10 @@ class Recorder:
 
     def __init__(self, name: str = ""):
         self.name = name
-        self.sio = socketio.AsyncClient(reconnection=False)
+        # a cookie given in ``connect(headers=...)`` goes into the client's cookie jar, which
+        # aiohttp's default keeps from IP hosts such as 127.0.0.1: a jar that does not
+        self.sio = socketio.AsyncClient(reconnection=False, http_session=lambda: aiohttp.ClientSession(
+            cookie_jar=aiohttp.CookieJar(unsafe=True)))
         self.events: list[tuple[str, dict]] = []
         self._changed = asyncio.Event()
         self.refused = None  # the reason the server gave for refusing the connection
@@ -70,18 +73,22 @@ class Recorder:
             self._changed.set()
         return record
 
-    async def connect(self, url: str, token: str | None, since: int | None = None) -> "Recorder":
+    async def connect(self, url: str, token: str | None, since: int | None = None,
+                      headers: dict | None = None) -> "Recorder":
         auth: dict = {}
         if token is not None:
             auth["token"] = token
         if since is not None:
             auth["since"] = since
-        await self.sio.connect(url, auth=auth, transports=["websocket"], wait_timeout=5)
+        await self.sio.connect(url, auth=auth, headers=headers or {}, transports=["websocket"], wait_timeout=5)
         return self
 
     async def close(self) -> None:
         if self.sio.connected:
             await self.sio.disconnect()
+        http = self.sio.eio.http  # left open by a refused handshake (engine.io closes it on disconnect only)
+        if http is not None and not http.closed:
+            await http.close()
 
     @property
     def ids(self) -> list[int]:

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from tests.api_helpers import call, seeded_clinic
+from tests.staff_helpers import staff_headers
 
 FUTURE = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(days=200)
 TIME_OFF = {"starts_at": FUTURE.isoformat(), "ends_at": (FUTURE + timedelta(hours=3)).isoformat(), "reason": "x"}
@@ -94,9 +95,13 @@ async def test_every_endpoint_refuses_bad_tokens_with_401(settings, engine, db_u
         assert await c.last_event() == before  # nothing was written
 
 
-async def test_authorisation_matrix(settings, engine, db_url):
+@pytest.mark.parametrize("staff_by", ["token", "cookie"])
+async def test_authorisation_matrix(settings, engine, db_url, staff_by):
+    """The same answers whether the admin and the dentists send tokens or, signed in at /login,
+    their session cookie and CSRF token (patients and services keep their tokens)."""
     async with seeded_clinic(settings, engine, db_url) as c:
         tokens = c.tokens()
+        signed = await staff_headers(c, engine, settings) if staff_by == "cookie" else {}
         assert len(EXPECTED) == len(endpoints(c))
         for index, (method, path, body) in enumerate(endpoints(c)):
             for caller, expected in EXPECTED[index].items():
@@ -105,7 +110,8 @@ async def test_authorisation_matrix(settings, engine, db_url):
                 if kind:  # a fresh row for each caller, so one caller's delete does not hide the next one's answer
                     url = c.url + path.replace(kind.group(0), str(await make_row(c, kind.group(1), tokens["admin"])))
                 before = await c.last_event()
-                status, payload = await call(method, url, tokens[caller], body() if callable(body) else body)
+                status, payload = await call(method, url, None if caller in signed else tokens[caller],
+                                             body() if callable(body) else body, headers=signed.get(caller))
                 assert status == expected, (method, path, caller, payload)
                 if status == 403:
                     assert payload["error"] == "forbidden"

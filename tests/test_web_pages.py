@@ -26,8 +26,9 @@ async def test_pages_are_served_with_csp_and_escaped_settings(db_url):
     settings = Settings(database_url=db_url, env="test", jwt_secret="t" * 40, _env_file=None,
                         clinic_name='Smile "&" <Co>', clinic_timezone="Europe/Paris")
     async with serve(settings) as (url, app):
-        for path, title in [("/", "chat"), ("/admin", "Front desk"), ("/dentist", "Dentist"),
-                            ("/patient", "My appointments")]:
+        # the staff pages are served to a sign-in (tests/test_staff_sessions.py) or with ?token=
+        for path, title in [("/", "chat"), ("/admin?token=t", "Front desk"), ("/dentist?token=t", "Dentist"),
+                            ("/patient", "My appointments"), ("/login", "Staff sign-in")]:
             status, headers, body = await _get(url + path)
             assert status == 200 and headers["Content-Type"].startswith("text/html"), path
             assert title in body

@@ -1,7 +1,12 @@
 /*
- * What the staff and patient pages share: sign-in (token field or ?token=, kept in
- * sessionStorage), the REST helper, a DOM builder that only ever sets text (never HTML),
- * the connection indicator, and date formatting in the clinic's time zone.
+ * What the staff and patient pages share: sign-in (a staff session cookie from /login, or a
+ * token: field or ?token=, kept in sessionStorage), the REST helper, a DOM builder that only
+ * ever sets text (never HTML), the connection indicator, and date formatting in the clinic's
+ * time zone.
+ *
+ * Staff pages signed in with the cookie (HttpOnly: never seen here) read who they are and the
+ * CSRF token from GET /api/session, and send that token in X-CSRF-Token on every write; the
+ * cookie itself goes with every same-origin request and the Socket.IO handshake.
  */
 (function (global) {
   "use strict";
@@ -46,6 +51,24 @@
   function token() { return sessionStorage.getItem(TOKEN_KEY) || ""; }
   function signOut() { sessionStorage.removeItem(TOKEN_KEY); location.reload(); }
 
+  var csrf = "";  // the staff session's CSRF token; "" when signed in with a token
+  function isStaffPage(roles) { return roles.indexOf("admin") >= 0 || roles.indexOf("dentist") >= 0; }
+  function toLogin() {
+    sessionStorage.removeItem(TOKEN_KEY);
+    location.replace("/login?next=" + encodeURIComponent(location.pathname));
+  }
+  function signOutSession() {
+    api("POST", "/logout").catch(function () { /* the cookie is cleared or already invalid */ })
+      .then(function () { location.assign("/login"); });
+  }
+  function showWho(label, out) {
+    var who = document.getElementById("who");
+    if (who) {
+      who.replaceChildren(h("span", {id: "who-name", text: label}), " ",
+        h("button", {type: "button", class: "link", id: "sign-out", onclick: out}, "Sign out"));
+    }
+  }
+
   /** The claims of a token (unverified: the server checks it; the page only picks its view). */
   function claims(t) {
     try {
@@ -56,20 +79,44 @@
     }
   }
 
+  /** A staff page without a token: the cookie session, as GET /api/session tells it. */
+  function sessionSignIn(root, roles, start) {
+    api("GET", "/api/session").then(function (s) {
+      csrf = s.csrf_token || "";
+      showWho(s.name || s.sub, signOutSession);
+      if (roles.indexOf(s.role) < 0) {
+        var home = s.role === "admin" ? "/admin" : "/dentist";
+        root.replaceChildren(h("section", {class: "card signin", id: "wrong-role"},
+          h("h2", {}, "Not your page"),
+          h("p", {class: "error", role: "alert"}, "You are signed in as " + (s.name || s.sub) + " (" + s.role +
+            "); this page is for " + roles.join(" or ") + " accounts."),
+          h("p", {}, h("a", {href: home}, "Open your page"))));
+        return;
+      }
+      start({role: s.role, sub: s.sub, name: s.name, dentist_id: s.dentist_id, patient_id: s.patient_id});
+    }).catch(function (err) {
+      if (err.status === 401) toLogin();
+      else root.replaceChildren(h("p", {class: "error", role: "alert"}, "Could not check your sign-in: " + err.message));
+    });
+  }
+
   /**
-   * Show the sign-in form in `root` when there is no token, or the token's role is not
-   * among `roles`; otherwise call start(claims). The form keeps the token in sessionStorage.
+   * Staff pages: the cookie session (or, when the page came with ?token=, that token); no valid
+   * sign-in goes to /login. Patient pages: the token form when there is no token, or the token's
+   * role is not among `roles`. Then start(claims) runs.
    */
   function signIn(root, roles, start, problem) {
     takeTokenFromUrl();
     var c = claims();
+    var staff = isStaffPage(roles);
     if (token() && c && roles.indexOf(c.role) >= 0 && !problem) {
-      var who = document.getElementById("who");
-      if (who) {
-        who.replaceChildren(h("span", {text: c.sub}), " ",
-          h("button", {type: "button", class: "link", onclick: signOut}, "Sign out"));
-      }
+      showWho(c.sub, signOut);
       start(c);
+      return;
+    }
+    if (staff && !token()) {
+      if (problem) toLogin();  // the session ended while the page was open
+      else sessionSignIn(root, roles, start);
       return;
     }
     var whoEl = document.getElementById("who");
@@ -86,11 +133,17 @@
       h("p", {id: "token-help", class: "hint"},
         "Paste a token from ", h("code", {}, "python -m bot token " + roles[0] + (roles[0] === "admin" ? "" : " ID")),
         ", or open this page with ?token=…"),
-      h("button", {type: "submit"}, "Sign in"));
+      h("button", {type: "submit"}, "Sign in"),
+      staff ? h("p", {class: "hint"}, h("button", {type: "button", class: "link", id: "to-login", onclick: toLogin},
+                                        "Sign in with your email and password")) : null);
     form.addEventListener("submit", function (ev) {
       ev.preventDefault();
-      sessionStorage.setItem(TOKEN_KEY, input.value.trim());
-      location.reload();
+      var value = input.value.trim();
+      sessionStorage.setItem(TOKEN_KEY, value);
+      // a staff page is served only to a sign-in it can see: the token goes in the address once
+      // (and is taken out of it again at once)
+      if (staff) location.assign(location.pathname + "?token=" + encodeURIComponent(value));
+      else location.reload();
     });
     root.replaceChildren(form);
     input.focus();
@@ -105,7 +158,9 @@
   ApiError.prototype = Object.create(Error.prototype);
 
   function api(method, path, body) {
-    var init = {method: method, headers: {Authorization: "Bearer " + token(), Accept: "application/json"}};
+    var init = {method: method, credentials: "same-origin", headers: {Accept: "application/json"}};
+    if (token()) init.headers.Authorization = "Bearer " + token();
+    else if (csrf && method !== "GET") init.headers["X-CSRF-Token"] = csrf;
     if (body !== undefined) {
       init.headers["Content-Type"] = "application/json";
       init.body = JSON.stringify(body);

@@ -89,8 +89,8 @@
         setState("reconnecting", message);
         return;
       }
-      // refused by the server: a bad token stays refused; anything else is retried
-      if (/token/i.test(message)) {
+      // refused by the server: a bad token (or an ended sign-in) stays refused; anything else is retried
+      if (/token|sign-in|sign in/i.test(message)) {
         setState("refused", message);
       } else {
         setState("reconnecting", message);

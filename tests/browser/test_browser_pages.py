@@ -12,6 +12,7 @@ from browser_helpers import collect_errors, running
 from playwright.async_api import expect
 from sqlalchemy import text
 
+from bot.accounts import add_user
 from bot.booking import BookingService, Outcome
 from bot.seed import seed
 from bot.settings import Settings
@@ -21,6 +22,7 @@ from tests.api_helpers import call, pick_visit
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 ADMIN = Identity(role="admin", sub="admin")
+PASSWORD = "correct horse battery staple"
 HOSTILE = '<script>window.__pwned=1</script><img src=x onerror="window.__pwned=2"><b>bold</b>'
 # a patient's name in Hebrew with emoji, a right-to-left override and markup: shown exactly as stored
 HOSTILE_NAME = 'דוד כהן 🦷 \u202eevil\u202c <img src=x onerror="window.__pwned=3">'
@@ -92,14 +94,38 @@ async def test_booking_appears_on_admin_without_reload(browser, shot, settings, 
 
         await page.wait_for_selector('#counters dd[data-counter="Events processed"]')
         await shot(page, "admin")
-        phone, _ = await open_page(browser, f"{server.url}/admin", width=390, height=844)
-        # the token lives in sessionStorage, per tab: a new tab signs in with the form
-        await phone.fill("#token-input", mint("admin", settings=settings))
-        await phone.click("#signin button[type=submit]")
+        # the token lives in sessionStorage, per tab: a new tab is sent to /login, and the front
+        # desk signs in with an email and a password
+        await asyncio.to_thread(add_user, engine, settings, "desk@clinic.example", "admin", PASSWORD,
+                                full_name="Ana Front")
+        phone, phone_errors = await open_page(browser, f"{server.url}/admin", width=390, height=844)
+        assert phone.url == f"{server.url}/login?next=/admin"
+        await phone.fill("#email", "desk@clinic.example")
+        await phone.fill("#password", "not the password")
+        await phone.click("#sign-in")
+        await expect(phone.locator("#login-error")).to_have_text("Wrong email or password.")
+        await shot(phone, "login")
+        await phone.fill("#password", PASSWORD)
+        await phone.click("#sign-in")
+        await phone.wait_for_url(f"{server.url}/admin")
         await wait_live(phone)
+        await expect(phone.locator("#who-name")).to_have_text("Ana Front")  # the person, not admin:...
         await phone.wait_for_selector(f'li[data-id="{new}"]')
+        # a status clicked with the cookie session (its CSRF token) is written
+        await phone.locator(f'li[data-id="{new}"] button[data-action="confirmed"]').click()
+        await phone.wait_for_selector(f'li[data-id="{new}"][data-status="confirmed"]')
+        await page.wait_for_selector(f'li[data-id="{new}"][data-status="confirmed"]')  # the other tab hears it
         await shot(phone, "admin-phone")
-        assert errors == [], errors
+        await phone.reload()  # the cookie, not the tab, holds the sign-in
+        await wait_live(phone)
+        await phone.click("#sign-out")
+        await phone.wait_for_url(f"{server.url}/login")
+        await phone.goto(f"{server.url}/admin")
+        assert phone.url == f"{server.url}/login?next=/admin"
+        # the one console error of the phone tab: the browser's note on the wrong password's 401
+        assert errors == [] and phone_errors == [
+            "console: Failed to load resource: the server responded with a status of 401 (Unauthorized)"], \
+            (errors, phone_errors)
 
 
 async def test_status_clicked_on_admin_shows_on_patient(browser, shot, settings, engine, db_url):

@@ -1,0 +1,177 @@
+"""Staff sessions in the sync service: the cookie's flags, the pages that need it, no open
+redirect, the CSRF rule for cookie-signed writes, sign-out and disabling ending sessions server
+side, and Socket.IO connecting with the cookie into the role's rooms (sync/login.py, sync/staff.py)."""
+
+from __future__ import annotations
+
+import hashlib
+
+import psycopg
+import pytest
+
+from bot.accounts import disable_user
+from tests.api_helpers import call, seeded_clinic
+from tests.staff_helpers import account, get, login, stored_text
+from tests.sync_helpers import Recorder, serve
+
+EVIL = "https://evil.example"
+
+
+@pytest.fixture
+async def clinic(settings, engine, db_url):
+    async with seeded_clinic(settings, engine, db_url) as c:
+        account(engine, settings, "desk@clinic.example", name="Ana Front")
+        account(engine, settings, "doc@clinic.example", "dentist", c.dentist)
+        yield c
+
+
+async def test_sign_in_sets_a_strict_http_only_cookie_and_stores_only_its_hash(clinic, db_url):
+    signed = await login(clinic.url, "Desk@Clinic.example")
+    assert signed.status == 200, signed.body
+    assert signed.body["redirect"] == "/admin" and signed.body["name"] == "Ana Front"
+    cookie = signed.cookie
+    assert cookie["httponly"] and cookie["samesite"] == "Strict" and cookie["path"] == "/"
+    assert not cookie["secure"]  # ENV=test; production, or SESSION_COOKIE_SECURE=1, sets it
+    assert int(cookie["max-age"]) == clinic.settings.staff_session_minutes * 60
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("SELECT id_hash FROM staff_sessions").fetchall() == [
+            (hashlib.sha256(cookie.value.encode()).hexdigest(),)]
+        assert cookie.value not in stored_text(conn)
+    status, who = await call("GET", f"{clinic.url}/api/session", headers=signed.cookie_header)
+    assert status == 200 and (who["name"], who["role"], who["dentist_id"]) == ("Ana Front", "admin", None)
+    assert who["sub"].startswith("staff:") and who["csrf_token"] == signed.body["csrf_token"]
+    doc = await login(clinic.url, "doc@clinic.example")
+    assert doc.body["redirect"] == "/dentist" and doc.body["dentist_id"] == clinic.dentist
+
+
+async def test_the_secure_flag_follows_the_setting(settings, db_url, engine):
+    account(engine, settings, "desk@clinic.example")
+    for update, secure in (({"env": "production", "jwt_secret": "p" * 40}, True),
+                           ({"session_cookie_secure": True}, True), ({"session_cookie_secure": False}, False)):
+        async with serve(settings.model_copy(update=update)) as (url, app):
+            signed = await login(url, "desk@clinic.example")
+            assert bool(signed.cookie["secure"]) is secure, update
+
+
+async def test_staff_pages_send_strangers_to_the_sign_in_page(clinic):
+    for path in ("/admin", "/dentist"):
+        status, headers = await get(clinic.url + path)
+        assert status == 302 and headers["Location"] == f"/login?next={path}", (path, status)
+        forged = await get(clinic.url + path, {"Cookie": "staff_session=made-up"})
+        assert forged[0] == 302
+    assert (await get(f"{clinic.url}/admin?token={clinic.tok('admin')}"))[0] == 200  # integrations, tests
+    assert (await get(clinic.url + "/login"))[0] == 200
+    signed = await login(clinic.url, "desk@clinic.example")
+    assert (await get(clinic.url + "/admin", signed.cookie_header))[0] == 200
+    status, headers = await get(clinic.url + "/login?next=/admin", signed.cookie_header)
+    assert status == 302 and headers["Location"] == "/admin"  # already signed in
+
+
+@pytest.mark.parametrize("wanted", [EVIL, "//evil.example/admin", "/\\evil.example", "javascript:alert(1)",
+                                    "/admin@evil.example", " /admin", "/login", "/dentist", "http:/admin"])
+async def test_next_never_leads_off_the_site(clinic, wanted):
+    for form in (False, True):
+        signed = await login(clinic.url, "desk@clinic.example", next_path=wanted, form=form)
+        goto = signed.headers["Location"] if form else signed.body["redirect"]
+        assert signed.status == (303 if form else 200) and goto == "/admin", (wanted, form, goto)
+
+
+async def test_next_keeps_a_local_path(clinic):
+    signed = await login(clinic.url, "desk@clinic.example", next_path="/admin")
+    assert signed.body["redirect"] == "/admin"
+    signed = await login(clinic.url, "desk@clinic.example", next_path="/patient")
+    assert signed.body["redirect"] == "/patient"
+
+
+async def test_a_cookie_signed_write_needs_the_csrf_token_and_our_origin(clinic):
+    signed = await login(clinic.url, "desk@clinic.example")
+    path = f"{clinic.url}/api/appointments/{clinic.visit}"
+    before = await clinic.last_event()
+    for headers in (signed.cookie_header,                                               # no token
+                    {**signed.cookie_header, "X-CSRF-Token": "x" * 43},                 # a wrong one
+                    {**signed.headers_for_writes, "Origin": EVIL},                      # another site
+                    {**signed.headers_for_writes, "Origin": "null"}):
+        status, body = await call("PATCH", path, body={"status": "confirmed"}, headers=headers)
+        assert (status, body["error"]) == (403, "csrf_failed"), headers
+    assert await clinic.last_event() == before  # nothing was written
+    status, _ = await call("GET", path, headers=signed.cookie_header)  # a read needs no token
+    assert status == 200
+    status, body = await call("PATCH", path, body={"status": "confirmed"}, headers=signed.headers_for_writes)
+    assert status == 200 and body["appointment"]["status"] == "confirmed"
+    status, _ = await call("PATCH", path, body={"status": "pending"},
+                           headers={**signed.headers_for_writes, "Origin": clinic.url})
+    assert status == 200
+    # a bearer token needs no CSRF token: no browser sends it by itself
+    status, _ = await call("PATCH", path, clinic.tok("admin"), {"status": "confirmed"})
+    assert status == 200
+
+
+async def test_sign_out_ends_the_session_on_the_server(clinic):
+    signed = await login(clinic.url, "desk@clinic.example")
+    status, body = await call("POST", f"{clinic.url}/logout", headers=signed.cookie_header)
+    assert (status, body["error"]) == (403, "csrf_failed")  # sign-out is CSRF-protected too
+    assert (await call("GET", f"{clinic.url}/api/session", headers=signed.cookie_header))[0] == 200
+    status, body = await call("POST", f"{clinic.url}/logout", headers=signed.headers_for_writes)
+    assert status == 200 and body["redirect"] == "/login"
+    # the old cookie, replayed, signs nobody in
+    for method, path in (("GET", "/api/session"), ("GET", "/api/appointments"),
+                         ("PATCH", f"/api/appointments/{clinic.visit}")):
+        status, body = await call(method, clinic.url + path, body={"status": "confirmed"} if method == "PATCH" else None,
+                                  headers=signed.headers_for_writes)
+        assert (status, body["error"]) == (401, "invalid_session"), path
+    assert (await get(clinic.url + "/admin", signed.cookie_header))[0] == 302
+
+
+async def test_disabling_an_account_ends_its_open_sessions(clinic, engine):
+    signed = await login(clinic.url, "doc@clinic.example")
+    assert (await call("GET", f"{clinic.url}/api/appointments", headers=signed.cookie_header))[0] == 200
+    assert disable_user(engine, "doc@clinic.example") == 1
+    status, body = await call("GET", f"{clinic.url}/api/appointments", headers=signed.cookie_header)
+    assert (status, body["error"]) == (401, "invalid_session")
+    assert (await login(clinic.url, "doc@clinic.example")).status == 401
+
+
+async def test_socket_connects_with_the_cookie_into_the_rooms_of_its_role(settings, engine, db_url):
+    async with seeded_clinic(settings, engine, db_url) as c:
+        account(engine, settings, "doc@clinic.example", "dentist", c.dentist)
+        account(engine, settings, "desk@clinic.example")
+        for email, role, ident in (("doc@clinic.example", "dentist", c.dentist), ("desk@clinic.example", "admin", None)):
+            signed = await login(c.url, email)
+            by_cookie = await Recorder("cookie").connect(c.url, None, headers=signed.cookie_header)
+            by_token = await Recorder("token").connect(c.url, c.tok(role, ident))
+            try:
+                status, mine = await call("GET", f"{c.url}/api/realtime/status", headers=signed.cookie_header)
+                assert status == 200 and mine["subject"].startswith("staff:")
+                _, theirs = await call("GET", f"{c.url}/api/realtime/status", c.tok(role, ident))
+                rooms = lambda s: sorted(x["channelName"] for x in s["subscriptions"])  # noqa: E731
+                assert rooms(mine) and rooms(mine) == rooms(theirs), (role, rooms(mine), rooms(theirs))
+            finally:
+                await by_cookie.close()
+                await by_token.close()
+
+
+async def test_socket_refuses_a_cookie_from_another_origin_or_an_ended_session(clinic):
+    import socketio
+
+    signed = await login(clinic.url, "desk@clinic.example")
+    foreign, ended = Recorder("foreign"), Recorder("ended")
+    try:
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            await foreign.connect(clinic.url, None, headers={**signed.cookie_header, "Origin": EVIL})
+        await call("POST", f"{clinic.url}/logout", headers=signed.headers_for_writes)
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            await ended.connect(clinic.url, None, headers=signed.cookie_header)
+        assert "sign in again" in ended.refused["message"]
+    finally:
+        await foreign.close()
+        await ended.close()
+
+
+async def test_a_typed_token_wins_over_the_cookie_on_a_socket(clinic):
+    signed = await login(clinic.url, "desk@clinic.example")
+    rec = await Recorder("both").connect(clinic.url, clinic.tok("patient", clinic.patient), headers=signed.cookie_header)
+    try:
+        status, body = await call("GET", f"{clinic.url}/api/realtime/status", clinic.tok("patient", clinic.patient))
+        assert [s["channelName"] for s in body["subscriptions"]] == [f"appointments:patient:{clinic.patient}"]
+    finally:
+        await rec.close()
