@@ -370,9 +370,12 @@ class AskQuestion(Action):
 
     @guarded
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list[dict]:
-        if not escalated_this_turn(tracker):
+        if not escalated_this_turn(tracker) and not self.asked_this_turn(tracker):
             dispatcher.utter_message(response=f"utter_ask_{self.slot}")
         return []
+
+    def asked_this_turn(self, tracker: Tracker) -> bool:
+        return False
 
 
 class AskService(AskQuestion):
@@ -393,6 +396,15 @@ class AskFullName(AskQuestion):
 
 class AskPhone(AskQuestion):
     slot = "phone"
+
+    def asked_this_turn(self, tracker: Tracker) -> bool:
+        """After "wrong number" the code step already asked for the right one (actions/verify.py)."""
+        for event in reversed(tracker.events):
+            if event.get("event") == "user":
+                return False
+            if event.get("event") == "slot" and event.get("name") == "code_status":
+                return event.get("value") == "new_number"
+        return False
 
 
 class ActionDropRequest(Action):

@@ -146,7 +146,9 @@ class CodeStep:
                 new_phone = normalise_phone(new_phone, gw.settings.phone_region)
             except InvalidPhone:
                 new_phone = None
-        if new_phone and new_phone != phone:  # "wrong number, it's 917 555 0199"
+        pending = gw.pending_code(who)
+        sent_to = pending.recipient if pending is not None else phone
+        if new_phone and new_phone != sent_to:  # "wrong number, it's 917 555 0199" (Rasa may have set it)
             return {"phone": new_phone, **send_code(dispatcher, gw, who, new_phone)}
         if WRONG_NUMBER.search(text):
             if not self.can_change_number():

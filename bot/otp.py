@@ -8,7 +8,7 @@ or the sign-in attempt). Rules (settings, documented in docs/security.md):
   derived from JWT_SECRET and bound to its purpose, subject and recipient;
 - it expires after VERIFICATION_CODE_MINUTES (10) and takes at most VERIFICATION_MAX_TRIES (5)
   wrong guesses; then only a new code helps;
-- sending a new code supersedes the live one; a new code is refused within
+- sending a new code supersedes the live one; a new code to the same recipient is refused within
   VERIFICATION_RESEND_SECONDS of the last, and past the hourly limits per recipient, per client
   address and per subject (a flood of made-up numbers sends a handful of messages, books nothing);
 - checking locks the code row, so two guesses typed at once count as two.
@@ -107,7 +107,8 @@ class Verifier:
             # one sender at a time per recipient: two chats cannot both pass the hourly count
             db.execute(select(func.pg_advisory_xact_lock(func.hashtext(f"otp:{recipient}"))))
             last = db.scalar(select(func.max(VerificationCode.created_at)).where(
-                VerificationCode.purpose == purpose, VerificationCode.subject == subject))
+                VerificationCode.purpose == purpose, VerificationCode.subject == subject,
+                VerificationCode.recipient == recipient))  # a new number ("wrong number") need not wait
             if last is not None and (now - last).total_seconds() < s.verification_resend_seconds:
                 wait = s.verification_resend_seconds - int((now - last).total_seconds())
                 return CodeResult(CodeOutcome.TOO_SOON, recipient, retry_after=max(wait, 1))
