@@ -119,6 +119,8 @@ class Settings(BaseSettings):
     verification_codes_per_subject: int = Field(default=5, ge=1)
     # how long a code typed back in a chat lets it act for that phone's patient
     chat_verified_minutes: int = Field(default=60, gt=0, le=24 * 60)
+    # how long the patient page's sign-in by code lasts (the token it gets)
+    patient_sign_in_minutes: int = Field(default=60, gt=0, le=24 * 60)
     # where messages go: "console" logs them (development: `bot up` prints the codes)
     sms_sender: Literal["console", "http"] = "console"
     sms_http_url: str | None = None  # POST {"to", "body"} JSON; any 2xx is sent

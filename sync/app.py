@@ -22,7 +22,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from bot.settings import Settings, get_settings, libpq_url
 
-from . import api, holds, keys, login, rest, staff, web as pages
+from . import api, holds, keys, login, patient_signin, rest, staff, web as pages
 from .handlers import SocketHandlers
 from .hub import Hub
 from .listener import OutboxListener
@@ -72,6 +72,7 @@ def create_app(settings: Settings | None = None, *, node_id: str | None = None,
     api.setup(app)
     pages.setup(app)
     login.setup(app)
+    patient_signin.setup(app)
     app.cleanup_ctx.append(_database)
     holds.setup(app)  # after _database: the sweeper uses its pool
     app.on_shutdown.append(_disconnect_clients)

@@ -26,7 +26,8 @@ def _ref(name: str) -> dict:
 def _errors(*codes: int) -> dict:
     text = {400: "malformed JSON or query", 401: "missing, forged or expired token", 403: "not allowed for this token",
             404: "no such resource (or not the caller's)", 409: "conflicts with the current state",
-            413: "body larger than 64 KiB", 422: "the body does not validate", 503: "the database is unavailable"}
+            413: "body larger than 64 KiB", 415: "the body is not application/json", 422: "the body does not validate",
+            429: "too many codes sent: try again after Retry-After seconds", 503: "the database is unavailable"}
     return {str(c): {"description": text[c], **_json(_ref("Error"))} for c in codes}
 
 
@@ -171,6 +172,17 @@ def document(settings: Settings) -> dict:
                                    csrf_token={"type": ["string", "null"]},
                                    expires_at={"type": ["string", "null"]})), 401, 503),
             "security": [{"bearer": []}, {"staffSession": []}]}},
+        "/api/patient/sign-in/code": {"post": _op(
+            "Text a 6-digit sign-in code to this phone if it is a patient's (the same answer either way)",
+            _ok("accepted", _obj(attempt={"type": "string"}, message={"type": "string"})),
+            400, 413, 415, 422, 429, 503, body=_obj(phone={"type": "string", "maxLength": 40}),
+            secured=False, status="202")},
+        "/api/patient/sign-in/verify": {"post": _op(
+            "Trade the texted code for a patient token (Authorization: Bearer)",
+            _ok("signed in", _obj(token={"type": "string"}, name={"type": "string"}, expires_in={"type": "integer"})),
+            400, 401, 413, 415, 422, 503,
+            body=_obj(attempt={"type": "string", "maxLength": 100}, code={"type": "string", "maxLength": 40}),
+            secured=False)},
         "/api/services": {"get": _op("Services", _ok("list", _obj(services={"type": "array", "items": any_json})),
                                      401, 503)},
     }

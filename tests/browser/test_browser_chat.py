@@ -28,7 +28,7 @@ from aiohttp import web
 from browser_helpers import REPLY_MS, answered, collect_errors, offered, running, typing
 
 from bot.tokens import mint
-from tests.chat_helpers import choice_start, rows
+from tests.chat_helpers import choice_start, rows, sent_code
 from tests.sync_helpers import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -66,8 +66,8 @@ async def test_a_visitor_books_in_the_widget_and_the_visit_is_in_the_database(st
     await answered(page, r"phone number", typing(page, "Émile Zola-Brontë"))
     confirm = await answered(page, r"Shall I book it\?", typing(page, "212 555 0166"))
     assert "Cleaning" in confirm and "Alvarez" in confirm, confirm
-    booked = await answered(page, r"You're booked",
-                            page.locator("#quick-replies button", has_text="Yes, book it").click)
+    await answered(page, r"6-digit code", page.locator("#quick-replies button", has_text="Yes, book it").click)
+    booked = await answered(page, r"You're booked", typing(page, sent_code(stack, "212 555 0166")))
     reference = int(re.search(r"Reference #(\d+)", booked).group(1))
     await shot(page, "chat-booked")
 

@@ -252,11 +252,39 @@ async def test_a_refused_token_brings_back_the_sign_in_form(browser, shot, setti
     async with running(settings) as server:
         for path, tok in (("patient", expired), ("admin", forged), ("dentist", mint("patient", 1, settings=settings))):
             page, errors = await open_page(browser, f"{server.url}/{path}?token={tok}", width=390, height=700)
+            if path == "patient":  # an expired patient token: the sign-in by a code texted to the phone
+                await page.locator("#code-signin").wait_for()
+                assert await page.locator("#phone-input").evaluate("el => el === document.activeElement")
+                await shot(page, "sign-in")
+                await page.context.close()
+                continue
             form = page.locator("#signin")
             await form.wait_for()
             message = await form.locator(".error").inner_text()
             assert ("not accepted" in message) if path != "dentist" else ("for dentist tokens" in message), message
             assert await page.locator("#token-input").evaluate("el => el === document.activeElement")
-            if path == "patient":
-                await shot(page, "sign-in")
             await page.context.close()
+
+
+async def test_a_patient_signs_in_with_the_code_texted_to_their_phone(browser, shot, settings, engine, db_url):
+    seed(engine, settings)
+    async with running(settings) as server:
+        page, errors = await open_page(browser, f"{server.url}/patient", width=390, height=760)
+        await page.locator("#phone-input").fill("(212) 555-0101")  # Emma Johnson's number on file
+        await page.locator("#send-code").click()
+        await page.locator("#code-verify").wait_for()
+        with engine.connect() as c:
+            body = c.execute(text("SELECT body FROM notifications WHERE recipient = '+12125550101'")).scalar_one()
+        code = next(w for w in body.replace(".", " ").split() if w.isdigit() and len(w) == 6)
+        await page.locator("#code-input").fill("000000" if code != "000000" else "111111")
+        await page.locator("#verify-code").click()
+        await expect(page.locator("#signin-error")).to_contain_text("isn't right")
+        await page.locator("#code-input").fill(code)
+        await page.locator("#verify-code").click()
+        await wait_live(page)
+        with engine.connect() as c:
+            mine = c.execute(text("SELECT count(*) FROM appointments WHERE patient_id = 1"
+                                  " AND starts_at > now() AND status <> 'cancelled'")).scalar_one()
+        await expect(page.locator("#board li[data-id]")).to_have_count(mine)
+        await shot(page, "patient-signed-in-by-code")
+        assert [e for e in errors if "401" not in e] == []

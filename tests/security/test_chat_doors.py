@@ -20,7 +20,7 @@ import socketio
 
 from bot.stack import Stack
 from bot.tokens import mint
-from tests.chat_helpers import book_anonymously, offers, rows, slot_buttons, text
+from tests.chat_helpers import book_anonymously, offers, rows, sent_code, slot_buttons, text, yes_and_code
 from tests.stack_helpers import reconfigured, running_stack
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.usefixtures("trained_model")]
@@ -184,7 +184,7 @@ async def test_anonymous_visits_belong_to_the_conversation_that_booked_them(stac
     owner, stranger = conversation(), conversation()
     offered = await offers(stack, owner, "I'd like a consultation with Dr. Chen next Tuesday")
     await book_anonymously(stack, owner, offered[0], "Olive Owner", "212 555 0301")
-    assert "You're booked" in text(await stack.say(owner, "yes"))
+    assert "You're booked" in text(await yes_and_code(stack, owner, "212 555 0301"))
     [(appt_id, booked_in)] = rows(stack, "SELECT a.id, c.conversation_id FROM appointments a JOIN patients p ON "
                                   "p.id = a.patient_id JOIN chat_bookings c ON c.appointment_id = a.id "
                                   "WHERE p.phone = '+12125550301'")
@@ -274,6 +274,8 @@ async def book(stack: Stack, sender: str, phone: str, request: str, source: str 
         replies = await stack.say(sender, phone, source=source)
     if "Shall I book it?" in text(replies):
         replies = await stack.say(sender, "yes", source=source)
+    if "6-digit code" in text(replies):  # the phone is proved once per conversation
+        replies = await stack.say(sender, sent_code(stack, phone), source=source)
     return text(replies)
 
 
