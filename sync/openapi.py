@@ -87,6 +87,8 @@ def _components() -> dict:
 
 
 def document(settings: Settings) -> dict:
+    from .patient_signin import CodeCheck, CodeRequest
+
     appt = _json(_obj(appointment=_ref("Appointment")))["content"]
     hours = _obj(dentist_id={"type": "integer"}, working_hours={"type": "array", "items": _ref("WorkingHours")})
     q_time = [{"name": n, "in": "query", "required": False, "schema": {"type": "string"},
@@ -175,14 +177,12 @@ def document(settings: Settings) -> dict:
         "/api/patient/sign-in/code": {"post": _op(
             "Text a 6-digit sign-in code to this phone if it is a patient's (the same answer either way)",
             _ok("accepted", _obj(attempt={"type": "string"}, message={"type": "string"})),
-            400, 413, 415, 422, 429, 503, body=_obj(phone={"type": "string", "maxLength": 40}),
-            secured=False, status="202")},
+            400, 413, 415, 422, 429, 503, body=CodeRequest.model_json_schema(), secured=False, status="202")},
         "/api/patient/sign-in/verify": {"post": _op(
             "Trade the texted code for a patient token (Authorization: Bearer)",
             _ok("signed in", _obj(token={"type": "string"}, name={"type": "string"}, expires_in={"type": "integer"})),
             400, 401, 413, 415, 422, 503,
-            body=_obj(attempt={"type": "string", "maxLength": 100}, code={"type": "string", "maxLength": 40}),
-            secured=False)},
+            body=CodeCheck.model_json_schema(), secured=False)},
         "/api/services": {"get": _op("Services", _ok("list", _obj(services={"type": "array", "items": any_json})),
                                      401, 503)},
     }

@@ -17,6 +17,7 @@ import logging
 import secrets
 
 from aiohttp import web
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
 
 from bot.db import DatabaseUnavailable, session_scope
@@ -27,7 +28,7 @@ from bot.phone import InvalidPhone, normalise_phone
 from bot.tokens import mint
 
 from . import keys
-from .api_io import ApiError, read_json
+from .api_io import ApiError, read_json, text, validated
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +47,15 @@ async def _verifier_ctx(app: web.Application):
     yield
 
 
-def _field(data: object, name: str, limit: int) -> str:
-    value = data.get(name) if isinstance(data, dict) else None
-    if not isinstance(value, str) or not value.strip() or len(value) > limit:
-        raise ApiError(422, "validation_error", f"{name} is required (a string of at most {limit} characters)")
-    return value.strip()
+class CodeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    phone: text(40)  # type: ignore[valid-type]
+
+
+class CodeCheck(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    attempt: text(100)  # type: ignore[valid-type]
+    code: text(40)  # type: ignore[valid-type]
 
 
 def _answer(fn):
@@ -73,7 +78,7 @@ def _answer(fn):
 @_answer
 async def send_code(request: web.Request) -> web.Response:
     settings = request.app[keys.SETTINGS]
-    raw = _field(await read_json(request), "phone", 40)
+    raw = validated(CodeRequest, await read_json(request)).phone
     try:
         phone = normalise_phone(raw, settings.phone_region)
     except InvalidPhone as exc:
@@ -99,8 +104,8 @@ async def send_code(request: web.Request) -> web.Response:
 @_answer
 async def verify_code(request: web.Request) -> web.Response:
     settings = request.app[keys.SETTINGS]
-    data = await read_json(request)
-    attempt, typed = _field(data, "attempt", 100), code_in(_field(data, "code", 40))
+    data = validated(CodeCheck, await read_json(request))
+    attempt, typed = data.attempt, code_in(data.code)
     if typed is None:
         raise ApiError(422, "validation_error", "code is the 6 digits from the text message")
     verifier = _verifier(request)

@@ -56,6 +56,17 @@ def test_up_migrates_seeds_starts_and_stops(pg_server):
             assert f"http://127.0.0.1:{sync_port}/" in out
             with urllib.request.urlopen(f"http://127.0.0.1:{sync_port}/api/realtime/health", timeout=10) as r:
                 assert json.load(r)["service"] == "realtime-sync"
+            # in development the codes go to the console: `bot up` prints the one a patient asked for
+            ask = urllib.request.Request(f"http://127.0.0.1:{sync_port}/api/patient/sign-in/code", method="POST",
+                                         data=json.dumps({"phone": "+12125550101"}).encode(),
+                                         headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(ask, timeout=10) as r:
+                assert r.status == 202
+            with psycopg.connect(url) as conn:
+                [(body,)] = conn.execute("SELECT body FROM notifications WHERE recipient = '+12125550101'").fetchall()
+            while time.monotonic() < deadline and body not in "".join(lines):
+                lines.append(proc.stdout.readline())
+            assert body in "".join(lines) and "+12125550101" in "".join(lines)
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=60) == 0
         rest = proc.stdout.read()
