@@ -113,8 +113,10 @@ class CodeStep:
 
     def validate_verification_code(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker,
                                    domain: dict) -> dict[str, Any]:
-        if value is None or value == "ok":
-            return {"verification_code": value}
+        if value is None:
+            return {"verification_code": None}
+        # (validated only when it changed this turn: "ok" here is what the patient typed, not a
+        # code typed back, which only this method records, after the write)
         gw = get_gateway()
         who = caller(tracker)
         text = latest_text(tracker) or str(value)
@@ -125,6 +127,10 @@ class CodeStep:
         if typed is None:
             return self.not_a_code(dispatcher, tracker, gw, who, text, phone)
         result = gw.check_code(who, typed)
+        if result.outcome is CodeOutcome.VERIFIED and result.recipient != phone:
+            # the code of another number than the one the write is for (the phone changed since):
+            # it proves that number only; the code goes to this one
+            return send_code(dispatcher, gw, who, phone or "")
         if result.outcome is CodeOutcome.VERIFIED:
             dispatcher.utter_message(response="utter_code_ok")
             return {"verification_code": "ok", SAID: "verified", **self.write(dispatcher, tracker)}

@@ -9,8 +9,10 @@ or the sign-in attempt). Rules (settings, documented in docs/security.md):
 - it expires after VERIFICATION_CODE_MINUTES (10) and takes at most VERIFICATION_MAX_TRIES (5)
   wrong guesses; then only a new code helps;
 - sending a new code supersedes the live one; a new code to the same recipient is refused within
-  VERIFICATION_RESEND_SECONDS of the last, and past the hourly limits per recipient, per client
-  address and per subject (a flood of made-up numbers sends a handful of messages, books nothing);
+  VERIFICATION_RESEND_SECONDS of the last (whoever asks), and past the hourly limits per
+  recipient (and purpose), per client address (an IPv6 address counts by its /64), per subject
+  and for the whole clinic (a flood of made-up numbers sends a handful of messages, books
+  nothing); texts go only to numbers of SMS_REGIONS (default: PHONE_REGION);
 - checking locks the code row, so two guesses typed at once count as two.
 """
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import re
 import secrets
 from dataclasses import dataclass
@@ -25,6 +28,7 @@ from datetime import datetime, timedelta, timezone
 from enum import Enum
 from typing import Callable
 
+import phonenumbers
 from sqlalchemy import func, select, update
 from sqlalchemy.engine import Engine
 
@@ -42,7 +46,8 @@ _DIGITS = re.compile(r"\d(?:[ \-]?\d)*")
 class CodeOutcome(str, Enum):
     SENT = "sent"
     TOO_SOON = "too_soon"  # a code was sent moments ago: it is still on its way
-    TOO_MANY = "too_many"  # an hourly limit (field: recipient, client or subject)
+    TOO_MANY = "too_many"  # an hourly limit (field: recipient, client, subject or clinic)
+    NOT_ALLOWED = "not_allowed"  # a number of a region the clinic does not text
     SEND_FAILED = "send_failed"  # the sender refused: nothing to type back
     VERIFIED = "verified"
     WRONG = "wrong"
@@ -74,6 +79,22 @@ def code_in(text: object) -> str | None:
     return codes.pop() if len(codes) == 1 else None
 
 
+def client_key(client: str | None) -> str | None:
+    """The address the per-client limit counts: an IPv4 address, or an IPv6 address's /64 (one
+    customer's network hands out addresses from it at will)."""
+    if not client:
+        return None
+    try:
+        address = ipaddress.ip_address(client.strip("[]"))
+    except ValueError:
+        return client[:100]
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
+
+
 def message_for(settings: Settings, code: str, minutes: int) -> str:
     return (f"{settings.clinic_name}: your code is {code}. It expires in {minutes} minutes. "
             "Never share it: the clinic will never ask you for it by phone.")
@@ -101,26 +122,33 @@ class Verifier:
         if purpose not in PURPOSES:
             raise ValueError(f"unknown purpose {purpose!r}")
         s, now = self.settings, self.now()
-        client = (client or None) and client[:100]
+        client = client_key(client)
+        if channel == "sms" and not self.may_text(recipient):
+            return CodeResult(CodeOutcome.NOT_ALLOWED, recipient, field="recipient")
         code = f"{secrets.randbelow(10 ** CODE_DIGITS):0{CODE_DIGITS}d}"
         with session_scope(self.engine) as db:
             # one sender at a time per recipient: two chats cannot both pass the hourly count
             db.execute(select(func.pg_advisory_xact_lock(func.hashtext(f"otp:{recipient}"))))
+            # per number, whoever asks: a new number ("wrong number") need not wait, and many
+            # sign-in attempts for one number are as many resends
             last = db.scalar(select(func.max(VerificationCode.created_at)).where(
-                VerificationCode.purpose == purpose, VerificationCode.subject == subject,
-                VerificationCode.recipient == recipient))  # a new number ("wrong number") need not wait
+                VerificationCode.purpose == purpose, VerificationCode.recipient == recipient))
             if last is not None and (now - last).total_seconds() < s.verification_resend_seconds:
                 wait = s.verification_resend_seconds - int((now - last).total_seconds())
                 return CodeResult(CodeOutcome.TOO_SOON, recipient, retry_after=max(wait, 1))
             hour = now - timedelta(hours=1)
-            for fieldname, column, value, limit in (
-                    ("recipient", VerificationCode.recipient, recipient, s.verification_codes_per_recipient),
-                    ("subject", VerificationCode.subject, subject, s.verification_codes_per_subject),
-                    ("client", VerificationCode.client, client, s.verification_codes_per_client)):
-                if value is None:
+            recent = VerificationCode.created_at > hour
+            for fieldname, where, limit in (
+                    # per purpose: sign-ins on the page cannot use up the chat's codes of that number
+                    ("recipient", (VerificationCode.recipient == recipient, VerificationCode.purpose == purpose),
+                     s.verification_codes_per_recipient),
+                    ("subject", (VerificationCode.subject == subject,), s.verification_codes_per_subject),
+                    ("client", (VerificationCode.client == client,) if client else None,
+                     s.verification_codes_per_client),
+                    ("clinic", (), s.verification_codes_per_hour)):
+                if where is None:
                     continue
-                count = db.scalar(select(func.count()).where(column == value, VerificationCode.created_at > hour))
-                if count >= limit:
+                if db.scalar(select(func.count()).where(recent, *where)) >= limit:
                     return CodeResult(CodeOutcome.TOO_MANY, recipient, retry_after=3600, field=fieldname)
             db.execute(update(VerificationCode).where(
                 VerificationCode.purpose == purpose, VerificationCode.subject == subject,
@@ -144,6 +172,16 @@ class Verifier:
             return CodeResult(CodeOutcome.SEND_FAILED, recipient, notification_id=sent.notification_id)
         return CodeResult(CodeOutcome.SENT, recipient, tries_left=s.verification_max_tries,
                           notification_id=sent.notification_id)
+
+    def may_text(self, recipient: str) -> bool:
+        """Whether ``recipient`` is a number of a region the clinic texts (SMS_REGIONS, else
+        PHONE_REGION): no code goes abroad because a stranger typed a foreign number."""
+        try:
+            region = phonenumbers.region_code_for_number(phonenumbers.parse(recipient))
+        except phonenumbers.NumberParseException:
+            return False
+        allowed = {r.strip().upper() for r in (self.settings.sms_regions or self.settings.phone_region).split(",")}
+        return region in allowed
 
     def pending(self, purpose: str, subject: str) -> VerificationCode | None:
         """The code still waiting to be typed back for this subject (live, not locked), if any."""

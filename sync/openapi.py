@@ -27,7 +27,7 @@ def _errors(*codes: int) -> dict:
     text = {400: "malformed JSON or query", 401: "missing, forged or expired token", 403: "not allowed for this token",
             404: "no such resource (or not the caller's)", 409: "conflicts with the current state",
             413: "body larger than 64 KiB", 415: "the body is not application/json", 422: "the body does not validate",
-            429: "too many codes sent: try again after Retry-After seconds", 503: "the database is unavailable"}
+            429: "too many requests: try again after Retry-After seconds", 503: "the database is unavailable"}
     return {str(c): {"description": text[c], **_json(_ref("Error"))} for c in codes}
 
 
@@ -181,8 +181,7 @@ def document(settings: Settings) -> dict:
         "/api/patient/sign-in/verify": {"post": _op(
             "Trade the texted code for a patient token (Authorization: Bearer)",
             _ok("signed in", _obj(token={"type": "string"}, name={"type": "string"}, expires_in={"type": "integer"})),
-            400, 401, 413, 415, 422, 503,
-            body=CodeCheck.model_json_schema(), secured=False)},
+            400, 401, 413, 415, 422, 429, 503, body=CodeCheck.model_json_schema(), secured=False)},
         "/api/services": {"get": _op("Services", _ok("list", _obj(services={"type": "array", "items": any_json})),
                                      401, 503)},
     }

@@ -1,11 +1,15 @@
 """The patient page's sign-in: a one-time code texted to the phone on file (bot/otp.py).
 
-``POST /api/patient/sign-in/code`` ``{"phone": "..."}`` → 202 ``{"attempt": "<id>", "message"}``.
-The answer is the same whether or not the number is on file (no answer tells who is a patient);
-a code is sent only to a patient's number. ``POST /api/patient/sign-in/verify``
+``POST /api/patient/sign-in/code`` ``{"phone": "..."}`` → 202 ``{"attempt": "<id>", "message"}``
+at once, before the number is looked up: the answer, and its time, are the same whether or not
+the number is on file, and the code's own limits (bot/otp.py) are never told to the caller;
+a code is sent, in the background, only to a patient's number. Requests and wrong codes are
+counted per client address (PATIENT_SIGN_IN_PER_CLIENT an hour, in this process's memory with
+the ``limits`` library's moving window: known numbers or not, so 429 tells nothing either).
+``POST /api/patient/sign-in/verify``
 ``{"attempt": "<id>", "code": "123456"}`` → 200 ``{"token", "name", "expires_in"}``: a patient
 token (PATIENT_SIGN_IN_MINUTES) the page sends as ``Authorization: Bearer``, as any client does.
-Refusals: ``invalid_phone`` (422), ``too_many_codes`` (429, ``Retry-After``), ``wrong_code``
+Refusals: ``invalid_phone`` (422), ``too_many_requests`` (429, ``Retry-After``), ``wrong_code``
 (401, with ``tries_left``), ``code_expired`` (401: expired, or five wrong tries: ask for a new
 one). The attempt id is random and names the code; it proves nothing by itself.
 """
@@ -15,15 +19,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 
 from aiohttp import web
+from limits import parse, storage, strategies
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
 
 from bot.db import DatabaseUnavailable, session_scope
 from bot.models import Patient
 from bot.notify import notifier_from
-from bot.otp import CodeOutcome, Verifier, code_in
+from bot.otp import CodeOutcome, Verifier, client_key, code_in
 from bot.phone import InvalidPhone, normalise_phone
 from bot.tokens import mint
 
@@ -34,6 +40,8 @@ log = logging.getLogger(__name__)
 
 PURPOSE = "patient_sign_in"
 VERIFIER = web.AppKey("patient_verifier", Verifier)
+LIMITER = web.AppKey("patient_sign_in_limiter", strategies.MovingWindowRateLimiter)
+SENDING = web.AppKey("patient_sign_in_sending", set)
 
 
 def _verifier(request: web.Request) -> Verifier:
@@ -41,10 +49,36 @@ def _verifier(request: web.Request) -> Verifier:
 
 
 async def _verifier_ctx(app: web.Application):
-    """The codes' verifier on the API's engine (sync.api's context, which runs before this one)."""
+    """The codes' verifier on the API's engine (sync.api's context, which runs before this one),
+    the per-client counter, and the codes being sent (finished before the app stops)."""
     settings, engine = app[keys.SETTINGS], app[keys.ENGINE]
     app[VERIFIER] = Verifier(engine, settings, notifier_from(engine, settings))
+    app[LIMITER] = strategies.MovingWindowRateLimiter(storage.MemoryStorage())
+    app[SENDING] = set()
     yield
+    if app[SENDING]:
+        await asyncio.wait(app[SENDING], timeout=settings.notify_timeout_seconds)
+
+
+class TooMany(ApiError):
+    def __init__(self, retry_after: int):
+        super().__init__(429, "too_many_requests", "Too many sign-in requests from here; try again later.")
+        self.retry_after = retry_after
+
+    def response(self) -> web.Response:
+        answer = super().response()
+        answer.headers["Retry-After"] = str(self.retry_after)
+        return answer
+
+
+def _counted(request: web.Request, what: str) -> None:
+    """One more request of ``what`` from this client; 429 past PATIENT_SIGN_IN_PER_CLIENT an hour."""
+    limit = parse(f"{request.app[keys.SETTINGS].patient_sign_in_per_client}/hour")
+    key = client_key(request.remote) or "unknown"
+    limiter = request.app[LIMITER]
+    if not limiter.hit(limit, what, key):
+        reset = limiter.get_window_stats(limit, what, key).reset_time
+        raise TooMany(max(1, int(reset - time.time()) + 1))
 
 
 class CodeRequest(BaseModel):
@@ -83,20 +117,24 @@ async def send_code(request: web.Request) -> web.Response:
         phone = normalise_phone(raw, settings.phone_region)
     except InvalidPhone as exc:
         raise ApiError(422, "invalid_phone", str(exc)) from None
+    _counted(request, "code")
     attempt = secrets.token_urlsafe(24)
     verifier = _verifier(request)
+    client = request.remote
 
-    def work():
+    def work() -> None:
         with session_scope(verifier.engine) as s:
             known = s.scalar(select(Patient.id).where(Patient.phone == phone))
-        return verifier.send(PURPOSE, attempt, phone, client=request.remote) if known else None
+        if known is None:
+            return
+        result = verifier.send(PURPOSE, attempt, phone, client=client)
+        if not result.ok:
+            log.warning("patient sign-in: no code to patient %s: %s (%s)", known, result.outcome.value,
+                        result.field or "-")
 
-    result = await asyncio.to_thread(work)
-    if result is not None and result.outcome is CodeOutcome.TOO_MANY:
-        return web.json_response({"error": "too_many_codes", "message": "Too many codes were sent; try again later."},
-                                 status=429, headers={"Retry-After": str(result.retry_after or 3600)})
-    if result is not None and result.outcome is CodeOutcome.SEND_FAILED:
-        log.warning("patient sign-in: the code to %s could not be sent", phone)
+    task = asyncio.create_task(asyncio.to_thread(work))
+    request.app[SENDING].add(task)
+    task.add_done_callback(request.app[SENDING].discard)
     return web.json_response({"attempt": attempt, "message": "If this number is on file, a 6-digit code is on its way."
                               f" It expires in {settings.verification_code_minutes} minutes."}, status=202)
 
@@ -110,6 +148,8 @@ async def verify_code(request: web.Request) -> web.Response:
         raise ApiError(422, "validation_error", "code is the 6 digits from the text message")
     verifier = _verifier(request)
     result = await asyncio.to_thread(verifier.check, PURPOSE, attempt, typed)
+    if result.outcome is not CodeOutcome.VERIFIED:
+        _counted(request, "wrong")  # many attempts' guesses from one place are as many guesses
     if result.outcome is CodeOutcome.WRONG:
         raise ApiError(401, "wrong_code", "That code isn't right.", tries_left=result.tries_left)
     if result.outcome is not CodeOutcome.VERIFIED:

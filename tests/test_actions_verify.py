@@ -159,6 +159,29 @@ async def test_an_expired_code_sends_a_new_one(gw, engine, clock):
     assert "utter_booked" in done.responses
 
 
+async def test_a_code_for_one_number_does_not_book_for_another_set_meanwhile(gw, engine, clock):
+    chat = Chat("switcher")
+    form = ValidateBookingForm()
+    await code_asked(chat, phone="212 555 0198")  # their own number: they get this code
+    own = sent_code(gw.settings.database_url, "+12125550198")
+    chat.slots["phone"] = EMMA  # a payload or a mapping set the victim's number meanwhile
+    turn = await type_code(chat, form, gw.settings.database_url, "", own)
+    assert "utter_code_ok" not in turn.responses and "utter_booked" not in turn.responses
+    assert turn.responses == ["utter_code_sent"]  # the code goes to the number the visit is for
+    assert visits(engine, EMMA) == 2 and visits(engine, "+12125550198") == 0
+
+
+async def test_typing_ok_at_the_code_question_is_no_code(gw, engine):
+    chat = Chat()
+    form = ValidateBookingForm()
+    await code_asked(chat)
+    chat.slots["requested_slot"] = "verification_code"
+    chat.say("ok", "affirm", verification_code="ok")
+    turn = await chat.run(form)
+    assert turn.responses == ["utter_code_not_understood"] and turn.slots()["verification_code"] is None
+    assert visits(engine, "+12125550199") == 0
+
+
 async def test_something_else_at_the_code_question_escalates_and_keeps_the_booking(gw, engine):
     chat = Chat()
     form = ValidateBookingForm()

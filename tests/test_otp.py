@@ -74,9 +74,11 @@ def test_code_is_six_digits_stored_only_as_hmac(verifier, inbox, engine):
     assert verifier.verified("chat", "conv-1", timedelta(minutes=60)) == "+12125550101"
 
 
-def test_code_of_another_conversation_does_not_verify(verifier, inbox):
+def test_code_of_another_conversation_does_not_verify(verifier, inbox, clock):
     verifier.send("chat", "conv-1", "+12125550101")
     code = inbox.last_code()
+    assert verifier.send("chat", "conv-2", "+12125550101").outcome is CodeOutcome.TOO_SOON  # per number
+    clock.advance(seconds=31)
     verifier.send("chat", "conv-2", "+12125550101")
     assert verifier.check("chat", "conv-2", code).outcome in (CodeOutcome.WRONG, CodeOutcome.VERIFIED)
     assert verifier.verified("chat", "conv-1", timedelta(minutes=60)) is None
@@ -154,6 +156,38 @@ def test_email_code_through_real_smtp_verifies(engine, settings, clock):
     with engine.connect() as c:
         assert c.execute(text("SELECT body FROM notifications")).scalar_one() == \
             mail.get_body(("plain",)).get_content().strip()
+
+
+def test_the_whole_clinic_has_a_ceiling(verifier, settings, clock):
+    verifier.settings = settings.model_copy(update={"verification_codes_per_hour": 3})
+    sent = [verifier.send("chat", f"conv-{i}", f"+1212555{i:04d}", client=f"10.0.2.{i}").outcome for i in range(4)]
+    assert sent == [CodeOutcome.SENT] * 3 + [CodeOutcome.TOO_MANY]
+
+
+def test_no_code_goes_abroad_unless_its_region_is_listed(verifier, inbox, settings):
+    assert verifier.send("chat", "conv-1", "+442079460958").outcome is CodeOutcome.NOT_ALLOWED
+    assert verifier.send("chat", "conv-2", "+2521234567").outcome is CodeOutcome.NOT_ALLOWED
+    assert inbox.bodies == []
+    verifier.settings = settings.model_copy(update={"sms_regions": "US,GB"})
+    assert verifier.send("chat", "conv-1", "+442079460958").outcome is CodeOutcome.SENT
+
+
+def test_an_ipv6_network_counts_as_one_client(verifier, settings, clock):
+    for i in range(settings.verification_codes_per_client):
+        clock.advance(seconds=31)
+        assert verifier.send("chat", f"conv-{i}", f"+1212555{i:04d}", client=f"2001:db8:1:2::{i + 1:x}").ok
+    late = verifier.send("chat", "conv-x", "+12125559999", client="2001:db8:1:2:ffff::1")
+    assert late.outcome is CodeOutcome.TOO_MANY and late.field == "client"
+    assert verifier.send("chat", "conv-y", "+12125559998", client="2001:db8:1:3::1").ok  # another /64
+
+
+def test_sign_ins_on_the_page_cannot_use_up_the_chats_codes(verifier, settings, clock):
+    for i in range(settings.verification_codes_per_recipient):
+        clock.advance(seconds=31)
+        assert verifier.send("patient_sign_in", f"attempt-{i}", "+12125550101").ok
+    clock.advance(seconds=31)
+    assert verifier.send("patient_sign_in", "attempt-x", "+12125550101").outcome is CodeOutcome.TOO_MANY
+    assert verifier.send("chat", "conv-1", "+12125550101").ok
 
 
 @pytest.mark.parametrize("typed, code", [
