@@ -43,13 +43,15 @@
     var t = params.get("token");
     if (t) {
       sessionStorage.setItem(TOKEN_KEY, t.trim());
+      sessionStorage.removeItem(NAME_KEY);  // another token: the name shown was another's
       params.delete("token");  // keep it out of the address bar, history and referrers
       var rest = params.toString();
       history.replaceState(null, "", location.pathname + (rest ? "?" + rest : "") + location.hash);
     }
   }
   function token() { return sessionStorage.getItem(TOKEN_KEY) || ""; }
-  function signOut() { sessionStorage.removeItem(TOKEN_KEY); location.reload(); }
+  var NAME_KEY = "clinic.name";  // who a token names, as its sign-in said (the patient page's code sign-in)
+  function signOut() { sessionStorage.removeItem(TOKEN_KEY); sessionStorage.removeItem(NAME_KEY); location.reload(); }
 
   var csrf = "";  // the staff session's CSRF token; "" when signed in with a token
   function isStaffPage(roles) { return roles.indexOf("admin") >= 0 || roles.indexOf("dentist") >= 0; }
@@ -110,7 +112,7 @@
     var c = claims();
     var staff = isStaffPage(roles);
     if (token() && c && roles.indexOf(c.role) >= 0 && !problem) {
-      showWho(c.sub, signOut);
+      showWho(sessionStorage.getItem(NAME_KEY) || c.sub, signOut);
       start(c);
       return;
     }

@@ -39,6 +39,7 @@
   /** Step 1: the phone number; step 2: the code texted to it. */
   function codeSignIn(problem) {
     sessionStorage.removeItem(TOKEN_KEY);
+    sessionStorage.removeItem("clinic.name");
     var phone = h("input", {id: "phone-input", name: "phone", type: "tel", autocomplete: "tel", required: true});
     var error = h("p", {id: "signin-error", class: "error", role: "alert"}, problem || "");
     var form = h("form", {class: "card signin", id: "code-signin"},
@@ -73,6 +74,7 @@
       error.textContent = "";
       post("/api/patient/sign-in/verify", {attempt: attempt, code: code.value}).then(function (done) {
         sessionStorage.setItem(TOKEN_KEY, done.token);
+        sessionStorage.setItem("clinic.name", done.name);  // the header shows it (common.js)
         location.reload();
       }).catch(function (err) {
         error.textContent = err.message;

@@ -18,6 +18,7 @@ from bot.seed import seed
 from bot.settings import Settings
 from bot.tokens import Identity, mint
 from tests.api_helpers import call, pick_visit
+from tests.polling import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -273,8 +274,12 @@ async def test_a_patient_signs_in_with_the_code_texted_to_their_phone(browser, s
         await page.locator("#phone-input").fill("(212) 555-0101")  # Emma Johnson's number on file
         await page.locator("#send-code").click()
         await page.locator("#code-verify").wait_for()
-        with engine.connect() as c:
-            body = c.execute(text("SELECT body FROM notifications WHERE recipient = '+12125550101'")).scalar_one()
+
+        def texted() -> str | None:  # the code is sent after the answer
+            with engine.connect() as c:
+                return c.execute(text("SELECT body FROM notifications WHERE recipient = '+12125550101'")).scalar()
+
+        body = await wait_until(lambda: asyncio.to_thread(texted), 10, what="the code's text")
         code = next(w for w in body.replace(".", " ").split() if w.isdigit() and len(w) == 6)
         await page.locator("#code-input").fill("000000" if code != "000000" else "111111")
         await page.locator("#verify-code").click()
@@ -286,5 +291,6 @@ async def test_a_patient_signs_in_with_the_code_texted_to_their_phone(browser, s
             mine = c.execute(text("SELECT count(*) FROM appointments WHERE patient_id = 1"
                                   " AND starts_at > now() AND status <> 'cancelled'")).scalar_one()
         await expect(page.locator("#board li[data-id]")).to_have_count(mine)
+        await expect(page.locator("#who-name")).to_have_text("Emma Johnson")  # the name, not patient:1
         await shot(page, "patient-signed-in-by-code")
         assert [e for e in errors if "401" not in e] == []
