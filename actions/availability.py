@@ -47,6 +47,10 @@ def find_offer(gw: Gateway, service: ServiceInfo, dentist: DentistInfo | None, w
         if when.asap:
             return Offer(spread(found, len(found))[:MAX_OFFERS], False)
         return Offer(spread(found, MAX_OFFERS, tz=gw.tz), False)  # over days first
+    if when.next_week is not None:  # "Tuesday", said on a Tuesday after today's last bookable time
+        later = find_offer(gw, service, dentist, when.a_week_later(gw.tz))
+        if not later.nearest:
+            return later
     around = when.at or when.start
     return Offer(spread(gw.nearest(service.id, around, dentist_id, count=MAX_OFFERS * 2), MAX_OFFERS), True)
 

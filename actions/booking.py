@@ -175,11 +175,17 @@ class SlotChoiceMixin:
             return {"time": previous_value(tracker, "time")}  # a correction we could not read: keep it
         if out.get("time_window") != tracker.get_slot("time_window") and not picked_by_button(tracker):
             out.update(slot_choice=None, offered_slots=None, confirmed=None)
-            exact = When.decode(out["time_window"]).at if out.get("time_window") else None
+            asked = When.decode(out["time_window"]) if out.get("time_window") else None
+            exact = asked.at if asked else None
             if RANGE_WORDS.search(text):
                 exact = None  # "between 9am and noon", "after 2": a range, offered as one
             service = self.service_for(gw, tracker)
             free = self.free_dentist(gw, tracker, service, exact) if exact and service else None
+            if free is None and exact and service and asked.next_week is not None and exact <= gw.now() + \
+                    timedelta(minutes=gw.settings.min_notice_minutes):
+                # "Tuesday at 7pm" said on a Tuesday at 6: too soon today, so next Tuesday's 7pm
+                exact = asked.a_week_later(gw.tz).at
+                free = self.free_dentist(gw, tracker, service, exact) if exact else None
             if free is not None:  # "Friday at 2pm" and 2pm is free: that is the pick (the summary still asks)
                 out.update(self.take(gw, dispatcher, tracker, service, exact, free))
         return out

@@ -18,7 +18,9 @@ Conventions:
   "after 5" = 17:00); "14:30" and "2:30pm" are the same time.
 - "Tuesday", "this Tuesday", "on Tuesday", "coming Tuesday" = the coming Tuesday: today if
   today is Tuesday and the time or part of day asked for is still ahead, else a week later
-  ("Tuesday 10am" said on a Tuesday at 11:00 is next week's, not a time in the past).
+  ("Tuesday 10am" said on a Tuesday at 11:00 is next week's, not a time in the past). When
+  today's is still ahead but nothing of it can be booked any more (the minimum notice, the
+  clinic closed for the day), the offers are next week's Tuesday (``When.next_week``).
 - "next Tuesday" = the Tuesday of next calendar week, weeks starting on Sunday (US usage):
   on a Monday "next Friday" is 11 days away, on a Saturday 6 (the same day as "this Friday");
   it is never today. "next Sunday" is the Sunday that opens next calendar week.
@@ -146,6 +148,9 @@ class When:
     asap: bool = False
     daily: tuple[time, time] | None = None  # a part of day repeated over a multi-day window
     weekdays: frozenset[int] | None = None  # only these local weekdays (Monday = 0)
+    # a day named by its weekday that is today ("Tuesday", said on a Tuesday): where the same
+    # window starts next week, which is meant when nothing of today's can still be booked
+    next_week: datetime | None = None
 
     def contains(self, instant: datetime, tz: ZoneInfo) -> bool:
         """Whether a slot starting at ``instant`` fits the window (its weekdays, its part of day)."""
@@ -166,25 +171,40 @@ class When:
         return spans
 
     def encode(self) -> str:
-        """``start|end|at|asap|daily``, and ``|weekdays`` ("56") only when there are some, so a
-        window without them reads as it did before they existed."""
+        """``start|end|at|asap|daily``, then ``|weekdays`` ("56") and ``|next_week`` only when
+        there are some, so a window without them reads as it did before they existed."""
         daily = f"{self.daily[0].isoformat()}-{self.daily[1].isoformat()}" if self.daily else ""
         fields = [self.start.isoformat(), self.end.isoformat(), self.at.isoformat() if self.at else "",
                   "asap" if self.asap else "", daily]
-        if self.weekdays:
-            fields.append("".join(str(d) for d in sorted(self.weekdays)))
+        if self.weekdays or self.next_week:
+            fields.append("".join(str(d) for d in sorted(self.weekdays or ())))
+        if self.next_week:
+            fields.append(self.next_week.isoformat())
         return "|".join(fields)
 
     @classmethod
     def decode(cls, value: str) -> "When":
-        """The window ``encode`` wrote (five fields, or six with weekdays)."""
-        start, end, at, asap, daily, weekdays = (value.split("|") + [""] * 6)[:6]
+        """The window ``encode`` wrote (five fields, six with weekdays, seven with next_week)."""
+        start, end, at, asap, daily, weekdays, later = (value.split("|") + [""] * 7)[:7]
         span = tuple(time.fromisoformat(t) for t in daily.split("-")) if daily else None
         days = frozenset(int(d) for d in weekdays) if weekdays else None
         if days is not None and not days <= set(range(7)):
             raise ValueError(f"not weekdays: {weekdays!r}")
         return cls(datetime.fromisoformat(start), datetime.fromisoformat(end),  # type: ignore[arg-type]
-                   datetime.fromisoformat(at) if at else None, asap == "asap", span, days)
+                   datetime.fromisoformat(at) if at else None, asap == "asap", span, days,
+                   datetime.fromisoformat(later) if later else None)
+
+    def a_week_later(self, tz: ZoneInfo) -> "When":
+        """The same window on the same weekday next week (``next_week`` on), wall-clock times kept
+        across a DST change."""
+        assert self.next_week is not None
+
+        def later(instant: datetime) -> datetime:
+            local = instant.astimezone(tz)
+            return datetime.combine(local.date() + timedelta(days=7), local.time(), tzinfo=tz)
+
+        return When(self.next_week, later(self.end), later(self.at) if self.at else None, self.asap,
+                    self.daily, self.weekdays)
 
 
 def _at(day: date, t: time, tz: ZoneInfo) -> datetime:
@@ -384,7 +404,8 @@ def parse_when(text: str, now: datetime, tz: ZoneInfo) -> When | None:
         return None
     utc = timezone.utc
     return replace(when, start=when.start.astimezone(utc), end=when.end.astimezone(utc),
-                   at=when.at.astimezone(utc) if when.at else None)
+                   at=when.at.astimezone(utc) if when.at else None,
+                   next_week=when.next_week.astimezone(utc) if when.next_week else None)
 
 
 def _parse(text: str, now: datetime, tz: ZoneInfo) -> When | None:
@@ -412,6 +433,7 @@ def _parse(text: str, now: datetime, tz: ZoneInfo) -> When | None:
             return None
 
     first = last = None  # the day range asked for
+    named_today = False  # a weekday named that is today: next week's, if today's cannot be booked
     if re.search(r"\bday after tomorrow\b", s):
         first = last = today + timedelta(days=2)
         s = re.sub(r"\bday after tomorrow\b", " ", s)
@@ -440,6 +462,7 @@ def _parse(text: str, now: datetime, tz: ZoneInfo) -> When | None:
             first = last = _weekday(today, WEEKDAYS[m.group(2)], qualifier)
             if qualifier is None and _over(first, clock, hours, now, tz):  # today's is over: next week's
                 first = last = first + timedelta(days=7)
+            named_today = first == today
     if first is None and not _MONTH.search(s):
         m, s = _cut(_ORDINAL, s)
         if m and not 1 <= int(m.group(1)) <= 31:
@@ -474,7 +497,7 @@ def _parse(text: str, now: datetime, tz: ZoneInfo) -> When | None:
         if at < now and first == last:
             raise PastTime(text)
         day_start, day_end = _day_window(first, last, tz)
-        return When(max(day_start, now), day_end, at=at)
+        return When(max(day_start, now), day_end, at=at, next_week=_a_week_on(day_start, tz) if named_today else None)
     if hours is not None:
         start, end = _at(first, hours[0], tz), _at(last, hours[1], tz)
     else:
@@ -482,7 +505,13 @@ def _parse(text: str, now: datetime, tz: ZoneInfo) -> When | None:
     if end <= now:
         raise PastTime(text)
     return When(max(start, now), end, asap=soonest is not None,
-                daily=hours if hours is not None and last > first else None, weekdays=weekdays)
+                daily=hours if hours is not None and last > first else None, weekdays=weekdays,
+                next_week=_a_week_on(start, tz) if named_today and first == last else None)
+
+
+def _a_week_on(instant: datetime, tz: ZoneInfo) -> datetime:
+    local = instant.astimezone(tz)
+    return datetime.combine(local.date() + timedelta(days=7), local.time(), tzinfo=tz)
 
 
 def parse_clock(text: str) -> time | None:

@@ -406,3 +406,21 @@ def test_every_outcome_a_chat_can_meet_has_a_response():
         if outcome in INTERNAL_OUTCOMES:
             continue
         assert OUTCOME_RESPONSES[outcome] in DOMAIN["responses"], outcome
+
+
+async def test_todays_weekday_after_the_last_bookable_time_offers_next_weeks(engine, settings):
+    """ "Monday", said on a Monday evening: nothing of today's can be booked, so next Monday's
+    times (docs/assistant.md), not "that's too soon" and not Tuesday's."""
+    evening = datetime(2027, 3, 1, 18, 30, tzinfo=TZ)
+    with seeded_gateway(engine, settings, evening, "sql"):
+        chat = Chat()
+        chat.active_loop = "booking_form"
+        chat.say("a cleaning with dr alvarez on monday", "book_appointment",
+                 {"service": "cleaning", "dentist": "alvarez", "time": "on monday"},
+                 service="cleaning", dentist="alvarez", time="on monday")
+        await chat.run(ValidateBookingForm())
+        offer = await chat.run(AskSlotChoice())
+    assert offer.responses == ["utter_offer_slots"]
+    days = {decode_choice(b["payload"].split('"slot_choice": "')[1].split('"')[0])[0].astimezone(TZ).date()
+            for b in offer.buttons()}
+    assert days == {datetime(2027, 3, 8).date()}

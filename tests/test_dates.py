@@ -549,3 +549,41 @@ def test_find_offer_over_a_repeated_window_keeps_to_its_weekdays():
     assert {s.starts_at.astimezone(NY).weekday() for s in offer.slots} == {1}
     assert len(local_days(offer.slots)) == 4  # every Tuesday of the four weeks
     assert all(time(8) <= s.starts_at.astimezone(NY).time() < time(12) for s in offer.slots)
+
+
+# --- a weekday that is today, when nothing of today can be booked any more ------------------------
+
+@pytest.mark.parametrize("text, now, next_week", [
+    ("tuesday", at(2026, 11, 24, 19), at(2026, 12, 1)),
+    ("this tuesday", at(2026, 11, 24, 16), at(2026, 12, 1)),
+    ("tuesday after 5", at(2026, 11, 24, 16), at(2026, 12, 1, 17)),
+    ("tuesday at 7pm", at(2026, 11, 24, 18), at(2026, 12, 1)),
+])
+def test_a_weekday_named_today_knows_its_next_weeks_window(text, now, next_week):
+    when = window(text, now)
+    assert when.start.astimezone(NY).date() == date(2026, 11, 24) and when.next_week == next_week
+    assert When.decode(when.encode()) == when
+
+
+@pytest.mark.parametrize("text", ["today", "tonight", "tomorrow", "next tuesday", "wednesday", "after 5",
+                                  "tuesdays", "this week"])
+def test_only_a_weekday_named_today_has_a_next_week(text):
+    assert window(text, at(2026, 11, 24, 15)).next_week is None
+
+
+def test_next_weeks_window_keeps_wall_clock_times_over_a_dst_change():
+    # Sunday 2026-10-25 is EDT; the next Sunday, 2026-11-01, EST: the same wall-clock hours
+    when = window("sunday after 5", at(2026, 10, 25, 9))
+    later = when.a_week_later(NY)
+    assert later.start == at(2026, 11, 1, 17) and later.end == at(2026, 11, 1, 20)
+    assert later.start.utcoffset() != when.start.astimezone(NY).utcoffset()
+
+
+def test_nothing_left_today_offers_next_weeks_day():
+    tuesday_evening = at(2026, 11, 24, 19)
+    free = slots_on(date(2026, 11, 25), 6) + slots_on(date(2026, 12, 1), 6)  # Wednesday, and next Tuesday
+    offer = find_offer(Diary(free), SERVICE, None, window("tuesday", tuesday_evening))
+    assert not offer.nearest and local_days(offer.slots) == {date(2026, 12, 1)}
+    # nothing next week either: the nearest to today's, as before
+    offer = find_offer(Diary(slots_on(date(2026, 11, 25), 6)), SERVICE, None, window("tuesday", tuesday_evening))
+    assert offer.nearest
