@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from rasa_sdk import Action, Tracker
-from rasa_sdk.events import SlotSet
+from rasa_sdk.events import FollowupAction, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from bot.availability import Slot
@@ -119,6 +119,19 @@ def offer_events(gw: Gateway, dispatcher: CollectingDispatcher, service: Service
     return [SlotSet("offered_slots", store_offer(offer.slots))]
 
 
+def names_one_offer(gw: Gateway, tracker: Tracker) -> bool:
+    """Whether the typed message names exactly one of the times just offered (the booking form's
+    first turn then takes it, actions/booking.py), rather than asking what is free again."""
+    from .resolver import resolve_pick
+
+    offered = load_offer(tracker.get_slot("offered_slots"))
+    text = tracker.latest_message.get("text") or ""
+    if not offered or not text or text.startswith("/"):
+        return False
+    names = {d.id: d.full_name for d in gw.catalogue().dentists.values()}
+    return len(resolve_pick(text, offered, tz=gw.tz, now=gw.now(), dentists=names).matches) == 1
+
+
 class ActionCheckAvailability(Action):
     """ "What's free on Friday?": offer times; a tap on one starts the booking form with it."""
 
@@ -134,6 +147,8 @@ class ActionCheckAvailability(Action):
         if service is None:
             dispatcher.utter_message(response="utter_invalid_service")
             return []
+        if names_one_offer(gw, tracker):
+            return [FollowupAction("booking_form")]  # "fri at 3:15 please": the booking starts with it
         text = requested_time(tracker) or "asap"
         try:
             when = parse_when(text, gw.now(), gw.tz)

@@ -45,6 +45,7 @@ BARE_HOUR = re.compile(r"\s*(?:(?:no|ok|oh|sorry|actually|hmm)[\s,]+)*(?:(?:make
                        r"rather|can we do|can you do|let'?s do|do)?\s*(?:at\s+)?(\d{1,2})(?:[:.](\d{2}))?\s*"
                        r"(?:instead|please|then|rather)?[\s.!]*", re.IGNORECASE)
 ANY_DENTIST = ("any", "anyone", "any dentist", "no preference")
+GREETING_TIME = re.compile(r"\bgood\s*(?:morning|afternoon|evening|night)\b", re.IGNORECASE)
 
 
 def giving_details(tracker: Tracker) -> bool:
@@ -158,6 +159,9 @@ class SlotChoiceMixin:
         gw = get_gateway()
         if self.names_a_time(gw, tracker):
             return {"time": previous_value(tracker, "time")}  # "the 1pm one" picks; it is no new date
+        if isinstance(value, str) and GREETING_TIME.search(latest_text(tracker) or "") and \
+                value.strip().lower() in ("morning", "afternoon", "evening", "night"):
+            return {"time": previous_value(tracker, "time")}  # "Good morning!" greets; it asks no time
         text = self.readable_time(gw, tracker, value)
         if text is None:
             return {"time": None}

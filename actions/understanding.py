@@ -169,7 +169,7 @@ def yes_no(text: str) -> bool | None:
 # "my name is", with the typos people make in it ("my nae is", "my nmae's")
 _MY_NAME = r"my (?:full )?n[a-z]{1,3}e?(?: is|'s|s)"
 _INTRO = (rf"{_MY_NAME}|name is|name'?s|name:|(?:the )?n[a-z]{{1,4}}e?(?: is|'s| s[a-z]{{2,5}}d be)|"
-          r"(?:change|correct|fix) (?:the|my) name to|it should be|i am|i'?m|im|it'?s|i'?s|its|it is|this is|"
+          r"(?:change|correct|fix) (?:the|my) name to|it should be|i am|i'?m|im|it'?s|i's|its|it is|this is|"
           r"call me|you can call me|under|book it under|put it under|under the name(?: of)?")
 _NAME_PREFIX = re.compile(
     rf"^\s*(?:(?:hi|hello|hey|ok|okay|sure|yes|no|nope|sorry|oops|actually|wait|oh)\b[\s,.!]*)*"

@@ -149,3 +149,23 @@ def test_availability_source_setting_picks_the_cache_or_sql(engine, settings, so
     assert isinstance(source_used, AvailabilityCache if source == "cache" else SqlAvailability)
     assert cache.counts["queries"] == (1 if source == "cache" else 0)
     assert slots and slots == SqlAvailability(gw.booking).free_slots(service.id, NOW, NOW.replace(day=8))
+
+
+async def test_a_typed_time_among_the_offers_starts_the_booking_with_it(gw):
+    """ "fri at 3:15 please" after "what's free next week?" names one of the times just offered,
+    whatever the model called it: the booking starts with that time (not a new search that
+    reads "fri" as this Friday and says it isn't free)."""
+    chat = Chat()
+    chat.say("any openings for a filling with dr patel next week?", "check_availability",
+             {"service": "filling", "dentist": "patel", "time": "next week"},
+             service="filling", dentist="patel", time="next week")
+    offer = await chat.run(ActionCheckAvailability())
+    last = decode_choice(choice_of(offer.buttons()[-1]))[0].astimezone(TZ)
+    typed = f"{last.strftime('%a').lower()} at {last.strftime('%-I:%M')} please"
+    chat.say(typed, "check_availability", {"time": typed}, time=typed)
+    again = await chat.run(ActionCheckAvailability())
+    assert again.responses == [] and again.events == [{"event": "followup", "timestamp": None,
+                                                       "name": "booking_form"}]
+    chat.active_loop = "booking_form"
+    form = await chat.run(ValidateBookingForm())
+    assert decode_choice(form.slots()["slot_choice"])[0] == last

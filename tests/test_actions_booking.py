@@ -424,3 +424,13 @@ async def test_todays_weekday_after_the_last_bookable_time_offers_next_weeks(eng
     days = {decode_choice(b["payload"].split('"slot_choice": "')[1].split('"')[0])[0].astimezone(TZ).date()
             for b in offer.buttons()}
     assert days == {datetime(2027, 3, 8).date()}
+
+
+async def test_good_morning_greets_and_asks_no_time(gw):
+    chat = Chat()
+    chat.active_loop = "booking_form"
+    chat.say("Good morning! Could I get a crown fitting? Thank you.", "book_appointment",
+             {"service": "crown", "time": "morning"}, service="crown", time="morning")
+    turn = await chat.run(ValidateBookingForm())
+    assert turn.slots().get("time") is None and not turn.slots().get("time_window")
+    assert turn.responses == []

@@ -110,6 +110,12 @@ def test_names_in_corrections_and_typos(text, name):
     assert name_in(text) == name
 
 
+@pytest.mark.parametrize("text", ["anyone is fine, please", "Great, eight thirty is good", "that is perfect",
+                                  "monday is better for me"])
+def test_a_word_after_is_is_no_name(text):
+    assert name_in(text) is None  # "is" alone introduces no name ("Fine", "Good" were taken)
+
+
 @pytest.mark.parametrize("text", ["the morning one", "next week works", "the first one please", "at 10 on Friday"])
 def test_sentences_are_not_names(text):
     assert not reads_as_name(text)
