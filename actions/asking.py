@@ -36,7 +36,7 @@ from .dates import PastTime, parse_when
 from .formatting import decode_choice, short_dentist, when_label
 from .gateway import Catalogue, Gateway, get_gateway
 from .handoff import OPENING_HOURS
-from .understanding import (Vocabulary, asks_to_book, date_span, dentist_in, interruption, is_start_over, name_in,
+from .understanding import (NEGATED, Vocabulary, asks_to_book, date_span, dentist_in, interruption, is_start_over, name_in,
                             names_a_task, phone_in, reads_as_name, service_in, strip_name, yes_no)
 
 SYNONYMS = Path(__file__).resolve().parent.parent / "data" / "nlu" / "synonyms.yml"
@@ -233,6 +233,12 @@ class AnswersTheQuestion:
                 return out | {"slot_choice": text, "confirmed": None}
         if kind == "question" and not self.reads_as_time(gw, text):
             return out  # a clinic question: the FAQ rule answers it, then the form asks again
+        if requested in ("slot_choice", "confirmed") and form == "booking_form" and "dentist" not in out \
+                and not changed_this_turn(tracker, "dentist") and CORRECTION.search(text):
+            named = dentist_in(NEGATED.sub(" ", text), vocabulary(gw.catalogue()))
+            if named and named != tracker.get_slot("dentist"):  # "no sorry Dr Patel not Dr Chen"
+                out["dentist"] = named
+                return out | ({"confirmed": None} if requested == "confirmed" else {})
         if out and requested in ("slot_choice", "time"):
             return out  # a name or a number given early: taken, and the question is asked again
         if requested == "confirmed":

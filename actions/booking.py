@@ -27,7 +27,7 @@ from .common import (OUTCOME_RESPONSES, RETRY_OUTCOMES, ReadsUnreadableAnswers, 
 from .dates import PastTime, When, parse_clock, parse_when
 from .formatting import decode_choice, price_label, spread, when_label
 from .resolver import Pick, resolve_pick
-from .understanding import changes_a_visit, dentist_in, phone_in, reads_as_name, service_in, strip_name
+from .understanding import NEGATED, changes_a_visit, dentist_in, phone_in, reads_as_name, service_in, strip_name
 from .gateway import Gateway, ServiceInfo, get_gateway
 from .session import caller
 from .verify import CodeStep, needs_code_step, send_code, typed_phone
@@ -124,6 +124,7 @@ class SlotChoiceMixin:
         offered = load_offer(tracker.get_slot("offered_slots"))
         choice = decode_choice(previous_value(tracker, "slot_choice") or tracker.get_slot("slot_choice"))
         names = {d.id: d.full_name for d in gw.catalogue().dentists.values()}
+        text = NEGATED.sub(" ", text)  # "Dr Patel not Dr Chen", "4 not 3": what is not meant names nothing
         if tracker.get_slot("requested_slot") == "confirmed" and choice is not None:
             # at the summary a number is an hour ("make it 4 instead"), not the 4th offer
             bare = BARE_HOUR.fullmatch(text)

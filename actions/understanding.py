@@ -212,6 +212,12 @@ _NAME_IN_SENTENCE = re.compile(
     rf"(?:\b(?:{_INTRO}))\s+(?:(?:just|jst|juts|actually)\s+)?({_NAME_WORD}(?:\s+{_NAME_WORD}){{0,3}})", re.IGNORECASE)
 
 
+# what a patient says is *not* meant ("Dr Patel not Dr Chen", "4pm not 3pm", "a cleaning, not
+# extraction"): it names no offer, no dentist, no service
+NEGATED = re.compile(r"\b(?:not|rather than|instead of)\s+(?:with\s+|the\s+)?(?:(?:dr|doctor)\.?\s*)?"
+                     r"(?:[\w:']+\s+){0,2}?[\w:']+(?=\s*(?:[,.;!?]|$))", re.IGNORECASE)
+
+
 def name_in(text: str, *, not_words: Iterable[str] = ()) -> str | None:
     """A name introduced in a longer message ("... my name is Ana Lima, 212 555 0101 ..."):
     the words after "my name is" / "I'm" / "this is" up to the first word that is not a name's."""

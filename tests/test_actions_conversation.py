@@ -126,6 +126,16 @@ async def test_a_free_time_not_offered_is_taken_and_a_taken_one_brings_the_neare
     assert "utter_slot_not_offered" not in turn.responses
 
 
+async def test_a_dentist_named_against_another_changes_the_dentist(gw):
+    """ "no sorry Dr Patel not Dr Chen" at Dr Chen's offers: the dentist not meant names no offer,
+    so it is a change of dentist, never "more than one of the times fits"."""
+    chat, starts = await at_the_offers(gw)
+    chat.say("no sorry Dr. Priya Patel not Dr Chen", "inform")  # the model tagged neither
+    turn = await chat.run(ValidateBookingForm())
+    assert "utter_several_match" not in turn.responses
+    assert turn.slots().get("slot_choice") is None and chat.slots["dentist"] == "patel"
+
+
 async def test_several_matches_ask_among_just_those(gw):
     chat = Chat()
     chat.active_loop = "booking_form"
