@@ -265,7 +265,10 @@ class AnswersTheQuestion:
                 out["service"] = found or text
         elif requested == "dentist":
             found = dentist_in(text, vocabulary(gw.catalogue()))
-            if found or not something_else:
+            service = None if found else service_in(NEGATED.sub(" ", text), vocabulary(gw.catalogue()))
+            if service is not None and service != tracker.get_slot("service"):
+                out["service"] = service  # "I meant a cleaning, not extraction": that changes, this is asked again
+            elif found or not something_else:
                 out["dentist"] = found or text
         elif requested == "phone":
             out["phone"] = phone_in(text, region) or text

@@ -407,9 +407,18 @@ class ValidateBookingForm(AnswersTheQuestion, ReadsUnreadableAnswers, SlotChoice
                 return {"dentist": None, **not_understood(dispatcher, tracker, "dentist", "utter_invalid_dentist")}
             key = dentist.key
         out: dict[str, Any] = {"dentist": key}
-        if previous_value(tracker, "dentist") not in (None, key) and not picked_by_button(tracker):
+        if previous_value(tracker, "dentist") not in (None, key) and not picked_by_button(tracker) \
+                and not self.picks_an_offer_of(catalogue.dentist(key), tracker):
             out.update(slot_choice=None, offered_slots=None, confirmed=None)
         return out
+
+    def picks_an_offer_of(self, dentist: Any, tracker: Tracker) -> bool:
+        """Whether the text picks offers of just this dentist ("mon dec 7, 9:00 am · dr. alvarez",
+        a button's title typed): the dentist it names is the offer's, not a new search."""
+        if dentist is None or not self.names_a_time(get_gateway(), tracker):
+            return False
+        matches = self.pick_from(get_gateway(), tracker, latest_text(tracker) or "").matches
+        return bool(matches) and all(s.dentist_id == dentist.id for s in matches)
 
     def validate_full_name(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker,
                            domain: dict) -> dict[str, Any]:

@@ -61,6 +61,7 @@ from itertools import chain
 from zoneinfo import ZoneInfo
 
 import dateparser
+from dateparser.search import search_dates
 
 ASAP_DAYS = 14
 REPEAT_WEEKS = 4  # one or two weekdays asked for again and again: the next four weeks
@@ -122,6 +123,9 @@ _ORDINAL = re.compile(r"\b(?:on\s+)?(?:the\s+)?(\d{1,2})(st|nd|rd|th)\b"
                       r"(?!\s+(?:of\s+)?(?:jan|feb|mar|apr|may|jun|"
                       r"jul|aug|sep|oct|nov|dec))")
 _MONTH = re.compile(r"\b(jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\b")
+# a month's name next to a day's number: "dec 7", "7th of December", "March 3rd"
+_MONTH_DATE = re.compile(r"\b(?:(?:" + _MONTH_NAMES + r")\.?\s+\d{1,2}(?:st|nd|rd|th)?|\d{1,2}(?:st|nd|rd|th)?"
+                         r"(?:\s+of)?\s+(?:" + _MONTH_NAMES + r"))\b")
 _MONTH_PART = re.compile(r"\b(?:the\s+)?(" + "|".join(MONTH_PARTS) + r")(?:\s+(?:of|in))?(?:\s+|-)(?:the\s+)?"
                          r"(this month|next month|coming month|month|" + _MONTH_NAMES + r")\b")
 _WHOLE_MONTH = re.compile(r"\b(this|next|coming) month\b")
@@ -385,6 +389,8 @@ def _rest_date(rest: str, now_local: datetime, tz: ZoneInfo) -> date | None:
                 "PREFER_DAY_OF_MONTH": "current" if _DURATION.search(rest) else "first"}
     parsed = dateparser.parse(rest, languages=["en"], settings=settings)
     if parsed is None:
+        parsed = _date_among_words(rest, settings)
+    if parsed is None:
         return None
     found = parsed.date()
     if found < now_local.date() and re.search(r"\d", rest) and not re.search(r"\b\d{4}\b", rest):
@@ -394,6 +400,17 @@ def _rest_date(rest: str, now_local: datetime, tz: ZoneInfo) -> date | None:
         except ValueError:
             return None
     return found
+
+
+def _date_among_words(rest: str, settings: dict) -> datetime | None:
+    """A date said among words dateparser does not know ("december 10 workks me", "the 10th of
+    december sounds gr8"): the one date ``search_dates`` finds, if it names a month or a day's
+    number (a lone "me" or "now" it might read is no date the patient said)."""
+    found = search_dates(rest, languages=["en"], settings=settings) or []
+    if len(found) != 1:
+        return None
+    said, parsed = found[0]
+    return parsed if _MONTH.search(said) or re.search(r"\d", said) else None
 
 
 def parse_when(text: str, now: datetime, tz: ZoneInfo) -> When | None:
@@ -450,6 +467,8 @@ def _parse(text: str, now: datetime, tz: ZoneInfo) -> When | None:
         days, s = _day_range(s, today)
         if days is not None:
             first, last = days
+    if first is None and _MONTH_DATE.search(s):
+        s = _WEEKDAY.sub(" ", s)  # "mon dec 7", "Friday 11 December": the date names the day
     if first is None:
         named = list(_WEEKDAY.finditer(s))
         if named and (weekdays is not None or kind == "plural") and all(n.group(1) != "next" for n in named):

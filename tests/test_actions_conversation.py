@@ -340,3 +340,38 @@ async def test_the_day_of_the_visit_or_the_day_to_move_it_to(gw, engine, setting
     chat.say(text, "reschedule_appointment", {"time": time}, time=time)
     await chat.run(ValidateRescheduleForm())
     assert (chat.slots["time"] is not None) == kept
+
+
+async def test_a_service_corrected_at_the_dentist_question_changes_the_service(gw):
+    """ "I meant a cleaning, not extraction" at "which dentist?": the service changes (the one not
+    meant names nothing), no dentist is read from it, and the dentist is asked again."""
+    chat = Chat()
+    chat.active_loop = "booking_form"
+    chat.say("I need an extraction", "book_appointment", {"service": "extraction"}, service="extraction")
+    await chat.run(ValidateBookingForm())
+    chat.slots["requested_slot"] = "dentist"
+    chat.say("I meant a cleaning, not extraction", "inform")  # the model tagged nothing
+    turn = await chat.run(ValidateBookingForm())
+    assert "utter_invalid_dentist" not in turn.responses
+    assert chat.slots["service"] == "cleaning" and chat.slots.get("dentist") is None
+
+
+async def test_a_typed_title_with_its_dentist_picks_that_offer(gw):
+    """ "mon mar 8, 9:00 am · dr. alvarez" (a button's title typed) among any dentist's offers:
+    the dentist it names is that offer's, so it picks it instead of searching Dr Alvarez's times."""
+    chat = Chat()
+    chat.active_loop = "booking_form"
+    chat.say("a root canal with any dentist next monday", "book_appointment",
+             {"service": "root_canal", "dentist": "any", "time": "next monday"},
+             service="root canal", dentist="any", time="next monday")
+    await chat.run(ValidateBookingForm())
+    chat.slots["requested_slot"] = "slot_choice"
+    offer = await chat.run(AskSlotChoice())
+    title = offer.buttons()[0]["title"]
+    assert " · Dr. " in title and not title.startswith("today")
+    typed = title.lower()
+    day_time, _, doc = typed.partition(" · ")
+    chat.say(typed, "inform", {"time": day_time, "dentist": doc}, time=day_time, dentist=doc)
+    turn = await chat.run(ValidateBookingForm())
+    assert "utter_slot_not_offered" not in turn.responses
+    assert turn.slots()["slot_choice"] == offer.buttons()[0]["payload"].split('"slot_choice": "')[1].split('"')[0]

@@ -162,6 +162,29 @@ def test_nonsense_is_not_a_time(text):
     assert parse_when(text, WED, NY) is None
 
 
+@pytest.mark.parametrize("text, day", [
+    ("December 10 workks for me", at(2026, 12, 10)),
+    ("dec 10 wrks", at(2026, 12, 10)),
+    ("the 10th of december sounds gr8", at(2026, 12, 10)),
+])
+def test_a_date_among_typos_is_read(text, day):
+    """Words dateparser does not know around a date ("workks", "gr8") do not hide the date."""
+    when = window(text)
+    assert (when.start, when.end) == (day, day + timedelta(days=1))
+
+
+@pytest.mark.parametrize("text, day, clock", [
+    ("mon dec 7, 9:00 am", at(2026, 12, 7), time(9, 0)),  # a button's title typed back
+    ("Friday 11 December", at(2026, 12, 11), None),
+    ("wed the 9th of december at 3pm", at(2026, 12, 9), time(15, 0)),
+])
+def test_a_weekday_beside_a_date_is_that_date(text, day, clock):
+    """The date names the day; the weekday beside it is not this week's (today is a Wednesday)."""
+    when = window(text)
+    assert when.start.astimezone(NY).date() == day.date()
+    assert (when.at.astimezone(NY).time() if when.at else None) == clock
+
+
 def test_windows_survive_a_slot_round_trip():
     for text in ("next week mornings", "asap", "tomorrow at 3", "friday"):
         when = window(text)
