@@ -8,6 +8,7 @@ window lies wholly before the minimum notice or past the booking horizon.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -19,7 +20,7 @@ from rasa_sdk.executor import CollectingDispatcher
 from bot.availability import Slot
 
 from .common import entity_values, guarded
-from .dates import PastTime, When, parse_when
+from .dates import WEEKDAYS, PastTime, When, parse_when
 from .formatting import short_dentist, slot_button, spread
 from .gateway import Catalogue, DentistInfo, Gateway, ServiceInfo, get_gateway
 
@@ -85,8 +86,13 @@ def for_whom(service: ServiceInfo, dentist: DentistInfo | None) -> str:
 
 
 def requested_time(tracker: Tracker) -> str | None:
-    """The time phrase: every ``time`` entity of the latest message joined ("10am" + "on Wednesday")."""
+    """The time phrase: every ``time`` entity of the latest message joined ("10am" + "on Wednesday"),
+    after the weekday a dentist's or service's span swallowed ("dr chen Tuesday" + "next week")."""
     values = entity_values(tracker, "time")
+    spilled = [w for kind in ("dentist", "service") for v in entity_values(tracker, kind)
+               for w in re.findall(r"[a-z]+", v.lower()) if w in WEEKDAYS]
+    if spilled and values and not any(w in WEEKDAYS for v in values for w in re.findall(r"[a-z]+", v.lower())):
+        return " ".join(spilled + values)
     if len(values) > 1:
         return " ".join(values)
     return tracker.get_slot("time")
@@ -96,6 +102,16 @@ def dentist_of(catalogue: Catalogue, value: Any) -> DentistInfo | None:
     if value in (None, "any"):
         return None
     return catalogue.dentist(str(value))
+
+
+def typed_dentist(catalogue: Catalogue, value: Any) -> DentistInfo | None:
+    """The dentist a raw span names ("dr alvarez monday", "dr chenn"): the model's span is not
+    checked by a form when only what is free is asked."""
+    from .asking import vocabulary
+    from .understanding import dentist_in
+
+    found = dentist_in(value, vocabulary(catalogue)) if isinstance(value, str) else None
+    return dentist_of(catalogue, found)
 
 
 def offer_events(gw: Gateway, dispatcher: CollectingDispatcher, service: ServiceInfo,
@@ -143,7 +159,8 @@ class ActionCheckAvailability(Action):
         gw = get_gateway()
         catalogue = gw.catalogue()
         service = catalogue.service(tracker.get_slot("service")) or catalogue.service(DEFAULT_SERVICE)
-        dentist = dentist_of(catalogue, tracker.get_slot("dentist"))
+        named = tracker.get_slot("dentist")
+        dentist = dentist_of(catalogue, named) or typed_dentist(catalogue, named)
         if service is None:
             dispatcher.utter_message(response="utter_invalid_service")
             return []

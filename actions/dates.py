@@ -467,6 +467,13 @@ def _parse(text: str, now: datetime, tz: ZoneInfo) -> When | None:
         days, s = _day_range(s, today)
         if days is not None:
             first, last = days
+            named = list(_WEEKDAY.finditer(s))
+            inside = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+            if len(named) == 1 and weekdays is None:
+                inside = [d for d in inside if d.weekday() == WEEKDAYS[named[0].group(2)]]
+                if len(inside) == 1:  # "Tuesday next week", "in three weeks on friday": that day
+                    first = last = inside[0]
+                    s = _WEEKDAY.sub(" ", s)
     if first is None and _MONTH_DATE.search(s):
         s = _WEEKDAY.sub(" ", s)  # "mon dec 7", "Friday 11 December": the date names the day
     if first is None:

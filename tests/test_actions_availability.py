@@ -9,6 +9,7 @@ import pytest
 
 from actions import gateway as gateway_module
 from actions.availability import ActionCheckAvailability
+from actions.dates import When
 from actions.booking import ValidateBookingForm
 from actions.emergency import ActionEmergency
 from actions.formatting import decode_choice
@@ -169,3 +170,19 @@ async def test_a_typed_time_among_the_offers_starts_the_booking_with_it(gw):
     chat.active_loop = "booking_form"
     form = await chat.run(ValidateBookingForm())
     assert decode_choice(form.slots()["slot_choice"])[0] == last
+
+
+async def test_a_weekday_inside_the_dentist_s_span_still_narrows_the_search(gw):
+    """ "a crown with dr chen Wednesday next week" tagged as dentist "dr chen Wednesday" and time
+    "next week": Dr Chen's times on next week's Wednesday, not anyone's over the whole week."""
+    chat = Chat()
+    chat.say("Any openings for a crown fitting with dr chen Wednesday next week?", "check_availability",
+             {"service": "crown", "dentist": "dr chen Wednesday", "time": "next week"},
+             service="crown", dentist="dr chen Wednesday", time="next week")
+    offer = await chat.run(ActionCheckAvailability())
+    wednesday = datetime.combine(NOW.date() + timedelta(days=9), datetime.min.time(), tzinfo=TZ)
+    assert When.decode(offer.slots()["time_window"]).start == wednesday  # its times, or the nearest
+    starts = [decode_choice(choice_of(b)) for b in offer.buttons()]
+    assert starts
+    chen = gw.catalogue().dentist("chen")
+    assert {s[1] for s in starts} == {chen.id} and offer.slots()["dentist"] == "chen"

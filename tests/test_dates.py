@@ -185,6 +185,18 @@ def test_a_weekday_beside_a_date_is_that_date(text, day, clock):
     assert (when.at.astimezone(NY).time() if when.at else None) == clock
 
 
+@pytest.mark.parametrize("text, day", [
+    ("Tuesday next week", at(2026, 12, 1)),
+    ("monday next week", at(2026, 11, 30)),
+    ("next week on friday at 3pm", at(2026, 12, 4)),
+    ("in three weeks on friday", at(2026, 12, 18)),
+])
+def test_a_weekday_inside_a_named_week_is_that_day(text, day):
+    """ "Tuesday next week" is next week's Tuesday, not the whole week (today is a Wednesday)."""
+    when = window(text)
+    assert when.start.astimezone(NY).date() == day.date() and when.end <= day + timedelta(days=1)
+
+
 def test_windows_survive_a_slot_round_trip():
     for text in ("next week mornings", "asap", "tomorrow at 3", "friday"):
         when = window(text)
