@@ -88,14 +88,36 @@ def for_whom(service: ServiceInfo, dentist: DentistInfo | None) -> str:
 def requested_time(tracker: Tracker) -> str | None:
     """The time phrase: every ``time`` entity of the latest message joined ("10am" + "on Wednesday"),
     after the weekday a dentist's or service's span swallowed ("dr chen Tuesday" + "next week")."""
-    values = entity_values(tracker, "time")
+    values = _after_a_correction(tracker, entity_values(tracker, "time"))
     spilled = [w for kind in ("dentist", "service") for v in entity_values(tracker, kind)
                for w in re.findall(r"[a-z]+", v.lower()) if w in WEEKDAYS]
     if spilled and values and not any(w in WEEKDAYS for v in values for w in re.findall(r"[a-z]+", v.lower())):
         return " ".join(spilled + values)
     if len(values) > 1:
         return " ".join(values)
+    if values and len(entity_values(tracker, "time")) > 1:
+        return values[0]  # the one meant, after a correction
     return tracker.get_slot("time")
+
+
+# "December 21, no sorry, the 21st", "friday, I mean saturday": what comes after it is meant
+_SELF_CORRECTION = re.compile(r"\b(?:no|sorry|i mean|i meant|actually|or rather|make (?:it|that)|scratch that|"
+                              r"wait)\b", re.IGNORECASE)
+
+
+def _after_a_correction(tracker: Tracker, values: list[str]) -> list[str]:
+    """The time entities after the last self-correction between two of them ("December 21, no
+    sorry, the 21st": just "the 21st"), else all of them."""
+    text = tracker.latest_message.get("text") or ""
+    spans = sorted((e for e in tracker.latest_message.get("entities", []) if e.get("entity") == "time"
+                    and isinstance(e.get("start"), int) and isinstance(e.get("end"), int)),
+                   key=lambda e: e["start"])
+    if len(spans) != len(values) or len(spans) < 2:
+        return values
+    for i in range(len(spans) - 1, 0, -1):
+        if _SELF_CORRECTION.search(text[spans[i - 1]["end"]:spans[i]["start"]]):
+            return values[i:]
+    return values
 
 
 def dentist_of(catalogue: Catalogue, value: Any) -> DentistInfo | None:

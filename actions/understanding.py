@@ -172,7 +172,10 @@ _INTRO = (rf"{_MY_NAME}|name is|name'?s|name:|(?:the )?n[a-z]{{1,4}}e?(?: is|'s|
           r"(?:change|correct|fix) (?:the|my) name to|it should be|i am|i'?m|im|it'?s|i's|its|it is|this is|"
           r"call me|you can call me|under|book it under|put it under|under the name(?: of)?")
 _NAME_PREFIX = re.compile(
-    rf"^\s*(?:(?:hi|hello|hey|ok|okay|sure|yes|no|nope|sorry|oops|actually|wait|oh)\b[\s,.!]*)*"
+    # "Of course! Omar Cohen", "Great, Ana Lima": a word of assent with its punctuation
+    rf"^\s*(?:(?:of course|certainly|absolutely|sure thing|great|perfect|lovely|alright|all right|right|yeah|"
+    rf"yep|cool|no problem|happy to)\s*[,.!]+\s*"
+    rf"|(?:hi|hello|hey|ok|okay|sure|yes|no|nope|sorry|oops|actually|wait|oh)\b[\s,.!]*)*"
     rf"(?:(?:{_INTRO})\s+)?(?:(?:just|jst|juts|actually)\s+)?", re.IGNORECASE)
 _NAME_SUFFIX = re.compile(r"\s+(?:here|speaking|thanks|thank you|please)[\s.!]*$", re.IGNORECASE)
 # A name: letters of any script, with the marks names carry (O'Brien, Jean-Luc, St. John).

@@ -11,6 +11,7 @@ import pytest
 
 from actions.asking import AskPhone, AskTime
 from actions.booking import AskBookingConfirmed, AskSlotChoice, ValidateBookingForm
+from actions.dates import When
 from actions.formatting import decode_choice
 from actions.manage import ValidateCancelForm
 from action_kit import Chat, seeded_gateway
@@ -375,3 +376,18 @@ async def test_a_typed_title_with_its_dentist_picks_that_offer(gw):
     turn = await chat.run(ValidateBookingForm())
     assert "utter_slot_not_offered" not in turn.responses
     assert turn.slots()["slot_choice"] == offer.buttons()[0]["payload"].split('"slot_choice": "')[1].split('"')[0]
+
+
+async def test_a_date_corrected_in_the_same_breath_is_the_second_one(gw):
+    """ "March 20, no sorry, the 22nd": two time entities with a correction between them mean the
+    second (not "March 20 the 22nd", which reads as nothing or as a far year)."""
+    text = "I'd like to come in for an appointment March 20, no sorry, the 22nd"
+    chat = Chat()
+    chat.active_loop = "booking_form"
+    chat.say(text, "book_appointment", time="the 22nd")
+    chat.latest["entities"] = [{"entity": "time", "value": v, "start": text.index(v), "end": text.index(v) + len(v)}
+                               for v in ("March 20", "the 22nd")]
+    turn = await chat.run(ValidateBookingForm())
+    window = When.decode(turn.slots()["time_window"])
+    assert window.start.astimezone(TZ).date() == NOW.date().replace(day=22)
+    assert turn.slots()["time"] == "the 22nd"

@@ -35,6 +35,8 @@ def test_interruptions_are_read_from_their_words(text, kind):
     ("I'm Siobhán O'Brien", "Siobhán O'Brien"), ("Ng here", "Ng"), ("this is 李小龙", "李小龙"),
     ("name: jean-luc picard", "jean-luc picard"), ("call me Bo", "Bo"), ("maria lopez", "maria lopez"),
     ("Hi, my name's Olúwaṣeun Adéyemí.", "Olúwaṣeun Adéyemí"),
+    ("Of course! Omar Cohen", "Omar Cohen"), ("Great, it's Ana Lima", "Ana Lima"), ("Sure thing! Bo Li", "Bo Li"),
+    ("Right Said Fred", "Right Said Fred"),  # no punctuation: the words are the name
 ])
 def test_names_lose_their_introductions(text, name):
     assert strip_name(text) == name
