@@ -31,7 +31,7 @@ from rasa_sdk.events import EventType, FollowupAction, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from .availability import load_offer
-from .common import changed_this_turn, guarded, holder_of, reset_request, unreadable
+from .common import changed_this_turn, entity_values, guarded, holder_of, reset_request, unreadable
 from .dates import PastTime, parse_when
 from .formatting import decode_choice, short_dentist, when_label
 from .gateway import Catalogue, Gateway, get_gateway
@@ -444,4 +444,32 @@ class ActionAnswerWithoutQuestion(Action):
                 or service_in(text, vocabulary(get_gateway().catalogue())) or asks_to_book(text)):
             return [FollowupAction("booking_form")]
         dispatcher.utter_message(response="utter_please_rephrase")
+        return []
+
+
+# "hmm make that next week": words that say a message changes what was asked for
+_CHANGE_WORDS = re.compile(r"\b(?:make|instead|actually|rather|change|move|switch|how about|what about)\b",
+                           re.IGNORECASE)
+
+
+class ActionOutOfScope(Action):
+    """What the model calls out of scope may still be an answer ("hmm make that next week" at the
+    offers): a short message, or one that changes the request, that reads as a time is a new time
+    (the form reads it, or what is free is looked up again while offers are open); anything else
+    gets the polite redirect."""
+
+    def name(self) -> str:
+        return "action_out_of_scope"
+
+    @guarded
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list[dict]:
+        gw = get_gateway()
+        text = latest_text(tracker) or ""
+        timely = (len(text.split()) <= 6 or _CHANGE_WORDS.search(text)) and any(
+            AnswersTheQuestion.reads_as_time(gw, t) for t in [text, *entity_values(tracker, "time")])
+        if timely and tracker.active_loop_name:
+            return []  # the form, which runs next (data/rules), reads it as the new time
+        if timely and tracker.get_slot("offered_slots"):
+            return [FollowupAction("action_check_availability")]
+        dispatcher.utter_message(response="utter_out_of_scope")
         return []

@@ -191,6 +191,9 @@ class ActionCheckAvailability(Action):
         text = requested_time(tracker) or "asap"
         try:
             when = parse_when(text, gw.now(), gw.tz)
+            for span in reversed(entity_values(tracker, "time")):
+                if when is None and span != text:  # "that" + "next week": one of the model's spans
+                    text, when = span, parse_when(span, gw.now(), gw.tz)
             if when is None and tracker.latest_message.get("text"):
                 # the model's span was not a time ("the earliest you have im diego"): the words may be
                 when = parse_when(tracker.latest_message["text"], gw.now(), gw.tz)

@@ -110,6 +110,12 @@ class AppointmentMixin:
         wanted = visit_named(gw, str(value), visits)
         if wanted is None and changed_this_turn(tracker, "time") and not re.search(r"\d", str(value)):
             return {"appointment_id": None}  # "make that Wednesday morning": the new time, kept; which visit?
+        several = visits_named(gw, str(value), visits) if wanted is None else []
+        if len(several) > 1 and tracker.get_slot("requested_slot") == "appointment_id":
+            # "friday's" when two visits are on a Friday: which of just those (the question follows)
+            return {"appointment_id": None, **not_understood(
+                dispatcher, tracker, "appointment_id", "utter_several_visits_match",
+                visits=" or ".join(describe(gw, a) for a in several))}
         if wanted is None or wanted not in {a.id for a in visits}:
             if tracker.get_slot("requested_slot") != "appointment_id":
                 dispatcher.utter_message(response="utter_appointment_not_found")
@@ -125,19 +131,22 @@ def visit_named(gw: Gateway, text: str, visits: list[AppointmentView]) -> int | 
     number = re.fullmatch(r"\s*(?:number\s+|no\.?\s*|#)?(\d{1,12})\s*", text, re.IGNORECASE)
     if number:
         return int(number.group(1))
+    fits = visits_named(gw, text, visits)
+    return fits[0].id if len(fits) == 1 else None
+
+
+def visits_named(gw: Gateway, text: str, visits: list[AppointmentView]) -> list[AppointmentView]:
+    """The caller's visits that ``text`` describes in words: by service, then by day, time and dentist."""
     lowered = text.lower()
     by_service = [a for a in visits if a.service_name.lower() in lowered]
     if len(by_service) == 1:
-        return by_service[0].id
+        return by_service
     pool = by_service or visits
     slots = [Slot(a.starts_at, a.dentist_id, a.starts_at) for a in pool]
     names = {d.id: d.full_name for d in gw.catalogue().dentists.values()}
     pick = resolve_pick(text, slots, tz=gw.tz, now=gw.now(), dentists=names)
-    if pick.unique is not None:
-        for a in pool:
-            if a.starts_at == pick.unique.starts_at and a.dentist_id == pick.unique.dentist_id:
-                return a.id
-    return None
+    return [a for a in pool if any(a.starts_at == s.starts_at and a.dentist_id == s.dentist_id
+                                   for s in pick.matches)] or (by_service if len(by_service) > 1 else [])
 
 
 def _visit(gw: Gateway, tracker: Tracker) -> AppointmentView | None:

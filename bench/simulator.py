@@ -994,8 +994,8 @@ class Patient:
         ways = [f"the {service} on {weekday}", f"my {service} on {weekday}"]
         if all(v.service != target.service for v in others):
             ways += [f"the {service}", f"my {service}", f"the {service} one"]
-        if all(v.starts_at.astimezone(self.clinic.tz).date() != local.date() for v in others):
-            ways += [f"the one on {weekday}", f"{weekday}'s"]
+        if all(v.starts_at.astimezone(self.clinic.tz).weekday() != local.weekday() for v in others):
+            ways += [f"the one on {weekday}", f"{weekday}'s"]  # unambiguous only if no other is on that weekday
         if all(v.dentist_id != target.dentist_id for v in others):
             doc = self.clinic.dentists[target.dentist_id].split()[-1]
             ways += [f"the one with Dr {doc}"]

@@ -186,3 +186,30 @@ async def test_a_weekday_inside_the_dentist_s_span_still_narrows_the_search(gw):
     assert starts
     chen = gw.catalogue().dentist("chen")
     assert {s[1] for s in starts} == {chen.id} and offer.slots()["dentist"] == "chen"
+
+
+async def test_a_new_time_the_model_called_out_of_scope_looks_again(gw):
+    """ "hmm make that next week" after what's free (the model said out_of_scope and tagged "that"
+    as a time too): what is free is looked up again for next week, with no "I can't help with that"."""
+    from actions.asking import ActionOutOfScope
+    chat = Chat()
+    chat.say("what's free tomorrow for a filling?", "check_availability",
+             {"service": "filling", "time": "tomorrow"}, service="filling", time="tomorrow")
+    await chat.run(ActionCheckAvailability())
+    text = "hmm make that next week"
+    chat.say(text, "out_of_scope")
+    chat.latest["entities"] = [{"entity": "time", "value": v, "start": text.index(v), "end": text.index(v) + len(v)}
+                               for v in ("that", "next week")]
+    turn = await chat.run(ActionOutOfScope())
+    assert turn.responses == [] and turn.events == [{"event": "followup", "timestamp": None,
+                                                     "name": "action_check_availability"}]
+    again = await chat.run(ActionCheckAvailability())
+    assert When.decode(again.slots()["time_window"]).start == datetime(2027, 3, 8, tzinfo=TZ)
+    assert again.buttons()
+
+    chat = Chat()
+    chat.say("what's the weather like?", "out_of_scope")
+    assert (await chat.run(ActionOutOfScope())).responses == ["utter_out_of_scope"]
+    chat.active_loop = "booking_form"
+    chat.say("hmm make that friday", "out_of_scope")
+    assert (await chat.run(ActionOutOfScope())).responses == []  # the form reads the new day

@@ -391,3 +391,25 @@ async def test_a_date_corrected_in_the_same_breath_is_the_second_one(gw):
     window = When.decode(turn.slots()["time_window"])
     assert window.start.astimezone(TZ).date() == NOW.date().replace(day=22)
     assert turn.slots()["time"] == "the 22nd"
+
+
+async def test_a_visit_named_by_a_weekday_two_visits_share_asks_among_them(gw, engine, settings):
+    """ "friday's" when two of the patient's visits are on Fridays: not "I can't find that
+    appointment", but which of those two (both named), and the question again."""
+    from bot.booking import BookingService
+    from bot.tokens import Identity, mint
+    booking = BookingService(engine, settings, clock=lambda: NOW)
+    made = []
+    for day, service in ((5, 1), (12, 3)):  # two Fridays
+        slot = booking.available_slots(service, datetime(2027, 3, day, 9, tzinfo=TZ),
+                                       datetime(2027, 3, day, 17, tzinfo=TZ), dentist_id=2, limit=1)[0]
+        made.append(booking.book(Identity("patient", "3", patient_id=3), patient_id=3, dentist_id=2,
+                                 service_id=service, starts_at=slot.starts_at).appointment)
+    chat = Chat(metadata={"token": mint("patient", 3, settings=settings)})
+    chat.active_loop = "cancel_form"
+    chat.slots.update(requested_slot="appointment_id")
+    chat.say("friday's", "inform")
+    turn = await chat.run(ValidateCancelForm())
+    assert turn.responses == ["utter_several_visits_match"] and turn.slots()["appointment_id"] is None
+    listed = turn.messages[0]["visits"]
+    assert "Mar 5" in listed and "Mar 12" in listed
