@@ -470,6 +470,8 @@ class ActionOutOfScope(Action):
         if timely and tracker.active_loop_name:
             return []  # the form, which runs next (data/rules), reads it as the new time
         if timely and tracker.get_slot("offered_slots"):
-            return [FollowupAction("action_check_availability")]
+            # looked up here, not as a follow-up action: the rule that ran this one then listens
+            from .availability import ActionCheckAvailability
+            return await ActionCheckAvailability().run(dispatcher, tracker, domain)
         dispatcher.utter_message(response="utter_out_of_scope")
         return []
