@@ -298,8 +298,9 @@ RESPONSES: dict[str, Kind] = {
     **{name: Kind.ERROR for name in (
         "utter_sorry_error", "utter_default", "utter_please_rephrase", "utter_out_of_scope",
         "utter_invalid_service", "utter_invalid_dentist", "utter_time_not_understood", "utter_time_in_past",
-        "utter_slot_not_offered", "utter_slot_not_understood", "utter_several_match", "utter_yes_or_no",
-        "utter_still_need", "utter_stuck", "utter_invalid_name", "utter_invalid_phone", "utter_slot_taken",
+        "utter_slot_not_offered", "utter_slot_not_understood", "utter_several_match", "utter_several_visits_match",
+        "utter_yes_or_no", "utter_still_need", "utter_stuck", "utter_invalid_name", "utter_invalid_phone",
+        "utter_slot_taken",
         "utter_patient_busy", "utter_limit_reached", "utter_message_too_long", "utter_outside_hours",
         "utter_in_past", "utter_too_soon", "utter_too_far", "utter_not_allowed", "utter_invalid_request",
         "utter_unavailable", "utter_no_appointments", "utter_no_appointments_anonymous",
