@@ -1258,11 +1258,10 @@ def create_visits(stack: ChatStack, clinic: Clinic, goal: Goal,
 
 def sent_code(db_url: str, phone: str) -> str:
     """The last code texted to ``phone`` (the notifications row: what the patient's phone shows)."""
+    from bot.otp import last_code_sent
+
     with psycopg.connect(db_url) as conn:
-        row = conn.execute("SELECT body FROM notifications WHERE recipient = %s AND kind = 'verification_code'"
-                           " ORDER BY id DESC LIMIT 1", (phone,)).fetchone()
-    found = re.search(r"\b(\d{6})\b", row[0]) if row else None
-    return found.group(1) if found else "no code came"
+        return last_code_sent(conn, phone) or "no code came"
 
 
 def _clinic(stack: ChatStack) -> Clinic:

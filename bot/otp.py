@@ -79,6 +79,15 @@ def code_in(text: object) -> str | None:
     return codes.pop() if len(codes) == 1 else None
 
 
+def last_code_sent(conn, recipient: str) -> str | None:
+    """The code in the newest code message recorded for ``recipient`` (E.164 or an email address),
+    as its reader sees it; ``conn`` is a psycopg connection. For tests and the simulated patients,
+    which read their codes where the clinic records what it sends (``notifications``)."""
+    row = conn.execute("SELECT body FROM notifications WHERE recipient = %s AND kind = 'verification_code' "
+                       "ORDER BY id DESC LIMIT 1", (recipient,)).fetchone()
+    return code_in(row[0]) if row else None
+
+
 def client_key(client: str | None) -> str | None:
     """The address the per-client limit counts: an IPv4 address, or an IPv6 address's /64 (one
     customer's network hands out addresses from it at will)."""

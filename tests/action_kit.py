@@ -158,13 +158,12 @@ class Chat:
 
 def sent_code(db_url: str, recipient: str) -> str:
     """The last code texted to ``recipient``, as the patient reads it (the notifications row)."""
-    import re
+    from bot.otp import last_code_sent
 
     with psycopg.connect(libpq_url(db_url)) as conn:
-        body = conn.execute("SELECT body FROM notifications WHERE recipient = %s AND kind = 'verification_code'"
-                            " ORDER BY id DESC LIMIT 1", (recipient,)).fetchone()
-    assert body is not None, f"no code was sent to {recipient}"
-    return re.search(r"\b(\d{6})\b", body[0]).group(1)
+        code = last_code_sent(conn, recipient)
+    assert code is not None, f"no code was sent to {recipient}"
+    return code
 
 
 def prove_phone(gw: Gateway, chat: "Chat", phone: str) -> None:

@@ -51,12 +51,13 @@ async def book_anonymously(stack: Stack, sender: str, button: dict, name: str, p
 
 def sent_code(stack: Stack, phone: str) -> str:
     """The last code texted to ``phone`` (any spelling): what the patient reads on their phone."""
+    from bot.otp import last_code_sent
     from bot.phone import normalise_phone
 
-    found = rows(stack, "SELECT body FROM notifications WHERE recipient = %s AND kind = 'verification_code'"
-                        " ORDER BY id DESC LIMIT 1", normalise_phone(phone))
-    assert found, f"no code was texted to {phone}"
-    return re.search(r"\b(\d{6})\b", found[0][0]).group(1)
+    with psycopg.connect(stack.db_url) as conn:
+        code = last_code_sent(conn, normalise_phone(phone))
+    assert code is not None, f"no code was texted to {phone}"
+    return code
 
 
 async def yes_and_code(stack: Stack, sender: str, phone: str, yes: str = "yes") -> list[dict]:
