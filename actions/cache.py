@@ -47,12 +47,13 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, Callable, Mapping
 
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from bot.availability import Rules, Slot, buffered, load_schedules
 from bot.booking import BookingService
 from bot.db import session_scope
+from bot.events import APPOINTMENT_DELETED, APPOINTMENT_EVENTS, AVAILABILITY_CHANGED, safe_mark
 from bot.models import Dentist, Service
 from bot.settings import Settings
 
@@ -62,9 +63,6 @@ from .cache_state import UTC, DentistInfo, ServiceInfo, State, freeze, parse_ts,
 
 log = logging.getLogger(__name__)
 
-APPOINTMENT_EVENTS = frozenset({"appointment_created", "appointment_updated", "appointment_deleted"})
-AVAILABILITY_EVENT = "availability_changed"
-GAP_LOOKBACK = 1000  # outbox ids checked for in-flight gaps at a full load
 
 __all__ = ["AvailabilityCache", "CacheNotStarted", "DentistInfo", "ServiceInfo", "Slot", "get_cache",
            "parse_ts", "set_cache"]
@@ -122,12 +120,7 @@ class AvailabilityCache(SlotQueries):
             services = {sv.id: service_info(sv) for sv in s.scalars(select(Service).order_by(Service.id))}
             dentists = {d.id: DentistInfo(d.id, d.full_name, d.specialty)
                         for d in s.scalars(select(Dentist).where(Dentist.active.is_(True)).order_by(Dentist.id))}
-            hi, gap = s.execute(text(
-                "WITH b AS (SELECT coalesce(max(id), 0) AS hi, coalesce(min(id), 1) AS lo FROM realtime_events) "
-                "SELECT b.hi, (SELECT min(g) FROM generate_series(greatest(b.hi - :n, b.lo), b.hi) g "
-                "              WHERE NOT EXISTS (SELECT 1 FROM realtime_events e WHERE e.id = g)) FROM b"),
-                {"n": GAP_LOOKBACK}).one()
-        since = int(hi) if gap is None else int(gap) - 1
+            since = safe_mark(s)  # in the snapshot's own transaction (bot.events)
         closures = frozenset(next(iter(schedules.values())).closures) if schedules else frozenset()
         state = State({i: freeze(sc, closures) for i, sc in sorted(schedules.items())}, services, dentists,
                        start, end, closures)
@@ -165,7 +158,7 @@ class AvailabilityCache(SlotQueries):
             replay = [ev for ev in recorded if ev.get("type") in APPOINTMENT_EVENTS]
             for ev in replay:
                 self._apply_appointment(ev)
-            again = {ev.get("dentist_id") for ev in recorded if ev.get("type") == AVAILABILITY_EVENT}
+            again = {ev.get("dentist_id") for ev in recorded if ev.get("type") == AVAILABILITY_CHANGED}
         self.counts["full_loads"] += 1
         for dentist_id in again:  # refreshed by the snapshot already, unless it changed during it
             self.request_refresh(dentist_id)
@@ -238,7 +231,7 @@ class AvailabilityCache(SlotQueries):
                 kind = event.get("type")
                 if kind in APPOINTMENT_EVENTS:
                     self._apply_appointment(event)
-                elif kind == AVAILABILITY_EVENT:
+                elif kind == AVAILABILITY_CHANGED:
                     self.request_refresh(event.get("dentist_id"))
                 else:
                     log.warning("unknown event type %r (id %s) ignored", kind, event_id)
@@ -301,7 +294,7 @@ class AvailabilityCache(SlotQueries):
         previous = event.get("previous") or {}
         for d in {self._where.pop(appt_id, None), previous.get("dentist_id"), row.get("dentist_id")}:
             without(None if d is None else int(d))
-        if event["type"] != "appointment_deleted" and row.get("status") != "cancelled":
+        if event["type"] != APPOINTMENT_DELETED and row.get("status") != "cancelled":
             dentist_id = int(row["dentist_id"])
             service = state.services.get(int(row["service_id"]))
             if service is None and row.get("service_id") is not None:

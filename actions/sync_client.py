@@ -25,14 +25,13 @@ from typing import Any
 import socketio
 
 from bot.aio import cancel_and_wait
+from bot.events import OUTBOX_EVENTS, RESYNC_REQUIRED
 from bot.settings import Settings
 from bot.tokens import mint
 
 from .cache import AvailabilityCache
 
 log = logging.getLogger(__name__)
-
-EVENTS = ("appointment_created", "appointment_updated", "appointment_deleted", "availability_changed")
 
 
 class SyncClient:
@@ -67,8 +66,8 @@ class SyncClient:
         self.sio.on("connect", self._on_connect)
         self.sio.on("disconnect", self._on_disconnect)
         self.sio.on("connect_error", self._on_connect_error)
-        self.sio.on("resync_required", self._on_resync)
-        for name in EVENTS:
+        self.sio.on(RESYNC_REQUIRED, self._on_resync)
+        for name in OUTBOX_EVENTS:
             self.sio.on(name, self._on_event)
 
     # --- lifecycle -------------------------------------------------------------------------

@@ -27,10 +27,11 @@ from datetime import datetime, time, timedelta, timezone
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import delete, select, text
+from sqlalchemy import delete, select
 
 from bot.booking import AppointmentView, BookingService, Outcome, Result
 from bot.db import make_engine, resolve_database_url, session_scope
+from bot.events import safe_mark
 from bot.models import Appointment, Dentist, Service, TimeOff, WorkingHours
 from bot.tokens import Identity
 
@@ -43,16 +44,6 @@ from .api_io import (MAX_RANGE, ApiError, StatusChange, TimeOffIn, WeeklyHours, 
 BOOKING = web.AppKey("api_booking", BookingService)
 MAX_LIST = 1000  # appointments in one answer
 NO_SUCH_APPOINTMENT = "No such appointment."  # bot.booking's answer for a missing id, word for word
-
-# The outbox id a page may resume after once it has read a list: the highest id below which
-# every id is committed (a missing id among the last thousand may be a transaction still in
-# flight, whose event must not be skipped). Same rule as the action server's cache.
-SAFE_EVENT_MARK = """
-    WITH b AS (SELECT coalesce(max(id), 0) AS hi, coalesce(min(id), 1) AS lo FROM realtime_events)
-    SELECT coalesce((SELECT min(g) - 1 FROM generate_series(greatest(b.hi - 1000, b.lo), b.hi) g
-                     WHERE NOT EXISTS (SELECT 1 FROM realtime_events e WHERE e.id = g)), b.hi) FROM b
-"""
-
 
 async def run(request: web.Request, fn: Callable[..., Any], *args: Any) -> Any:
     return await asyncio.to_thread(fn, *args)
@@ -92,14 +83,14 @@ async def list_appointments(request: web.Request, who: Identity) -> web.Response
 
     def read() -> tuple[int, list[dict]]:
         with session_scope(request.app[ENGINE]) as s:
-            mark = s.execute(text(SAFE_EVENT_MARK)).scalar_one()  # before the rows: they hold at least this
+            mark = safe_mark(s)  # before the rows: they hold at least this (bot.events)
             q = select(Appointment).where(Appointment.ends_at > start, Appointment.starts_at < end)
             if dentist_id is not None:
                 q = q.where(Appointment.dentist_id == dentist_id)
             if patient_id is not None:
                 q = q.where(Appointment.patient_id == patient_id)
             rows = s.scalars(q.order_by(Appointment.starts_at, Appointment.id).limit(MAX_LIST + 1)).all()
-            return int(mark), [AppointmentView.of(a).as_dict() for a in rows]
+            return mark, [AppointmentView.of(a).as_dict() for a in rows]
 
     mark, rows = await run(request, read)
     return web.json_response({"from": start.isoformat(), "to": end.isoformat(),

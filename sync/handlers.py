@@ -19,6 +19,7 @@ import socketio
 from psycopg_pool import AsyncConnectionPool
 
 from bot.aio import cancel_and_wait
+from bot.events import RESYNC_REQUIRED, ResyncReason, ResyncRequired
 from bot.settings import Settings
 from bot.tokens import Identity, TokenError
 
@@ -154,12 +155,12 @@ class SocketHandlers:
                 if client.sid not in self.hub.clients:
                     return
 
-    def _resync(self, client: Client, reason: str, oldest: int | None, since: int | None,
+    def _resync(self, client: Client, reason: ResyncReason, oldest: int | None, since: int | None,
                 upto: int) -> None:
         """Tell the client to reload; it then gets live events after ``upto`` (its new ``since``)."""
         client.last_id = upto
-        self.hub.send(client, "resync_required",
-                      {"reason": reason, "since": since, "oldestId": oldest, "lastId": client.last_id})
+        self.hub.send(client, RESYNC_REQUIRED,
+                      ResyncRequired(reason=reason, since=since, oldestId=oldest, lastId=client.last_id))
 
     async def disconnect(self, sid: str, reason: Any = None, *extra: Any) -> Any:
         if self._sent_by_client(sid):

@@ -25,13 +25,13 @@ from collections.abc import Callable
 import psycopg
 
 from bot.aio import cancel_and_wait
+from bot.events import CHANNEL
 
 from . import outbox
 from .outbox import OutboxEvent
 
 log = logging.getLogger(__name__)
 
-CHANNEL = "realtime_events"
 _SNAPSHOT = ("SELECT pg_snapshot_xmin(s)::text::bigint, pg_snapshot_xmax(s)::text::bigint"
              " FROM pg_current_snapshot() s")
 # Transactions of this database that hold an xid (every outbox row is written by a trigger after
@@ -119,8 +119,8 @@ class OutboxListener:
                     self._conn = conn
                     await conn.execute("SET TIME ZONE 'UTC'")
                     await conn.execute(f"LISTEN {CHANNEL}")
-                    if self.last_id is None:
-                        self.last_id = await outbox.last_id(conn)
+                    if self.last_id is None:  # below any writer still open, whose event follows
+                        self.last_id = await outbox.safe_mark(conn)
                     if not first:
                         self.reconnects += 1
                     self.connected, self.connected_since = True, time.time()

@@ -14,11 +14,9 @@ from datetime import datetime
 from engineio import packet as eio_packet
 from psycopg import AsyncConnection
 
-from .frames import text_frame
+from bot.events import APPOINTMENT_UPDATED, AVAILABILITY_CHANGED, SAFE_MARK_SQL
 
-APPOINTMENT_TYPES = frozenset({"appointment_created", "appointment_updated", "appointment_deleted"})
-AVAILABILITY = "availability_changed"
-UPDATED = "appointment_updated"
+from .frames import text_frame
 
 # One row → routing columns + the body every recipient allowed the whole change gets; for an update
 # that moved a visit to another dentist or patient, two partial bodies as well (rooms.view_for):
@@ -26,7 +24,7 @@ UPDATED = "appointment_updated"
 # "entered" for whoever sees it only after (the visit as it is, without ``previous``).
 # ISO-8601 with microseconds and an explicit offset, whatever the session's time zone
 _AT = """to_char(e.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')"""
-_MOVED = """e.type = 'appointment_updated'
+_MOVED = f"""e.type = '{APPOINTMENT_UPDATED}'
               AND ((e.payload->'previous'->>'patient_id')::bigint IS DISTINCT FROM e.patient_id
                    OR (e.payload->'previous'->>'dentist_id')::bigint IS DISTINCT FROM e.dentist_id)"""
 _COLUMNS = """
@@ -79,7 +77,7 @@ class OutboxEvent:
 
     @property
     def is_availability(self) -> bool:
-        return self.type == AVAILABILITY
+        return self.type == AVAILABILITY_CHANGED
 
     def _body(self, view: str) -> str:
         if view == FULL:
@@ -123,6 +121,7 @@ async def bounds(conn: AsyncConnection) -> tuple[int | None, int]:
     return oldest, int(last or 0)
 
 
-async def last_id(conn: AsyncConnection) -> int:
-    cur = await conn.execute("SELECT coalesce(max(id), 0) FROM realtime_events")
+async def safe_mark(conn: AsyncConnection) -> int:
+    """Where a stream may start: the safe mark (``bot.events``), below any id still in flight."""
+    cur = await conn.execute(SAFE_MARK_SQL)
     return int((await cur.fetchone())[0])

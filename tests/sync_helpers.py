@@ -14,14 +14,13 @@ import psycopg
 import socketio
 from aiohttp import web
 
+from bot.events import CLIENT_EVENTS
 from bot.settings import Settings
 from bot.tokens import mint
 from sync import keys
 from sync.app import create_app
 from sync.serving import SyncRunner
 
-EVENT_NAMES = ("appointment_created", "appointment_updated", "appointment_deleted",
-               "availability_changed", "resync_required")
 BASE_TIME = datetime(2030, 1, 7, 9, 0, tzinfo=timezone.utc)  # a Monday
 PATIENT_NAMES = ("One", "Two", "Three", "Four", "Five", "Six", "Seven", "Eight")
 
@@ -60,7 +59,7 @@ class Recorder:
         self.events: list[tuple[str, dict]] = []
         self._changed = asyncio.Event()
         self.refused = None  # the reason the server gave for refusing the connection
-        for event in EVENT_NAMES:
+        for event in CLIENT_EVENTS:
             self.sio.on(event, self._handler(event))
 
         @self.sio.on("connect_error")

@@ -29,6 +29,7 @@ import socketio
 from actions.cache import AvailabilityCache
 from actions.sync_client import SyncClient
 from bot.booking import BookingService, Outcome
+from bot.events import OUTBOX_EVENTS, RESYNC_REQUIRED
 from bot.seed import seed
 from sync_helpers import BASE_TIME, free_port, token
 from test_cache import ADMIN, assert_equals_fresh_load, assert_matches_sql, service_ids, sql
@@ -36,7 +37,6 @@ from test_cache_sync import caught_up, head
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
-EVENTS = ("appointment_created", "appointment_updated", "appointment_deleted", "availability_changed")
 
 
 class ResumingClient:
@@ -50,9 +50,9 @@ class ResumingClient:
         self.connects = 0
         self.sio = socketio.AsyncClient(reconnection=True, reconnection_delay=0.2, reconnection_delay_max=1,
                                         randomization_factor=0)
-        for event in EVENTS:
+        for event in OUTBOX_EVENTS:
             self.sio.on(event, self._record)
-        self.sio.on("resync_required", self._resync)
+        self.sio.on(RESYNC_REQUIRED, self._resync)
         self.sio.on("connect", self._connected)
 
     async def _record(self, data):

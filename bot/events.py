@@ -1,0 +1,145 @@
+"""The realtime event vocabulary: every event name, the shape of each payload, and the safe mark.
+
+This module is where an event is named. The SQL triggers (``sql/002_outbox.sql`` and the later
+trigger functions) write these types into ``realtime_events``; the sync service (``sync/``) sends
+them to clients under the same names; the action server (``actions/``) and the browser client
+(``sync/static/realtime.js``) handle them. ``tests/test_events.py`` checks that the triggers and
+``realtime.js`` use exactly this set, so a name added or dropped on one side fails there. The
+names are a wire contract (docs/realtime.md): never rename one.
+
+The payload shapes below are what a client receives: the outbox row's ``payload`` with ``id``,
+``type`` and ``at`` (sync/outbox.py builds the JSON in PostgreSQL).
+
+The *safe mark* (``safe_mark``) is the outbox id a reader may resume after once it has read the
+tables: the highest id below which every id is committed. Ids are handed out before commit, so
+a missing id among the latest ones may be a transaction still in flight; resuming after the
+highest id would skip its event forever. The REST list of appointments returns it as
+``last_event_id``, the action server's cache takes it as its ``since`` at a full load, and the
+sync service's listener starts its stream there.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, TypedDict
+
+# --- names ------------------------------------------------------------------------------------
+
+APPOINTMENT_CREATED = "appointment_created"
+APPOINTMENT_UPDATED = "appointment_updated"
+APPOINTMENT_DELETED = "appointment_deleted"
+AVAILABILITY_CHANGED = "availability_changed"
+
+APPOINTMENT_EVENTS = frozenset({APPOINTMENT_CREATED, APPOINTMENT_UPDATED, APPOINTMENT_DELETED})
+# what the triggers write into realtime_events (and its CHECK allows), in this order in the docs
+OUTBOX_EVENTS = (APPOINTMENT_CREATED, APPOINTMENT_UPDATED, APPOINTMENT_DELETED, AVAILABILITY_CHANGED)
+
+# A message of the sync service itself, never an outbox row: the client must reload its data.
+RESYNC_REQUIRED = "resync_required"
+ResyncReason = Literal["outbox_pruned", "since_ahead", "buffer_overflow"]
+
+# Every name a client of the sync service may receive.
+CLIENT_EVENTS = (*OUTBOX_EVENTS, RESYNC_REQUIRED)
+
+# The NOTIFY channel the triggers signal on (payload: ``Notification``).
+CHANNEL = "realtime_events"
+
+
+# --- payload shapes ---------------------------------------------------------------------------
+
+class Notification(TypedDict):
+    """``pg_notify('realtime_events', ...)``: a signal naming the row, never the row itself."""
+
+    type: str
+    id: int
+
+
+class AppointmentRow(TypedDict):
+    """An ``appointments`` row as ``to_jsonb`` writes it (instants as ISO-8601 strings)."""
+
+    id: int
+    patient_id: int
+    dentist_id: int
+    service_id: int
+    starts_at: str
+    ends_at: str
+    status: str
+    notes: str | None
+    created_at: str
+    updated_at: str
+    idempotency_key: str | None
+
+
+class Previous(TypedDict):
+    """On ``appointment_updated``: what the visit was before the change."""
+
+    dentist_id: int
+    patient_id: int
+    starts_at: str
+    ends_at: str
+    status: str
+
+
+class _Event(TypedDict):
+    id: int  # the outbox id: strictly increasing per connection
+    type: str
+    at: str  # when the change was written, ISO-8601 UTC
+
+
+class _AppointmentEvent(_Event):
+    appointment: AppointmentRow
+
+
+class AppointmentEvent(_AppointmentEvent, total=False):
+    """``appointment_created`` / ``_updated`` / ``_deleted``. ``previous`` is on updates only;
+    a dentist or patient a visit left gets ``{"id"}`` as ``appointment`` and ``moved_away``."""
+
+    previous: Previous
+    moved_away: Literal[True]
+
+
+class _AvailabilityEvent(_Event):
+    dentist_id: int | None  # None: clinic-wide (a closure, a service)
+    source: str  # the table: working_hours, time_off, date_overrides, clinic_closures, slot_holds, ...
+    op: Literal["insert", "update", "delete"]
+    row_id: int
+
+
+class AvailabilityEvent(_AvailabilityEvent, total=False):
+    """``availability_changed``: which diary changed, never a patient or a free-text reason; the
+    row's time fields when it has them."""
+
+    weekday: int
+    on_date: str
+    starts_at: str
+    ends_at: str
+    expires_at: str
+
+
+class ResyncRequired(TypedDict):
+    """``resync_required``: reload, then live events continue after ``lastId``."""
+
+    reason: ResyncReason
+    since: int | None
+    oldestId: int | None
+    lastId: int
+
+
+# --- the safe mark ----------------------------------------------------------------------------
+
+MARK_LOOKBACK = 1000  # the latest outbox ids searched for one still in flight
+
+# Plain SQL without parameters, so SQLAlchemy (``safe_mark``) and psycopg (sync/outbox.py) both run it.
+SAFE_MARK_SQL = f"""
+    WITH b AS (SELECT coalesce(max(id), 0) AS hi, coalesce(min(id), 1) AS lo FROM realtime_events)
+    SELECT coalesce((SELECT min(g) - 1 FROM generate_series(greatest(b.hi - {MARK_LOOKBACK}, b.lo), b.hi) g
+                     WHERE NOT EXISTS (SELECT 1 FROM realtime_events e WHERE e.id = g)), b.hi) FROM b
+"""
+
+
+def safe_mark(session) -> int:
+    """The safe mark, read in ``session``'s transaction (a SQLAlchemy ``Session`` or
+    ``Connection``) before the rows it stands for (or in their snapshot): they hold every event up
+    to it, so a reader resumes after it."""
+    from sqlalchemy import text  # here: the vocabulary itself needs no database library
+
+    return int(session.execute(text(SAFE_MARK_SQL)).scalar_one())
