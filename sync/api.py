@@ -22,9 +22,8 @@ in a worker thread (``asyncio.to_thread``).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import datetime, time, timedelta, timezone
-from typing import Any
 
 from aiohttp import web
 from sqlalchemy import delete, select
@@ -35,19 +34,15 @@ from bot.events import safe_mark
 from bot.models import Appointment, Dentist, Service, TimeOff, WorkingHours
 from bot.tokens import Identity
 
-from . import keys, openapi
-from .keys import ENGINE
+from . import api_rules, keys, openapi
 from .api_io import (MAX_RANGE, ApiError, StatusChange, TimeOffIn, WeeklyHours, endpoint, from_result,
-                     may_edit, may_edit_dentist, parse_instant, path_id, query_id, read_json, staff_only,
+                     may_edit, may_edit_dentist, parse_instant, path_id, query_id, read_json, run, staff_only,
                      validated)
+from .keys import ENGINE
 
 BOOKING = web.AppKey("api_booking", BookingService)
 MAX_LIST = 1000  # appointments in one answer
 NO_SUCH_APPOINTMENT = "No such appointment."  # bot.booking's answer for a missing id, word for word
-
-async def run(request: web.Request, fn: Callable[..., Any], *args: Any) -> Any:
-    return await asyncio.to_thread(fn, *args)
-
 
 def _hours_json(rows) -> list[dict]:
     return [{"id": r.id, "weekday": r.weekday, "start_time": r.start_time.strftime("%H:%M"),
@@ -289,7 +284,5 @@ def setup(app: web.Application) -> None:
     r.add_post(r"/api/dentists/{id:[0-9]+}/time-off", post_time_off)
     r.add_delete(r"/api/time-off/{id:[0-9]+}", delete_time_off)
     r.add_get("/api/services", list_services)
-    from . import api_rules  # its handlers use this module's engine
-
-    api_rules.add_routes(r)
+    api_rules.add_routes(r)  # date overrides and closures, on the same engine (keys.ENGINE)
 

@@ -3,6 +3,7 @@ models of request bodies, and small parsers. The handlers are in ``sync.api``.""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import logging
@@ -27,6 +28,11 @@ MAX_ID = 2**63 - 1            # PostgreSQL bigint
 MAX_BLOCKS = 50               # working-hours blocks in one weekly schedule
 MAX_RANGE = timedelta(days=366)
 MAX_AHEAD = timedelta(days=730)  # how far ahead an override or closure may be set (the longest horizon)
+
+
+async def run(request: web.Request, fn: Callable[..., Any], *args: Any) -> Any:
+    """A handler's database work (synchronous SQLAlchemy), in a worker thread."""
+    return await asyncio.to_thread(fn, *args)
 
 
 class ApiError(Exception):

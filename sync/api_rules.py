@@ -20,9 +20,9 @@ from bot.models import LIVE_STATUSES, Appointment, ClinicClosure, DateOverride
 from bot.tokens import Identity
 
 from . import keys
-from .api import ENGINE, run
 from .api_io import (ApiError, ClosureIn, DateOverrideIn, endpoint, future_date, may_edit, may_edit_dentist,
-                     path_id, read_json, staff_only, validated)
+                     path_id, read_json, run, staff_only, validated)
+from .keys import ENGINE
 
 MAX_ROWS = 1000  # rows in one list answer
 
