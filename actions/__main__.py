@@ -7,13 +7,12 @@ ACTIONS_PORT (default 5055), CACHE_DAYS, AVAILABILITY_SOURCE (cache | sql), LOG_
 from __future__ import annotations
 
 import logging
-import os
 import sys
 
 
 def main() -> int:
-    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO").upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # configured before the settings are read, so that their own warnings are formatted too
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from bot.settings import SettingsError, get_settings
 
     try:
@@ -21,6 +20,7 @@ def main() -> int:
     except SettingsError as exc:
         print(f"actions: configuration error: {exc}", file=sys.stderr)
         return 2
+    logging.getLogger().setLevel(settings.log_level.upper())
     from .server import run
 
     run(settings)

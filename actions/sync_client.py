@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import random
 import time
 from typing import Any
@@ -41,7 +40,7 @@ class SyncClient:
         self.cache = cache
         self.settings = settings
         self.url = url or settings.resolved_sync_url
-        self._fixed_token = token or os.environ.get("SERVICE_TOKEN") or None
+        self._fixed_token = token or settings.service_token or None
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
         self.transports = transports or ["websocket"]

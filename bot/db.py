@@ -6,7 +6,6 @@ meant to travel further than the booking service.
 
 from __future__ import annotations
 
-import os
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import Iterator
@@ -66,17 +65,22 @@ def translate(exc: DBAPIError) -> DatabaseError:
 
 
 def resolve_database_url(settings: Settings | None = None, *, start_embedded: bool = True) -> str:
-    """The SQLAlchemy URL to use: DATABASE_URL, else the embedded server (started if needed)."""
+    """The SQLAlchemy URL to use: DATABASE_URL, else the embedded server (started if needed,
+    once per process). Child processes are given the URL explicitly (``bot.launcher.service_env``);
+    nothing is written into this process's environment."""
     settings = settings or get_settings()
     if settings.database_url:
         return settings.database_url
     if not start_embedded:
         raise DatabaseUnavailable("DATABASE_URL is not set and the embedded server was not started")
+    return normalise_database_url(_embedded_url(settings.embedded_pg_dir, settings.embedded_pg_port))
+
+
+@lru_cache
+def _embedded_url(data_dir: str, port: int) -> str:
     from . import embedded
 
-    url = embedded.start(settings.embedded_pg_dir, settings.embedded_pg_port)
-    os.environ["DATABASE_URL"] = url  # child processes and later lookups use the same server
-    return normalise_database_url(url)
+    return embedded.start(data_dir, port)
 
 
 def conninfo(url: str | None = None) -> str:

@@ -1,4 +1,8 @@
-"""One settings class for every process, read from the environment (and ``.env``)."""
+"""One settings class for every process, read from the environment (and ``.env``).
+
+This is the only module that reads environment variables: everything else receives a
+``Settings`` (``get_settings()`` for the process's own). ``tests/test_structure.py`` checks it.
+"""
 
 from __future__ import annotations
 
@@ -49,7 +53,17 @@ class Settings(BaseSettings):
     clinic_address: str = "120 Madison Avenue, New York, NY 10016"
     phone_region: str = "US"
 
+    log_level: str = "INFO"  # of every service's own log lines
+
     sync_port: int = 5000
+    sync_host: str = "0.0.0.0"  # where python -m sync listens (--host overrides)
+    # uvloop's event loop for the sync service (faster fan-out, smaller transports); false: asyncio's
+    sync_uvloop: bool = True
+    # python-socketio's Redis channel of the sync nodes sharing REDIS_URL
+    sync_redis_channel: str = "realtime-sync"
+    # where the chat page finds Rasa's socket; empty: the page's own host on RASA_PORT (set it behind
+    # a proxy or TLS)
+    rasa_public_url: str = ""
     actions_port: int = 5055
     rasa_port: int = 5005
     # Rasa server processes (Sanic workers) sharing the port; more than one needs REDIS_URL, because
@@ -57,6 +71,8 @@ class Settings(BaseSettings):
     # default: two did not lower the 20-user p95 on 2 cores (docs/assistant.md) and double the memory
     rasa_workers: int = Field(default=1, ge=1, le=16)
     sync_url: str | None = None  # where the action server finds the sync service
+    # a fixed token the action server connects to the sync service with; unset: minted from JWT_SECRET
+    service_token: str | None = None
     # where the action server's offers come from: its in-memory cache, or SQL on every question
     # (BookingService.available_slots: the naive baseline the benchmarks compare the cache with)
     availability_source: Literal["cache", "sql"] = "cache"

@@ -47,7 +47,7 @@ def create_app(settings: Settings | None = None, *, node_id: str | None = None,
     manager = None
     if settings.redis_url:
         manager = socketio.AsyncRedisManager(
-            settings.redis_url, channel=redis_channel or os.environ.get("SYNC_REDIS_CHANNEL", "realtime-sync"))
+            settings.redis_url, channel=redis_channel or settings.sync_redis_channel)
     sio = SocketServer(
         async_mode="aiohttp", client_manager=manager,
         cors_allowed_origins=cors_origins(settings), cors_credentials=False,

@@ -11,7 +11,6 @@ scripts from this origin only, so even a mistake in escaping could not run injec
 from __future__ import annotations
 
 import html
-import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -38,7 +37,7 @@ def page_config(settings: Settings) -> dict[str, str]:
         "clinic-timezone": settings.clinic_timezone,
         "clinic-phone": settings.clinic_phone,
         # empty: the page uses its own host on RASA_PORT; RASA_PUBLIC_URL overrides (a proxy, TLS)
-        "rasa-url": os.environ.get("RASA_PUBLIC_URL", ""),
+        "rasa-url": settings.rasa_public_url,
         "rasa-port": str(settings.rasa_port),
     }
 
