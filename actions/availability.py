@@ -19,10 +19,11 @@ from rasa_sdk.executor import CollectingDispatcher
 
 from bot.availability import Slot
 
+from .catalogue import Catalogue, DentistInfo, ServiceInfo
 from .common import entity_values, guarded
 from .dates import WEEKDAYS, PastTime, When, parse_when
 from .formatting import short_dentist, slot_button, spread
-from .gateway import Catalogue, DentistInfo, Gateway, ServiceInfo, get_gateway
+from .gateway import Gateway, get_gateway
 
 MAX_OFFERS = 6
 SCAN_LIMIT = 2000  # free slots read from each week of a window before spreading

@@ -47,25 +47,24 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, Callable, Mapping
 
-from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from bot.availability import Rules, Slot, buffered, load_schedules
 from bot.booking import BookingService
 from bot.db import session_scope
 from bot.events import APPOINTMENT_DELETED, APPOINTMENT_EVENTS, AVAILABILITY_CHANGED, safe_mark
-from bot.models import Dentist, Service
+from bot.models import Dentist
 from bot.settings import Settings
 
 from .cache_reads import SlotQueries
 from .cache_refresher import Refresher
-from .cache_state import UTC, DentistInfo, ServiceInfo, State, freeze, parse_ts, service_info
+from .cache_state import UTC, State, freeze, parse_ts
+from .catalogue import Catalogue, dentist_info, load_catalogue
 
 log = logging.getLogger(__name__)
 
 
-__all__ = ["AvailabilityCache", "CacheNotStarted", "DentistInfo", "ServiceInfo", "Slot", "get_cache",
-           "parse_ts", "set_cache"]
+__all__ = ["AvailabilityCache", "CacheNotStarted", "Slot", "get_cache", "parse_ts", "set_cache"]
 
 
 class CacheNotStarted(RuntimeError):
@@ -117,13 +116,11 @@ class AvailabilityCache(SlotQueries):
         start, end = now - timedelta(days=1), now + timedelta(days=self.days)
         with session_scope(self._rr_engine) as s:
             schedules = load_schedules(s, start, end)
-            services = {sv.id: service_info(sv) for sv in s.scalars(select(Service).order_by(Service.id))}
-            dentists = {d.id: DentistInfo(d.id, d.full_name, d.specialty)
-                        for d in s.scalars(select(Dentist).where(Dentist.active.is_(True)).order_by(Dentist.id))}
+            catalogue = load_catalogue(s)
             since = safe_mark(s)  # in the snapshot's own transaction (bot.events)
         closures = frozenset(next(iter(schedules.values())).closures) if schedules else frozenset()
-        state = State({i: freeze(sc, closures) for i, sc in sorted(schedules.items())}, services, dentists,
-                       start, end, closures)
+        state = State({i: freeze(sc, closures) for i, sc in sorted(schedules.items())}, catalogue,
+                      start, end, closures)
         return state, since
 
     def _install(self, state: State) -> None:
@@ -174,7 +171,7 @@ class AvailabilityCache(SlotQueries):
         with session_scope(self.engine) as s:
             fresh = load_schedules(s, state.window_start, state.window_end, [dentist_id]).get(dentist_id)
             row = s.get(Dentist, dentist_id)
-            info = DentistInfo(row.id, row.full_name, row.specialty) if row is not None and row.active else None
+            info = dentist_info(row) if row is not None else None
         with self._lock:
             state = self._state
             schedules = dict(state.schedules)
@@ -196,8 +193,9 @@ class AvailabilityCache(SlotQueries):
                 orphans[dentist_id] = dict(old.busy)
             else:
                 orphans[dentist_id] = dict(state.orphans.get(dentist_id, {}))
-            self._state = replace(state, schedules=dict(sorted(schedules.items())),
-                                  dentists=dict(sorted(dentists.items())), orphans=orphans)
+            catalogue = Catalogue(state.services, dict(sorted(dentists.items())))
+            self._state = replace(state, schedules=dict(sorted(schedules.items())), catalogue=catalogue,
+                                  orphans=orphans)
         self.counts["dentist_reloads"] += 1
 
     # --- events ----------------------------------------------------------------------------

@@ -16,7 +16,8 @@ from bot.booking import Result
 from bot.db import DatabaseUnavailable, session_scope
 from bot.models import Service
 
-from .cache_state import SCHEDULE_FIELDS, DentistInfo, FrozenSchedule, ServiceInfo, service_info
+from .cache_state import SCHEDULE_FIELDS, FrozenSchedule
+from .catalogue import Catalogue, DentistInfo, ServiceInfo, service_info
 
 if TYPE_CHECKING:
     from zoneinfo import ZoneInfo
@@ -138,6 +139,11 @@ class SlotQueries:
                                                  holder=holder), search.around, count)
 
         return same_dentist_first(dentist_id, nearest)
+
+    def catalogue(self) -> Catalogue | None:
+        """The services and active dentists as of the last event applied; None before the first load."""
+        state = self._state
+        return state.catalogue if state is not None else None
 
     def services(self) -> list[ServiceInfo]:
         state = self._state

@@ -2,8 +2,8 @@
 
 ``State`` is everything a reader needs, swapped as one reference; ``FrozenSchedule`` is one
 dentist's diary that is never mutated once published (a change publishes a new one), so
-the free slots of a day can be memoised on it. ``ServiceInfo``/``DentistInfo`` are the
-catalogue as the bot names it; ``parse_ts`` reads the instants in sync-service events.
+the free slots of a day can be memoised on it. The state's ``Catalogue`` (``actions.catalogue``)
+is the bot's one catalogue; ``parse_ts`` reads the instants in sync-service events.
 """
 
 from __future__ import annotations
@@ -14,39 +14,11 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Any, Mapping
 
 from bot.availability import DentistSchedule, iter_free_slots, merge_intervals
-from bot.models import Service
+
+from .catalogue import Catalogue, DentistInfo, ServiceInfo
 
 UTC = timezone.utc
 EDGE_MARGIN = timedelta(days=1)  # the end of the loaded horizon that queries may not reach
-
-
-@dataclass(frozen=True)
-class ServiceInfo:
-    """A service as the bot names it. ``buffer_*`` minutes surround a visit in the diary."""
-
-    id: int
-    name: str
-    duration_minutes: int
-    price_cents: int
-    description: str | None = None
-    buffer_before_minutes: int = 0
-    buffer_after_minutes: int = 0
-    min_notice_minutes: int | None = None  # None: the clinic's default (settings)
-
-    @property
-    def duration(self) -> timedelta:
-        return timedelta(minutes=self.duration_minutes)
-
-    @property
-    def price(self) -> float:
-        return self.price_cents / 100
-
-
-@dataclass(frozen=True)
-class DentistInfo:
-    id: int
-    name: str
-    specialty: str | None = None
 
 
 SCHEDULE_FIELDS = tuple(f.name for f in fields(DentistSchedule))
@@ -105,8 +77,7 @@ class State:
     """Everything a reader needs, swapped as one reference."""
 
     schedules: Mapping[int, FrozenSchedule]  # active dentists only, by id
-    services: Mapping[int, ServiceInfo]
-    dentists: Mapping[int, DentistInfo]
+    catalogue: Catalogue
     window_start: datetime
     window_end: datetime
     closures: frozenset[date] = frozenset()
@@ -116,6 +87,14 @@ class State:
     @property
     def usable_end(self) -> datetime:
         return self.window_end - EDGE_MARGIN
+
+    @property
+    def services(self) -> Mapping[int, ServiceInfo]:
+        return self.catalogue.services
+
+    @property
+    def dentists(self) -> Mapping[int, DentistInfo]:
+        return self.catalogue.dentists
 
 
 _FRACTION = re.compile(r"(\.\d+)")
@@ -136,8 +115,3 @@ def parse_ts(value: Any) -> datetime:
     if dt.tzinfo is None:
         raise ValueError(f"timestamp without a time zone: {value!r}")
     return dt.astimezone(UTC)
-
-
-def service_info(sv: Service) -> ServiceInfo:
-    return ServiceInfo(sv.id, sv.name, sv.duration_minutes, sv.price_cents, sv.description,
-                       sv.buffer_before_minutes, sv.buffer_after_minutes, sv.min_notice_minutes)

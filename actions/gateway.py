@@ -5,14 +5,13 @@ Reads of free time go to an *availability source*: the in-memory cache
 ``SqlAvailability`` (the booking service's SQL path), which ``AVAILABILITY_SOURCE=sql``
 also chooses with a cache running (the benchmarks' naive baseline). Writes always go
 through ``bot.booking.BookingService``: the database's no-overlap constraint has the last word.
+The catalogue (services, dentists: ``actions.catalogue``) is the cache's too.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time as _time
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Callable, Protocol
 
@@ -22,19 +21,20 @@ from sqlalchemy.engine import Engine
 from bot.availability import Slot, load_schedules, nearest_slots, service_buffers
 from bot.booking import BookingService, ChatOrigin, Outcome, Result
 from bot.db import DatabaseError, session_scope
-from bot.models import Dentist, Patient, Service
+from bot.models import Patient, Service
 from bot.notify import notifier_from
 from bot.otp import CodeResult, Verifier
 from bot.phone import InvalidPhone, normalise_phone
 from bot.settings import Settings
 from bot.tokens import Identity
 
+from .catalogue import Catalogue, load_catalogue
+
 if TYPE_CHECKING:
+    from .cache import AvailabilityCache
     from .session import Caller
 
 log = logging.getLogger(__name__)
-
-CATALOGUE_TTL = 300.0  # seconds; services and dentists change rarely
 
 
 class GatewayError(RuntimeError):
@@ -47,55 +47,6 @@ class Availability(Protocol):
 
     def nearest(self, service_id: int, around: datetime, dentist_id: int | None = None,
                 count: int = 3) -> list[Slot]: ...
-
-
-@dataclass(frozen=True)
-class ServiceInfo:
-    id: int
-    name: str
-    duration_minutes: int
-    price_cents: int
-
-    @property
-    def key(self) -> str:  # the canonical entity value: "root canal"
-        return self.name.lower()
-
-
-@dataclass(frozen=True)
-class DentistInfo:
-    id: int
-    full_name: str
-
-    @property
-    def key(self) -> str:  # the canonical entity value: "alvarez"
-        return self.full_name.split()[-1].lower()
-
-
-@dataclass(frozen=True)
-class Catalogue:
-    services: dict[int, ServiceInfo]
-    dentists: dict[int, DentistInfo]
-
-    def service(self, text: object) -> ServiceInfo | None:
-        if not isinstance(text, str):
-            return None
-        wanted = " ".join(text.lower().replace("-", " ").split())
-        for s in self.services.values():
-            prefix = len(wanted) >= 4 and s.key.startswith(wanted)  # "extract", "root"
-            if wanted == s.key or wanted.rstrip("s") == s.key or prefix:
-                return s
-        return None
-
-    def dentist(self, text: object) -> DentistInfo | None:
-        if not isinstance(text, str):
-            return None
-        words = [w.strip(".,").lower() for w in text.split()]
-        words = [w for w in words if w not in ("dr", "doctor", "dentist")]
-        for d in self.dentists.values():
-            names = [n.strip(".").lower() for n in d.full_name.split()[1:]]
-            if words and all(w in names for w in words):
-                return d
-        return None
 
 
 class SqlAvailability:
@@ -144,8 +95,6 @@ class Gateway:
         self.tz = settings.tz
         self.booking = BookingService(engine, settings, clock=clock)
         self._availability = availability
-        self._catalogue: Catalogue | None = None
-        self._catalogue_at = 0.0
         self._lock = threading.Lock()
         # reads answered by SQL although the settings ask for the cache (not started yet, or failing)
         self.sql_fallbacks = 0
@@ -170,22 +119,18 @@ class Gateway:
     # --- reads -------------------------------------------------------------------------------
 
     def catalogue(self) -> Catalogue:
-        with self._lock:
-            if self._catalogue is None or _time.monotonic() - self._catalogue_at > CATALOGUE_TTL:
-                try:
-                    with session_scope(self.booking.engine) as s:
-                        services = {r.id: ServiceInfo(r.id, r.name, r.duration_minutes, r.price_cents)
-                                    for r in s.scalars(select(Service).order_by(Service.id))}
-                        dentists = {r.id: DentistInfo(r.id, r.full_name)
-                                    for r in s.scalars(select(Dentist).where(Dentist.active.is_(True))
-                                                       .order_by(Dentist.id))}
-                except DatabaseError as exc:
-                    if self._catalogue is None:
-                        raise GatewayError(str(exc)) from exc
-                    log.warning("catalogue refresh failed, keeping the old one: %s", exc)
-                else:
-                    self._catalogue, self._catalogue_at = Catalogue(services, dentists), _time.monotonic()
-            return self._catalogue
+        """Services and active dentists: the availability cache's, kept fresh by events, whatever
+        ``AVAILABILITY_SOURCE`` says (it is about offers); read from SQL only while no cache is
+        loaded in this process (tools, tests, the action server's first seconds)."""
+        cache = _running_cache()
+        catalogue = cache.catalogue() if cache is not None else None
+        if catalogue is not None:
+            return catalogue
+        try:
+            with session_scope(self.booking.engine) as s:
+                return load_catalogue(s)
+        except DatabaseError as exc:
+            raise GatewayError(str(exc)) from exc
 
     def free_slots(self, service_id: int, start: datetime, end: datetime, dentist_id: int | None = None,
                    limit: int | None = None) -> list[Slot]:
@@ -310,7 +255,7 @@ class Gateway:
                                        dentist_id=dentist_id)
 
 
-def _running_cache() -> Availability | None:
+def _running_cache() -> "AvailabilityCache | None":
     try:
         from actions.cache import CacheNotStarted, get_cache
     except ImportError:

@@ -140,7 +140,7 @@ def test_load_matches_sql(cache, booking):
         for dentist_id in (None, 1):
             assert cache.free_slots(svc, start, start + WINDOW, dentist_id, limit=limit) == \
                 booking.available_slots(svc, start, start + WINDOW, dentist_id=dentist_id, limit=limit)
-    assert {d.name for d in cache.dentists()} == {"Dr. Maria Alvarez", "Dr. James Chen", "Dr. Priya Patel"}
+    assert {d.full_name for d in cache.dentists()} == {"Dr. Maria Alvarez", "Dr. James Chen", "Dr. Priya Patel"}
     cleaning = next(s for s in cache.services() if s.name == "Cleaning")
     assert (cleaning.duration_minutes, cleaning.price_cents) == (45, 14000)
     assert cache.health()["visits"] >= 9 and cache.health()["dentists"] == 3
@@ -307,8 +307,30 @@ def test_new_dentist_appears_with_their_hours(cache, booking, db_url):
     sql(db_url, "INSERT INTO working_hours (dentist_id, weekday, start_time, end_time) "
                 "SELECT %s, d, '09:00', '17:00' FROM generate_series(1, 5) d", new)
     pump(cache, db_url)
-    assert new in cache.schedules() and "Dr. New" in {d.name for d in cache.dentists()}
+    assert new in cache.schedules() and "Dr. New" in {d.full_name for d in cache.dentists()}
     assert_matches_sql(cache, booking)
+
+
+def test_the_gateway_names_the_catalogue_the_events_keep(cache, settings, db_url, now):
+    """One catalogue: the gateway answers with the cache's, so a service or a dentist edited a
+    moment ago is named as it now is (no copy of its own to expire), and without a cache the
+    gateway reads the same shape from SQL."""
+    from actions.gateway import Gateway
+
+    gw = Gateway(cache.engine, settings, clock=lambda: now)
+    from_sql = gw.catalogue()
+    set_cache(cache)
+    try:
+        assert gw.catalogue() is cache.catalogue() and gw.catalogue() == from_sql
+        sql(db_url, "UPDATE services SET name = 'Deep cleaning', duration_minutes = 50 WHERE name = 'Cleaning'")
+        sql(db_url, "UPDATE dentists SET full_name = 'Dr. James Chen-Okafor' WHERE full_name = 'Dr. James Chen'")
+        pump(cache, db_url)
+        catalogue = gw.catalogue()
+        assert catalogue.service("deep cleaning").duration_minutes == 50 and catalogue.service("cleaning") is None
+        assert catalogue.dentist("chen-okafor").full_name == "Dr. James Chen-Okafor"
+    finally:
+        set_cache(None)
+    assert gw.catalogue() == catalogue  # SQL again, the same answer
 
 
 def test_events_apply_exactly_once(cache, booking, db_url):
