@@ -98,7 +98,9 @@ class AvailabilityCache(SlotQueries):
         self.counts = {"events_applied": 0, "events_ignored": 0, "events_failed": 0, "full_loads": 0,
                        "dentist_reloads": 0, "reload_failures": 0, "queries": 0, "sql_fallbacks": 0}
 
-        self._refresher = Refresher(self, refresh_seconds)
+        # late-bound: a test may replace a method on the instance
+        self._refresher = Refresher(lambda: self.reload(), lambda dentist_id: self.reload_dentist(dentist_id),
+                                    self._reload_failed, refresh_seconds)
         self._event_waiters: list[tuple[int, asyncio.Future]] = []
 
     # --- loading ---------------------------------------------------------------------------
@@ -308,6 +310,9 @@ class AvailabilityCache(SlotQueries):
         self._state = replace(state, schedules=schedules, orphans=orphans)
 
     # --- the background refresher (actions/cache_refresher.py) --------------------------------
+
+    def _reload_failed(self) -> None:
+        self.counts["reload_failures"] += 1
 
     def request_refresh(self, dentist_id: int | None) -> None:
         """Ask for a dentist's (None: everything's) reload from SQL, off the caller's path.

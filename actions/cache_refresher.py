@@ -4,6 +4,8 @@ One reload runs at a time, in request order: a dentist's (after ``availability_c
 or everything (at ``resync_required``, after a failure, and every ``refresh_seconds`` to
 roll the horizon forward). A request for everything supersedes queued dentist requests.
 A failed reload is logged and retried as a full reload with capped back-off.
+
+It knows the cache only by the callables it is given (no import of ``actions.cache``).
 """
 
 from __future__ import annotations
@@ -11,12 +13,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
 
 from bot.aio import cancel_and_wait
-
-if TYPE_CHECKING:
-    from .cache import AvailabilityCache
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +23,13 @@ MAX_BACKOFF = 30.0
 
 
 class Refresher:
-    def __init__(self, cache: "AvailabilityCache", refresh_seconds: float):
-        self.cache = cache
+    def __init__(self, reload_all: Callable[[], Awaitable[None]], reload_dentist: Callable[[int], None],
+                 on_failure: Callable[[], None], refresh_seconds: float):
+        """``reload_all`` runs on the loop; ``reload_dentist`` blocks (it runs in a thread);
+        ``on_failure`` counts a failed reload."""
+        self._load_all = reload_all
+        self._load_dentist = reload_dentist
+        self._on_failure = on_failure
         self.refresh_seconds = refresh_seconds
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
@@ -118,12 +122,12 @@ class Refresher:
                 elif self._pending:
                     dentist_id = next(iter(self._pending))
                     del self._pending[dentist_id]
-                    await asyncio.to_thread(self.cache.reload_dentist, dentist_id)
+                    await asyncio.to_thread(self._load_dentist, dentist_id)
                 backoff = 0.5
             except asyncio.CancelledError:
                 raise
             except Exception:
-                self.cache.counts["reload_failures"] += 1
+                self._on_failure()
                 log.exception("availability reload failed; retrying everything in %.1fs", backoff)
                 self._pending_all = True  # whatever was lost, a full reload covers it
                 await asyncio.sleep(backoff)
@@ -134,7 +138,7 @@ class Refresher:
         self._pending.clear()
         waiters, self._waiters = self._waiters, []
         try:
-            await self.cache.reload()
+            await self._load_all()
         except BaseException as exc:
             for w in waiters:
                 if not w.done():

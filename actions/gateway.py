@@ -28,11 +28,11 @@ from bot.phone import InvalidPhone, normalise_phone
 from bot.settings import Settings
 from bot.tokens import Identity
 
+from .caller import Caller
 from .catalogue import Catalogue, load_catalogue
 
 if TYPE_CHECKING:
     from .cache import AvailabilityCache
-    from .session import Caller
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +158,7 @@ class Gateway:
                                 dentist_id=dentist_id)
         return any(s.starts_at == starts_at and s.dentist_id == dentist_id for s in found)
 
-    def own_appointments(self, who: "Caller") -> Result:
+    def own_appointments(self, who: Caller) -> Result:
         """The caller's upcoming visits: all of a signed-in patient's, or of the patient whose
         phone this conversation proved with a code lately; else those the database records as
         booked in this conversation (``chat_bookings``)."""
@@ -169,14 +169,14 @@ class Gateway:
 
     # --- one-time codes (bot/otp.py): who an anonymous chat has proved to be -------------------
 
-    def verified_phone(self, who: "Caller") -> str | None:
+    def verified_phone(self, who: Caller) -> str | None:
         """The phone (E.164) this conversation typed a code back for, within CHAT_VERIFIED_MINUTES."""
         if who.authenticated or not who.conversation_id:
             return None
         return self.verifier.verified("chat", who.conversation_id,
                                       timedelta(minutes=self.settings.chat_verified_minutes))
 
-    def verified_patient(self, who: "Caller") -> int | None:
+    def verified_patient(self, who: Caller) -> int | None:
         phone = self.verified_phone(who)
         if phone is None:
             return None
@@ -188,7 +188,7 @@ class Gateway:
         with session_scope(self.booking.engine) as s:
             return s.scalar(select(Patient.phone).where(Patient.id == patient_id))
 
-    def needs_code(self, who: "Caller", phone: str | None) -> bool:
+    def needs_code(self, who: Caller, phone: str | None) -> bool:
         """Whether a write for ``phone`` must wait for a code typed back (never when signed in)."""
         if who.authenticated or not self.settings.chat_verification:
             return False
@@ -198,17 +198,17 @@ class Gateway:
             return True
         return self.verified_phone(who) != e164
 
-    def send_code(self, who: "Caller", phone: str) -> CodeResult:
+    def send_code(self, who: Caller, phone: str) -> CodeResult:
         e164 = normalise_phone(phone, self.settings.phone_region)
         return self.verifier.send("chat", who.conversation_id, e164, client=who.client)
 
-    def pending_code(self, who: "Caller"):
+    def pending_code(self, who: Caller):
         return self.verifier.pending("chat", who.conversation_id)
 
-    def check_code(self, who: "Caller", typed: str) -> CodeResult:
+    def check_code(self, who: Caller, typed: str) -> CodeResult:
         return self.verifier.check("chat", who.conversation_id, typed)
 
-    def chat_patient(self, who: "Caller", full_name: str, phone: str) -> Result:
+    def chat_patient(self, who: Caller, full_name: str, phone: str) -> Result:
         """The patient a chat writes for: the signed-in one; else the record of ``phone`` (created
         if new), and only once this conversation has proved that phone with a code."""
         if who.authenticated and who.patient_id is not None:

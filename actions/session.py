@@ -16,34 +16,21 @@ Rasa's channel writes itself (``client``; rasa_tools/channels.py overwrites what
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 from rasa_sdk import Action, Tracker
 from rasa_sdk.events import ActionExecuted, SessionStarted, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
-from bot.booking import ChatOrigin
 from bot.tokens import TokenError, verify
 
+from .caller import Caller
 from .gateway import get_gateway
 
 log = logging.getLogger(__name__)
 
 # Slots that survive a new session (the dialogue's memory, never identity).
 CARRIED_SLOTS = ("full_name", "phone")
-
-
-@dataclass(frozen=True)
-class Caller:
-    patient_id: int | None  # the signed-in patient; None in an anonymous chat
-    authenticated: bool
-    conversation_id: str = ""
-    client: str | None = None
-
-    @property
-    def origin(self) -> ChatOrigin:
-        return ChatOrigin(self.conversation_id, self.client, signed_in=self.authenticated)
 
 
 def token_patient(metadata: Any) -> int | None:

@@ -27,9 +27,10 @@ from bot.otp import CodeOutcome, CodeResult, code_in
 from bot.phone import InvalidPhone, display_phone, normalise_phone
 
 from .asking import escalated_this_turn, latest_text, not_understood
+from .caller import Caller
 from .common import guarded
 from .gateway import Gateway, get_gateway
-from .session import Caller, caller
+from .session import caller
 from .understanding import phone_in
 
 RESEND = re.compile(r"\b(re-?send|send (it |me )?(again|another|a new)|new code|another code|"

@@ -168,7 +168,7 @@ def sent_code(db_url: str, recipient: str) -> str:
 
 def prove_phone(gw: Gateway, chat: "Chat", phone: str) -> None:
     """This conversation typed back a code texted to ``phone`` (E.164), as the code step does."""
-    from actions.session import Caller
+    from actions.caller import Caller
 
     who = Caller(None, False, chat.sender_id)
     assert gw.send_code(who, phone).ok
