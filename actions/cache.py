@@ -25,16 +25,18 @@ Keeping it fresh:
   replayed on it. Re-applying an event the snapshot already holds is harmless: each
   appointment event carries the whole row, and later events for it follow in order.
 * At the first load, ``last_event_id`` is the highest outbox id below which every id is
-  visible in the snapshot (a recent gap may be a transaction still in flight), so the
-  sync client's ``since`` can never skip an event the snapshot missed.
+  visible in the snapshot (``bot.events.safe_mark``: a recent gap may be a transaction
+  still in flight), so the sync client's ``since`` can never skip an event the snapshot
+  missed.
 
 Horizon: the load covers [now − 1 day, now + cache_days]. A query ending past the
 horizon minus one day (the margin keeps a long visit's tail covered) falls back to SQL,
 counted in ``health()["sql_fallbacks"]``; with the hourly refresh this only happens for
 questions about dates about ``cache_days`` ahead.
 
-Modules: this one loads and applies events; ``cache_state`` holds the immutable snapshot
-types, ``cache_reads`` the queries, ``cache_refresher`` the background reloads.
+Modules: this one loads and applies events (named in ``bot.events``); ``cache_state`` holds
+the immutable snapshot types, ``cache_reads`` the queries, ``cache_refresher`` the background
+reloads; the snapshot's catalogue (``actions.catalogue``) is the one the gateway answers with.
 """
 
 from __future__ import annotations

@@ -12,7 +12,9 @@ that was running when the gap was seen has ended — cluster-wide, or among this
 database's writers (so a long transaction in another database does not matter) —
 and then a missing id was rolled back; ``gap_timeout`` (30 s) is the last resort
 for an id whose writer stays open. So each client gets ids in increasing order
-and none is skipped because a slower writer committed late.
+and none is skipped because a slower writer committed late. For the same reason the
+stream starts at the safe mark (``bot.events.safe_mark``), not at the highest id: a
+writer still open when the service starts is delivered when it commits.
 """
 
 from __future__ import annotations
