@@ -30,13 +30,13 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.events import EventType, FollowupAction, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
-from .availability import load_offer
 from .catalogue import Catalogue
 from .common import changed_this_turn, entity_values, guarded, holder_of, reset_request, unreadable
 from .dates import PastTime, parse_when
 from .formatting import decode_choice, short_dentist, when_label
 from .gateway import Gateway, get_gateway
 from .handoff import OPENING_HOURS
+from .offers import load_offer
 from .understanding import (NEGATED, Vocabulary, asks_to_book, date_span, dentist_in, interruption, is_start_over, name_in,
                             names_a_task, phone_in, reads_as_name, service_in, strip_name, yes_no)
 

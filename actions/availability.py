@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from rasa_sdk import Action, Tracker
@@ -24,6 +23,7 @@ from .common import entity_values, guarded
 from .dates import WEEKDAYS, PastTime, When, parse_when
 from .formatting import short_dentist, slot_button, spread
 from .gateway import Gateway, get_gateway
+from .offers import load_offer, store_offer
 
 MAX_OFFERS = 6
 SCAN_LIMIT = 2000  # free slots read from each week of a window before spreading
@@ -55,23 +55,6 @@ def find_offer(gw: Gateway, service: ServiceInfo, dentist: DentistInfo | None, w
             return later
     around = when.at or when.start
     return Offer(spread(gw.nearest(service.id, around, dentist_id, count=MAX_OFFERS * 2), MAX_OFFERS), True)
-
-
-def store_offer(slots: list[Slot]) -> list[dict[str, Any]]:
-    """The ``offered_slots`` slot value (JSON-safe), so a typed "the second one" can be resolved."""
-    return [{"starts_at": s.starts_at.isoformat(), "dentist_id": s.dentist_id,
-             "ends_at": s.ends_at.isoformat()} for s in slots]
-
-
-def load_offer(value: Any) -> list[Slot]:
-    out = []
-    for item in value or ():
-        try:
-            out.append(Slot(datetime.fromisoformat(item["starts_at"]), int(item["dentist_id"]),
-                            datetime.fromisoformat(item["ends_at"])))
-        except (KeyError, TypeError, ValueError):
-            continue
-    return out
 
 
 def buttons(gw: Gateway, slots: list[Slot], *, dentist: DentistInfo | None, intent: str = "inform",

@@ -21,12 +21,13 @@ from bot.booking import Outcome, Result
 from bot.phone import InvalidPhone, normalise_phone
 
 from .asking import AnswersTheQuestion, escalated_this_turn, latest_text, not_understood, vocabulary
-from .availability import buttons, dentist_of, load_offer, offer_events, requested_time, store_offer
+from .availability import buttons, dentist_of, offer_events, requested_time
 from .catalogue import ServiceInfo
 from .common import (OUTCOME_RESPONSES, RETRY_OUTCOMES, ReadsUnreadableAnswers, changed_this_turn, guarded,
                      holder_of, log, reset_request, unreadable)
 from .dates import PastTime, When, parse_clock, parse_when
 from .formatting import decode_choice, price_label, spread, when_label
+from .offers import load_offer, store_offer
 from .resolver import Pick, resolve_pick
 from .understanding import NEGATED, changes_a_visit, dentist_in, phone_in, reads_as_name, service_in, strip_name
 from .gateway import Gateway, get_gateway

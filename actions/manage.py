@@ -25,9 +25,9 @@ from .asking import AnswersTheQuestion, escalated_this_turn, not_understood
 from .booking import AskSlotChoice, SlotChoiceMixin, announce, previous_value
 from .caller import Caller
 from .common import RETRY_OUTCOMES, ReadsUnreadableAnswers, changed_this_turn, guarded, reset_request
-from .availability import store_offer
 from .formatting import decode_choice, short_dentist, when_label
 from .gateway import Gateway, get_gateway
+from .offers import store_offer
 from .resolver import resolve_pick
 from .session import caller
 from .verify import CodeStep, needs_code_step
