@@ -21,26 +21,23 @@ The ``action_ask_<slot>`` actions here ask each question, and stay quiet at leve
 from __future__ import annotations
 
 import re
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
-import yaml
 from rasa_sdk import Action, Tracker
 from rasa_sdk.events import EventType, FollowupAction, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
-from .catalogue import Catalogue
+from .availability import ActionCheckAvailability
 from .common import changed_this_turn, entity_values, guarded, holder_of, reset_request, unreadable
 from .dates import PastTime, parse_when
 from .formatting import decode_choice, short_dentist, when_label
 from .gateway import Gateway, get_gateway
 from .handoff import OPENING_HOURS
 from .offers import load_offer
-from .understanding import (NEGATED, Vocabulary, asks_to_book, date_span, dentist_in, interruption, is_start_over, name_in,
+from .understanding import (NEGATED, asks_to_book, date_span, dentist_in, interruption, is_start_over, name_in,
                             names_a_task, phone_in, reads_as_name, service_in, strip_name, yes_no)
+from .vocabulary import vocabulary
 
-SYNONYMS = Path(__file__).resolve().parent.parent / "data" / "nlu" / "synonyms.yml"
 # Slots a "start over" clears in each form (the patient's name and phone stay).
 START_OVER = {
     "booking_form": ("service", "dentist", "time", "time_window", "offered_slots", "slot_choice", "confirmed",
@@ -56,30 +53,6 @@ SURE = 0.8
 # Words that make "actually Dr Patel" at the name question a change of dentist, not a name.
 CORRECTION = re.compile(r"\b(actually|instead|rather|change|make it|switch|prefer|dr|doctor|no)\b|^\s*no\b",
                         re.IGNORECASE)
-
-
-@lru_cache(maxsize=8)
-def _synonyms() -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    try:
-        data = yaml.safe_load(SYNONYMS.read_text(encoding="utf-8")) or {}
-    except OSError:
-        return out
-    for item in data.get("nlu", []):
-        if "synonym" in item:
-            out[str(item["synonym"])] = [line.strip()[2:].strip() for line in str(item["examples"]).splitlines()
-                                         if line.strip().startswith("- ")]
-    return out
-
-
-def vocabulary(catalogue: Catalogue) -> Vocabulary:
-    synonyms = _synonyms()
-    services = {s.key: [s.name, *synonyms.get(s.key, [])] for s in catalogue.services.values()}
-    dentists: dict[str, list[str]] = {}
-    for d in catalogue.dentists.values():
-        parts = [p.strip(".") for p in d.full_name.split() if p.strip(".").lower() not in ("dr", "doctor")]
-        dentists[d.key] = [" ".join(parts), *parts, *synonyms.get(d.key, [])]
-    return Vocabulary.build(services, dentists)
 
 
 def latest_text(tracker: Tracker) -> str | None:
@@ -472,7 +445,6 @@ class ActionOutOfScope(Action):
             return []  # the form, which runs next (data/rules), reads it as the new time
         if timely and tracker.get_slot("offered_slots"):
             # looked up here, not as a follow-up action: the rule that ran this one then listens
-            from .availability import ActionCheckAvailability
             return await ActionCheckAvailability().run(dispatcher, tracker, domain)
         dispatcher.utter_message(response="utter_out_of_scope")
         return []

@@ -24,6 +24,8 @@ from .dates import WEEKDAYS, PastTime, When, parse_when
 from .formatting import short_dentist, slot_button, spread
 from .gateway import Gateway, get_gateway
 from .offers import load_offer, store_offer
+from .understanding import dentist_in
+from .vocabulary import vocabulary
 
 MAX_OFFERS = 6
 SCAN_LIMIT = 2000  # free slots read from each week of a window before spreading
@@ -113,9 +115,6 @@ def dentist_of(catalogue: Catalogue, value: Any) -> DentistInfo | None:
 def typed_dentist(catalogue: Catalogue, value: Any) -> DentistInfo | None:
     """The dentist a raw span names ("dr alvarez monday", "dr chenn"): the model's span is not
     checked by a form when only what is free is asked."""
-    from .asking import vocabulary
-    from .understanding import dentist_in
-
     found = dentist_in(value, vocabulary(catalogue)) if isinstance(value, str) else None
     return dentist_of(catalogue, found)
 

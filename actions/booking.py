@@ -20,7 +20,7 @@ from bot.availability import Slot
 from bot.booking import Outcome, Result
 from bot.phone import InvalidPhone, normalise_phone
 
-from .asking import AnswersTheQuestion, escalated_this_turn, latest_text, not_understood, vocabulary
+from .asking import AnswersTheQuestion, escalated_this_turn, latest_text, not_understood
 from .availability import buttons, dentist_of, offer_events, requested_time
 from .catalogue import ServiceInfo
 from .common import (OUTCOME_RESPONSES, RETRY_OUTCOMES, ReadsUnreadableAnswers, changed_this_turn, guarded,
@@ -30,6 +30,7 @@ from .formatting import decode_choice, price_label, spread, when_label
 from .offers import load_offer, store_offer
 from .resolver import Pick, resolve_pick
 from .understanding import NEGATED, changes_a_visit, dentist_in, phone_in, reads_as_name, service_in, strip_name
+from .vocabulary import vocabulary
 from .gateway import Gateway, get_gateway
 from .session import caller
 from .verify import CodeStep, needs_code_step, send_code, typed_phone
