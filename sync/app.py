@@ -56,8 +56,8 @@ def create_app(settings: Settings | None = None, *, node_id: str | None = None,
     sio.attach(app)
     app[keys.SIO] = sio
     app[keys.STATS] = stats = Stats()
-    sio.stats = stats
-    app[keys.HUB] = hub = Hub(sio, stats)
+    sio.stats = sio.eio.stats = stats
+    app[keys.HUB] = hub = Hub(sio.eio, stats)
 
     dsn = _dsn(settings)
     app[keys.LISTENER] = listener = OutboxListener(dsn, hub.dispatch, **(listener_options or {}))
@@ -109,14 +109,7 @@ async def _disconnect_clients(app: web.Application) -> None:
     then reconnect — to another node behind the balancer — and resume with ``since``)."""
     await app[keys.LISTENER].stop()
     sio = app[keys.SIO]
-    sockets = list(sio.eio.sockets.values())
-    if sockets:
-        log.info("shutting down: closing %d client connection(s)", len(sockets))
-    for sock in sockets:
-        # wait=False: engine.io's own disconnect() waits for each queue to drain, which never
-        # happens for a socket whose transport is already gone
-        await sock.close(wait=False, reason=sio.eio.reason.SERVER_DISCONNECT)
-    deadline = asyncio.get_running_loop().time() + 1.0
-    while any(not s.queue.empty() for s in sockets) and asyncio.get_running_loop().time() < deadline:
-        await asyncio.sleep(0.01)
+    closed = await sio.eio.close_all()
+    if closed:
+        log.info("shut down: closed %d client connection(s)", closed)
     await sio.shutdown()

@@ -24,14 +24,31 @@ server and the benchmark clients use):
 A client that cannot keep up — more than ``max_buffered_bytes`` unsent on its socket — is
 disconnected rather than buffered without bound; it reconnects and resumes with ``since``.
 Sessions that start on long-polling (and upgrade later) keep engine.io's own machinery.
+
+This module is also **the one place bytes are written** (the transport seam). The hub
+(``sync/hub.py``) only decides who receives an event and which view of it; it hands
+``LeanEngine.broadcast`` a name, a JSON body and a list of Engine.IO session ids. The engine
+encodes that once (one Engine.IO packet for long-polling queues, one websocket frame for lean
+sessions), writes it to every session of either kind, and applies the limits: a lean session
+with more than ``max_buffered_bytes`` unsent, or a long-polling session with ``max_backlog``
+packets queued, is dropped (its client reconnects and resumes with ``since``).
+
+It follows **python-engineio 4.15** (pinned directly in ``requirements/``). It overrides or
+calls these private parts of it, listed in ``PRIVATE_HOOKS``; ``tests/test_sync_engine_hooks.py``
+fails loudly when one of them disappears or changes its signature, or when another minor
+version is installed: ``AsyncServer._handle_connect`` (copied for websocket-first sessions),
+``_trigger_event``, ``_upgrades``, ``_unauthorized``, ``_service_task``,
+``start_service_task``/``service_task_handle``, and ``AsyncSocket._upgrade_websocket``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 import time
+from collections.abc import Iterable
 
 import engineio
 from aiohttp import WSMsgType
@@ -41,8 +58,26 @@ from engineio import packet as eio_packet
 from engineio.async_socket import AsyncSocket
 
 from .frames import binary_frame, text_frame
+from .stats import Stats
 
 log = logging.getLogger(__name__)
+
+ENGINEIO_VERSION = "4.15"  # the python-engineio minor this module follows (see the docstring)
+# (owner, attribute) → signature this module relies on; None for a plain attribute
+PRIVATE_HOOKS: dict[tuple[str, str], str | None] = {
+    ("AsyncServer", "_handle_connect"): "(self, environ, transport, jsonp_index=None)",
+    ("AsyncServer", "_trigger_event"): "(self, event, *args, **kwargs)",
+    ("AsyncServer", "_service_task"): "(self)",
+    ("BaseServer", "_upgrades"): "(self, sid, transport)",
+    ("BaseServer", "_unauthorized"): "(self, message=None)",
+    ("AsyncSocket", "_upgrade_websocket"): "(self, environ)",
+    ("AsyncSocket", "close"): "(self, wait=True, abort=False, reason=None)",
+    ("AsyncSocket", "send"): "(self, pkt)",
+    ("AsyncSocket", "receive"): "(self, pkt)",
+    ("AsyncSocket", "handle_get_request"): "(self, environ)",
+    ("server", "start_service_task"): None,
+    ("server", "service_task_handle"): None,
+}
 
 # what the Engine.IO environ keeps once a lean session is up (see the module docstring); the
 # Socket.IO connect that follows reads the staff session cookie and checks the origin against
@@ -81,10 +116,9 @@ class LeanSocket(AsyncSocket):
         transport = self.transport
         if transport is None or transport.is_closing():
             return False
-        if transport.get_write_buffer_size() > self.server.max_buffered_bytes:
-            log.warning("engine.io socket %s has %d bytes unsent: dropping it", self.sid,
-                        transport.get_write_buffer_size())
-            self.drop()
+        unsent = transport.get_write_buffer_size()
+        if unsent > self.server.max_buffered_bytes:
+            self.server.drop_slow(self, f"{unsent} bytes")
             return False
         transport.write(frame)
         return True
@@ -203,12 +237,34 @@ class _NoQueue:
         self.put_nowait(item)
 
 
-class LeanEngine(engineio.AsyncServer):
-    """engine.io's server, creating ``LeanSocket`` sessions for websocket-first clients."""
+class Wire:
+    """One Socket.IO event as it goes out: the Engine.IO packet (shared by every long-polling
+    queue) and, built on first use, the websocket frame (the same bytes for every lean session;
+    a frame from server to client is never masked)."""
 
-    def __init__(self, *args, max_buffered_bytes: int = 8 * 1024 * 1024, **kwargs):
+    __slots__ = ("packet", "_frame")
+
+    def __init__(self, name: str, body: str):
+        # a Socket.IO EVENT packet on the default namespace: 2["name",{...}]
+        self.packet = eio_packet.Packet(eio_packet.MESSAGE, f"2[{json.dumps(name)},{body}]")
+        self._frame: bytes | None = None
+
+    def frame(self) -> bytes:
+        if self._frame is None:
+            self._frame = text_frame(self.packet.encode())
+        return self._frame
+
+
+class LeanEngine(engineio.AsyncServer):
+    """engine.io's server, creating ``LeanSocket`` sessions for websocket-first clients, and the
+    one writer of outgoing events for sessions of both kinds (``broadcast``)."""
+
+    def __init__(self, *args, max_buffered_bytes: int = 8 * 1024 * 1024, max_backlog: int = 10_000,
+                 **kwargs):
         super().__init__(*args, **kwargs)
-        self.max_buffered_bytes = max_buffered_bytes
+        self.max_buffered_bytes = max_buffered_bytes  # unsent bytes on a lean session before it is dropped
+        self.max_backlog = max_backlog  # packets queued for a long-polling session, likewise
+        self.stats = Stats()  # the service's counters (sync/app.py shares its own)
         self.no_queue = _NoQueue()
         self.lean: set[LeanSocket] = set()
         self._buckets: dict[int, list[LeanSocket]] = {}
@@ -242,6 +298,66 @@ class LeanEngine(engineio.AsyncServer):
         finally:
             if sock.closed:
                 self.sockets.pop(sid, None)
+
+    # -- the transport seam: every outgoing event is written here ------------------------
+    def broadcast(self, name: str, body: str, sids: Iterable[str]) -> int:
+        """Send the event ``name`` with the JSON text ``body`` to the Engine.IO sessions ``sids``,
+        encoded once for all of them. Returns how many it was written to; a session that is gone
+        or closing is skipped, one too far behind is dropped."""
+        wire = Wire(name, body)
+        sent = 0
+        for sid in sids:
+            if self._write(sid, wire):
+                sent += 1
+        return sent
+
+    def send_event(self, sid: str, name: str, data: dict) -> bool:
+        """A server message (e.g. ``resync_required``) on the same ordered path as events."""
+        return self.broadcast(name, json.dumps(data, separators=(",", ":")), (sid,)) == 1
+
+    def _write(self, sid: str, wire: Wire) -> bool:
+        sock = self.sockets.get(sid)
+        if sock is None or sock.closed or sock.closing:
+            return False
+        if type(sock) is LeanSocket:
+            if not sock.write_frame(wire.frame()):
+                return False
+            self.stats.direct_writes += 1
+            return True
+        queued = sock.queue.qsize()
+        if queued >= self.max_backlog:
+            self.drop_slow(sock, f"{queued} packets")
+            return False
+        sock.queue.put_nowait(wire.packet)
+        return True
+
+    def drop_slow(self, sock: AsyncSocket, behind: str) -> None:
+        """A session that cannot keep up is cut, not buffered without bound: its client sees the
+        transport fail, reconnects by itself and resumes with ``since``."""
+        self.stats.clients_dropped_slow += 1
+        log.warning("engine.io session %s is %s behind: dropping it", sock.sid, behind)
+        if isinstance(sock, LeanSocket):
+            sock.drop()
+            return
+        self.sockets.pop(sock.sid, None)  # at once: nothing more is written to it
+        self.spawn(self._drop_polling(sock))
+
+    async def _drop_polling(self, sock: AsyncSocket) -> None:
+        await sock.close(wait=False, abort=True, reason=self.reason.TRANSPORT_ERROR)
+        sock.queue.put_nowait(None)  # ends a poll in flight (engine.io's own end-of-queue mark)
+
+    async def close_all(self, drain: float = 1.0) -> int:
+        """Graceful shutdown: close every session (long-polling ones get ``drain`` seconds to
+        hand out what they have queued). Returns how many there were."""
+        sockets = list(self.sockets.values())
+        for sock in sockets:
+            # wait=False: engine.io's own close waits for each queue to drain, which never
+            # happens for a socket whose transport is already gone
+            await sock.close(wait=False, reason=self.reason.SERVER_DISCONNECT)
+        deadline = asyncio.get_running_loop().time() + drain
+        while any(not s.queue.empty() for s in sockets) and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
+        return len(sockets)
 
     def spawn(self, coro) -> None:
         task = asyncio.ensure_future(coro)

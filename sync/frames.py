@@ -1,8 +1,8 @@
 """Server-to-client websocket frames, built once per event and written as they are.
 
 A frame from server to client is never masked (RFC 6455, 5.1), so the bytes of one event
-are the same for every recipient: the hub builds them once (``OutboxEvent.frame``) and
-``sync/engine.py`` writes them to each recipient's transport. Frames are plain
+are the same for every recipient: the engine builds them once per event view (``Wire`` in
+``sync/engine.py``) and writes them to each recipient's transport. Frames are plain
 (uncompressed): the lean sessions do not negotiate permessage-deflate.
 """
 

@@ -1,34 +1,29 @@
-"""Connected clients, their channels, and the fan-out of outbox events to them.
+"""Connected clients, their channels, and who receives each outbox event.
 
-Fan-out is synchronous and encodes once: for each event the hub takes the union of
-the members of the event's channels (a set, so a client in several matching
-channels is counted once) and hands each recipient the event's shared, pre-built
-bytes — no task per recipient. A websocket-first session (``sync/engine.py``) gets
-the websocket frame written straight to its transport; a session that started on
-long-polling gets the shared Engine.IO packet on its queue.
+The hub decides recipients and nothing else: for each event it takes the union of the
+members of the event's channels (a set, so a client in several matching channels is counted
+once), asks ``rooms.view_for`` which view of the event each may see, and hands each view's
+body with its list of Engine.IO session ids to the transport (``LeanEngine.broadcast`` in
+``sync/engine.py``), which alone encodes, writes and drops sessions that fall behind. No task
+per recipient, and the hub never looks at a socket.
 Every client also remembers the last id it was given, so an id is never sent to
 it twice or out of order (replay and live delivery may overlap).
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
 import time
 from typing import TYPE_CHECKING
 
-from engineio import packet as eio_packet
-
 from bot.tokens import Identity
 
 from . import rooms
-from .engine import LeanSocket
 from .outbox import OutboxEvent
 from .stats import Stats
 
 if TYPE_CHECKING:
-    import socketio
+    from .engine import LeanEngine
 
 log = logging.getLogger(__name__)
 
@@ -59,17 +54,13 @@ class Client:
 
 
 class Hub:
-    def __init__(self, sio: "socketio.AsyncServer", stats: Stats, *, max_backlog: int = 10_000,
-                 max_buffer: int = 50_000, max_buffered_bytes: int = 8 * 1024 * 1024):
-        self.sio = sio
+    def __init__(self, transport: "LeanEngine", stats: Stats, *, max_buffer: int = 50_000):
+        self.transport = transport
         self.stats = stats
-        self.max_backlog = max_backlog  # packets queued for one socket before it is dropped
-        self.max_buffered_bytes = max_buffered_bytes  # unsent bytes on one socket, likewise
         self.max_buffer = max_buffer    # live events buffered for one client during its replay
         self.clients: dict[str, Client] = {}
         self.members: dict[str, set[str]] = {}
         self.per_identity: dict[tuple[str, str], int] = {}  # (role, sub) → open connections
-        self._tasks: set[asyncio.Task] = set()  # slow-client disconnects in flight
 
     # -- membership -------------------------------------------------------------------
     def add(self, client: Client) -> None:
@@ -159,15 +150,20 @@ class Hub:
         started = started if started is not None else time.perf_counter()
         for ev in events:
             try:
-                delivered = 0
+                views: dict[str, list[str]] = {}
                 for sid in self.recipients(ev):
                     client = self.clients.get(sid)
                     if client is None:
                         continue
                     if client.pending:
                         self._buffer(client, ev)
-                    elif self.deliver(client, ev):
-                        delivered += 1
+                        continue
+                    view = self._admit(client, ev)
+                    if view is not None:
+                        views.setdefault(view, []).append(client.eio_sid)
+                delivered = 0
+                for view, sids in views.items():
+                    delivered += self.transport.broadcast(ev.type, ev.body_for(view), sids)
                 self.stats.record_event(ev.created_at.timestamp(), delivered, started)
             except Exception:  # one bad event must not stop the stream
                 self.stats.events_failed += 1
@@ -180,55 +176,24 @@ class Hub:
         elif not client.overflowed:
             client.buffer.append(ev)
 
-    def deliver(self, client: Client, ev: OutboxEvent) -> bool:
+    @staticmethod
+    def _admit(client: Client, ev: OutboxEvent) -> str | None:
+        """The view of ``ev`` that ``client`` gets, or None (already sent, or not its to see)."""
         if ev.id <= client.last_id:
-            return False
+            return None
         client.last_id = ev.id
-        view = rooms.view_for(client.who, ev)
+        return rooms.view_for(client.who, ev)
+
+    def deliver(self, client: Client, ev: OutboxEvent) -> bool:
+        """One event to one client (replay, and the buffer flushed after it)."""
+        view = self._admit(client, ev)
         if view is None:
             return False
-        sock = self.sio.eio.sockets.get(client.eio_sid)
-        if sock is None or sock.closed or sock.closing:
-            return False
-        if isinstance(sock, LeanSocket):
-            unsent = sock.unsent()
-            if unsent > self.max_buffered_bytes:
-                self._drop_slow(client, f"{unsent} bytes", sock)
-                return False
-            if not sock.write_frame(ev.frame(view)):
-                return False
-            self.stats.direct_writes += 1
-            return True
-        return self._put(client, ev.packet(view), sock)
+        return self.transport.broadcast(ev.type, ev.body_for(view), (client.eio_sid,)) == 1
 
     def send(self, client: Client, name: str, data: dict) -> bool:
         """A server message (e.g. ``resync_required``) on the same ordered path as events."""
-        body = json.dumps([name, data], separators=(",", ":"))
-        return self._put(client, eio_packet.Packet(eio_packet.MESSAGE, "2" + body))
-
-    def _put(self, client: Client, pkt: eio_packet.Packet, sock=None) -> bool:
-        sock = sock or self.sio.eio.sockets.get(client.eio_sid)
-        if sock is None or sock.closed or sock.closing:
-            return False
-        if isinstance(sock, LeanSocket):
-            return sock.write(pkt)
-        if sock.queue.qsize() >= self.max_backlog:
-            self._drop_slow(client, f"{sock.queue.qsize()} packets")
-            return False
-        sock.queue.put_nowait(pkt)
-        return True
-
-    def _drop_slow(self, client: Client, behind: str, sock=None) -> None:
-        """A client that cannot keep up is dropped; it resumes with ``since`` when it can."""
-        self.stats.clients_dropped_slow += 1
-        log.warning("client %s (%s) is %s behind: disconnecting it", client.sid, client.who.sub, behind)
-        client.pending = True  # nothing more for it
-        if isinstance(sock, LeanSocket):
-            sock.drop()  # the transport closes at once: the client reconnects by itself
-            return
-        task = asyncio.get_running_loop().create_task(self.sio.disconnect(client.sid))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        return self.transport.send_event(client.eio_sid, name, data)
 
     def go_live(self, client: Client) -> bool:
         """Deliver what was buffered during the replay, then switch to live delivery.

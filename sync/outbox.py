@@ -1,22 +1,20 @@
-"""Reading ``realtime_events`` rows and turning each into the packet clients receive.
+"""Reading ``realtime_events`` rows into plain ``OutboxEvent`` data.
 
 The database builds the client-facing JSON itself (``{"id", "type", "at"} || payload``),
-so Python never parses or re-serialises a payload: each event is encoded once, as an
-Engine.IO packet that every long-polling recipient's queue shares, and as the websocket
-frame the hub writes straight to every websocket session (``sync/engine.py``).
+so Python never parses or re-serialises a payload. An event is plain data: its routing
+columns and the JSON text of each view. Encoding and writing are the transport's
+(``LeanEngine.broadcast`` in ``sync/engine.py``), which encodes each view once for all its
+recipients.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
-from engineio import packet as eio_packet
 from psycopg import AsyncConnection
 
 from bot.events import APPOINTMENT_UPDATED, AVAILABILITY_CHANGED, SAFE_MARK_SQL
-
-from .frames import text_frame
 
 # One row → routing columns + the body every recipient allowed the whole change gets; for an update
 # that moved a visit to another dentist or patient, two partial bodies as well (rooms.view_for):
@@ -48,11 +46,6 @@ FETCH_RANGE = (f"SELECT {_COLUMNS} FROM realtime_events e WHERE e.id > %s AND e.
                "ORDER BY e.id LIMIT %s")
 
 
-def _encode(name: str, body: str) -> eio_packet.Packet:
-    # Socket.IO EVENT packet on the default namespace: 2["name",{...}]
-    return eio_packet.Packet(eio_packet.MESSAGE, f'2["{name}",{body}]')
-
-
 FULL, LEFT, ENTERED = "full", "left", "entered"  # the views of one event (rooms.view_for)
 
 
@@ -68,8 +61,6 @@ class OutboxEvent:
     body: str
     left_body: str | None = None
     entered_body: str | None = None
-    _packets: dict[str, eio_packet.Packet] = field(default_factory=dict, repr=False)
-    _frames: dict[str, bytes] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_row(cls, row: tuple) -> "OutboxEvent":
@@ -79,27 +70,14 @@ class OutboxEvent:
     def is_availability(self) -> bool:
         return self.type == AVAILABILITY_CHANGED
 
-    def _body(self, view: str) -> str:
+    def body_for(self, view: str = FULL) -> str:
+        """The JSON text of one view (``rooms.view_for`` says which a recipient gets)."""
         if view == FULL:
             return self.body
         body = self.left_body if view == LEFT else self.entered_body
         if body is None:  # a partial view of an event that has none: a bug, never the whole body
             raise ValueError(f"event {self.id} ({self.type}) has no {view!r} view")
         return body
-
-    def packet(self, view: str = FULL) -> eio_packet.Packet:
-        """The encoded packet of one view, built on first use and shared by every recipient."""
-        pkt = self._packets.get(view)
-        if pkt is None:
-            pkt = self._packets[view] = _encode(self.type, self._body(view))
-        return pkt
-
-    def frame(self, view: str = FULL) -> bytes:
-        """The same packet as a complete websocket text frame, also built once per view."""
-        frame = self._frames.get(view)
-        if frame is None:
-            frame = self._frames[view] = text_frame(self.packet(view).encode())
-        return frame
 
 
 async def fetch_after(conn: AsyncConnection, after: int, limit: int) -> list[OutboxEvent]:

@@ -177,7 +177,7 @@ async def test_pings_keep_a_client_that_answers_and_close_one_that_does_not(sett
 async def test_a_client_that_stops_reading_is_dropped_not_buffered_without_bound(settings):
     async with serve(settings) as (url, app):
         hub, stats = app[keys.HUB], app[keys.STATS]
-        hub.max_buffered_bytes = 256 * 1024
+        app[keys.SIO].eio.max_buffered_bytes = 256 * 1024
         async with aiohttp.ClientSession() as session:
             stuck, _ = await raw_session(url, token(settings, "admin"), session, max_msg_size=0)
             reader = await Recorder("reader").connect(url, token(settings, "admin"))
@@ -223,3 +223,29 @@ async def test_a_bad_websocket_handshake_is_refused_and_leaves_nothing_behind(se
             assert eio.sockets == {} and eio.lean == set()
             ws, _ = await raw_session(url, token(settings, "admin"), session)  # others still served
             await ws.close()
+
+
+async def test_a_long_polling_client_that_stops_polling_is_dropped_not_queued_without_bound(settings):
+    async with serve(settings) as (url, app):
+        hub, stats, eio = app[keys.HUB], app[keys.STATS], app[keys.SIO].eio
+        eio.max_backlog = 50
+        async with aiohttp.ClientSession() as session:
+            base = f"{url}/socket.io/?EIO=4&transport=polling"
+            async with session.get(base) as resp:  # the handshake; then it never polls again
+                sid = json.loads((await resp.text())[1:])["sid"]
+            async with session.post(f"{base}&sid={sid}", data="40" + json.dumps({"token": token(settings, "admin")})) as resp:
+                assert resp.status == 200
+            reader = await Recorder("reader").connect(url, token(settings, "admin"))
+            await settled(hub, 2)
+            for i in range(1, 201):
+                hub.dispatch([event(50_000_000 + i, "queued")])
+            await reader.wait_id(50_000_200)
+            assert stats.clients_dropped_slow == 1
+            for _ in range(100):  # the dropped session's disconnect runs as a task
+                if len(hub.clients) == 1:
+                    break
+                await asyncio.sleep(0.02)
+            assert len(hub.clients) == 1 and sid not in eio.sockets
+            async with session.get(f"{base}&sid={sid}") as resp:  # its client must start anew
+                assert resp.status == 400
+            await reader.close()
