@@ -4,7 +4,8 @@
     .venv/bin/python bench/chat_turns.py [--users 1 20] [--think-users 20] [--think 1 3] [--rounds 3]
                                          [--sources cache sql] [--no-report]
 
-Each user: a one-shot request → pick the first offered slot → name → phone → "yes".
+Each user: a one-shot request → pick the first offered slot → name → phone → "yes" → the
+6-digit code texted to that phone (read from ``notifications``, as the tests do).
 Two ways of modelling "N concurrent users", both reported:
 
 * closed loop (``--users``): every user sends its next message the instant the previous reply
@@ -43,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import (ROOT, pct, plot_latency, plot_path, revision, scratch_database,  # noqa: E402
                           tree_cpu_seconds, use_source, write_section)
 from bot.db import make_engine  # noqa: E402
+from bot.otp import last_code_sent  # noqa: E402
 from bot.seed import seed  # noqa: E402
 from bot.stack import Stack, has_model  # noqa: E402
 
@@ -70,10 +72,20 @@ async def conversation(stack: Stack, n: int, turns: list[float], outcomes: list[
         return
     replies = await turn(choices[min(n, len(choices) - 1)]["payload"])
     replies = await turn(f"Bench User{n}")
-    replies = await turn(f"+1 212 555 {1000 + n % 9000:04d}")
+    phone = f"+1212555{1000 + n % 9000:04d}"
+    replies = await turn(phone)
     replies = await turn("yes")
     text = " ".join(r.get("text", "") for r in replies)
+    if "6-digit code" in text:  # the code texted to the phone, read where the clinic records it
+        code = await asyncio.to_thread(code_sent, stack.db_url, phone)
+        replies = await turn(code or "000000")
+        text = " ".join(r.get("text", "") for r in replies)
     outcomes.append("booked" if "You're booked" in text else "other")
+
+
+def code_sent(db_url: str, phone: str) -> str | None:
+    with psycopg.connect(db_url) as conn:
+        return last_code_sent(conn, phone)
 
 
 async def start_conversation(stack: Stack, n: int, turns: list[float], outcomes: list[str],
@@ -173,7 +185,7 @@ async def run(users: list[int], rounds: int, sources: list[str], think_users: li
         f"{platform.python_implementation()} {platform.python_version()}, load before start "
         f"{load_start:.1f}, at the end {os.getloadavg()[0]:.1f}; stack start-up {startup:.0f} s; Rasa: "
         f"{rasa_setup} (several workers: `bench/chat_ab.py`). A conversation "
-        "is 5 turns (request, slot button, name, phone, yes); every turn runs the NLU model, the policies and a "
+        "is 6 turns (request, slot button, name, phone, yes, the texted code); every turn runs the NLU model, the policies and a "
         "custom action. *closed loop*: each user sends its next message the instant the reply arrives "
         "(N back-to-back request streams); *think a–b s*: each user pauses a random a–b s before every "
         "message, as people read and type (N chatting people). Availability source: `cache` = the action "

@@ -78,8 +78,17 @@ class Booking:
 
 @dataclass
 class Slots:
-    """Per-dentist next free slot, shared by every writer of the run (one event loop)."""
+    """Per-dentist next free slot, shared by every writer of the run (one event loop), and the
+    starts each patient already has (a patient's visits may not overlap either)."""
     next_index: dict[int, int] = field(default_factory=dict)
+    booked: set[tuple[int, datetime]] = field(default_factory=set)
+
+    def patient_free_at(self, rng: random.Random, starts: datetime) -> int:
+        while True:
+            patient = rng.randint(1, PATIENTS)
+            if (patient, starts) not in self.booked:
+                self.booked.add((patient, starts))
+                return patient
 
     def take(self, dentist_id: int) -> tuple[datetime, datetime]:
         i = self.next_index.get(dentist_id, 0)
@@ -103,8 +112,9 @@ async def write(url: str, *, rate: float, duration: float, writers: int, slots: 
             if delay > 0:
                 await asyncio.sleep(delay)
             late = max(0.0, -delay) * 1000.0
-            dentist, patient = rng.randint(1, DENTISTS), rng.randint(1, PATIENTS)
+            dentist = rng.randint(1, DENTISTS)
             starts, ends = slots.take(dentist)
+            patient = slots.patient_free_at(rng, starts)
             cur = await conn.execute(INSERT, (patient, dentist, starts, ends))
             appointment_id, committed = await cur.fetchone()
             bookings.append(Booking(appointment_id, dentist, patient, committed, late))
