@@ -6,11 +6,14 @@ ACTIONS_PORT (default 5055), CACHE_DAYS, AVAILABILITY_SOURCE (cache | sql), LOG_
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    doc = __doc__.split("\n\n", 1)
+    argparse.ArgumentParser(prog="python -m actions", description=doc[0], epilog=doc[1]).parse_args(argv)
     # configured before the settings are read, so that their own warnings are formatted too
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from bot.settings import SettingsError, get_settings

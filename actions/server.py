@@ -1,8 +1,8 @@
 """The action server process: rasa-sdk's Sanic app + the availability cache + the sync client.
 
-``create_app`` builds rasa-sdk's own app (``/webhook``, ``/actions``) for the ``actions``
-package — an action module that cannot be imported stops the process (rasa-sdk exits
-with status 1) — and adds:
+``create_app`` builds rasa-sdk's own app (``/webhook``, ``/actions``) around an
+``ActionExecutor`` holding the ``actions`` package — an action module that cannot be imported
+stops the process (rasa-sdk exits with status 1) — and adds:
 
 * ``after_server_start``: a start-up task loads the cache from SQL (retrying with back-off
   while PostgreSQL is away), installs it as the process-wide cache, starts its refresher,
@@ -109,10 +109,13 @@ class Runtime:
 
 def create_app(settings: Settings, *, sync_url: str | None = None, action_package: str = "actions"):
     from rasa_sdk.endpoint import create_app as sdk_create_app
+    from rasa_sdk.executor import ActionExecutor
     from sanic import response
 
+    executor = ActionExecutor()
+    executor.register_package(action_package)
     # No browser calls this server: no CORS origin at all (rasa-sdk's default would be "*").
-    app = sdk_create_app(action_package, cors_origins="")
+    app = sdk_create_app(executor, cors_origins="")
     runtime = Runtime(settings, sync_url=sync_url)
     app.ctx.runtime = runtime
     expected = f"Bearer {settings.resolved_actions_token}".encode()
@@ -142,9 +145,10 @@ def create_app(settings: Settings, *, sync_url: str | None = None, action_packag
 
 
 def run(settings: Settings) -> None:
-    """Serve on ``settings.actions_port`` in this process (one worker: one cache per process)."""
+    """Serve on ``settings.actions_port`` in this process: Sanic's single-process mode, no worker
+    manager (one cache per process, and the launcher's signals reach the server itself)."""
     app = create_app(settings)
     host = settings.actions_host
     log.info("action server on http://%s:%d (sync service %s)", host, settings.actions_port,
              settings.resolved_sync_url)
-    app.run(host=host, port=settings.actions_port, workers=1, access_log=False, motd=False)
+    app.run(host=host, port=settings.actions_port, single_process=True, access_log=False, motd=False)

@@ -264,7 +264,7 @@ def have_plotting() -> bool:
         import matplotlib  # noqa: F401
         import numpy  # noqa: F401
     except ImportError:
-        print("matplotlib and numpy are needed: uv pip install -p .venv/bin/python -r requirements/bench.lock",
+        print("matplotlib and numpy are needed: make install-bench (requirements/bench.lock)",
               file=sys.stderr)
         return False
     return True

@@ -11,8 +11,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 
-# `make install` syncs .venv to app.lock exactly, which removes the bench tools: put them back
-# (an install on top, never a sync, so nothing of app.lock moves).
+# `make install` syncs .venv to test.lock exactly, which removes the bench tools (`make bench`
+# installs them first, `make install-bench`): put them back when missing (bench.lock keeps
+# test.lock's pins, so nothing of test.lock moves).
 if ! "$PY" -c "import matplotlib, numpy" 2>/dev/null || [ ! -x "$(dirname "$PY")/py-spy" ]; then
     echo "bench: installing requirements/bench.lock into $(dirname "$(dirname "$PY")")"
     UV=${UV:-$(command -v uv || echo .make/uv/bin/uv)}

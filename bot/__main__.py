@@ -124,11 +124,16 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("rasa-env", help="print the variables endpoints.yml reads, as `export` lines for a shell "
                    "(for `rasa shell`)").set_defaults(fn=_cmd_rasa_env)
     args = parser.parse_args(argv)
+    from .migrate import MigrationError
+
     try:
         get_settings()
         return args.fn(args)
     except SettingsError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    except MigrationError as exc:
+        print(f"migration error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # a clear line instead of a traceback for operator errors
         import psycopg

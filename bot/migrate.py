@@ -21,6 +21,11 @@ _NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 _LOCK_KEY = 0x636C696E6963  # "clinic"
 
 
+class MigrationError(RuntimeError):
+    """sql/ cannot be applied as it is: a misnamed or duplicate file, or an applied one edited.
+    Its message is one line for the operator (``python -m bot`` prints it, exit code 2)."""
+
+
 @dataclass(frozen=True)
 class Migration:
     version: str
@@ -37,11 +42,11 @@ def discover(sql_dir: Path = SQL_DIR) -> list[Migration]:
     for path in sorted(sql_dir.glob("*.sql")):
         match = _NAME.match(path.name)
         if not match:
-            raise ValueError(f"migration file {path.name!r} must be named NNN_words.sql")
+            raise MigrationError(f"migration file {path.name!r} must be named NNN_words.sql")
         found.append(Migration(match.group(1), path.name, path.read_text()))
     versions = [m.version for m in found]
     if len(set(versions)) != len(versions):
-        raise ValueError("two migration files share a number")
+        raise MigrationError("two migration files share a number")
     return found
 
 
@@ -65,7 +70,7 @@ def migrate(conninfo: str, sql_dir: Path = SQL_DIR) -> list[str]:
             for migration in discover(sql_dir):
                 if migration.version in have:
                     if have[migration.version] != migration.checksum:
-                        raise RuntimeError(
+                        raise MigrationError(
                             f"{migration.name} was changed after it was applied; add a new migration instead"
                         )
                     continue

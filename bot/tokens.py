@@ -17,6 +17,7 @@ from .settings import Settings, get_settings
 
 ROLES = ("admin", "dentist", "patient", "service")
 ALGORITHM = "HS256"
+MISSING_TOKEN = "missing token"  # the reason given when no token came at all (or no readable one)
 
 
 class TokenError(ValueError):
@@ -63,7 +64,7 @@ def verify(token: object, *, settings: Settings | None = None) -> Identity:
     """Check signature, expiry and claims; return who the caller is or raise TokenError."""
     settings = settings or get_settings()
     if not isinstance(token, str) or not token.strip():
-        raise TokenError("missing token")
+        raise TokenError(MISSING_TOKEN)
     try:
         claims = jwt.decode(token.strip(), settings.jwt_secret, algorithms=[ALGORITHM],
                             options={"require": ["exp", "sub", "role"]})

@@ -21,7 +21,7 @@ from psycopg_pool import AsyncConnectionPool
 from bot.aio import cancel_and_wait
 from bot.events import RESYNC_REQUIRED, ResyncReason, ResyncRequired
 from bot.settings import Settings
-from bot.tokens import Identity, TokenError
+from bot.tokens import MISSING_TOKEN, Identity, TokenError
 
 from . import outbox, rooms
 from .auth import identify
@@ -68,7 +68,7 @@ class SocketHandlers:
         if auth is None:
             auth = {}
         if not isinstance(auth, dict):
-            raise socketio.exceptions.ConnectionRefusedError("missing token")
+            raise socketio.exceptions.ConnectionRefusedError(MISSING_TOKEN)
         who = await self._identify(auth.get("token"), environ if isinstance(environ, dict) else {})
         since = auth.get("since")
         if since is not None and (isinstance(since, bool) or not isinstance(since, int) or since < 0):

@@ -17,7 +17,6 @@ import psycopg
 import pytest
 import requests
 import schemathesis
-from exceptiongroup import BaseExceptionGroup
 from hypothesis import HealthCheck, Phase, given, settings as hsettings
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error

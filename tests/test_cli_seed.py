@@ -89,3 +89,17 @@ def test_a_row_written_with_psql_produces_an_event(db_url):
         rows = conn.execute("SELECT type, payload->>'source', created_at FROM realtime_events").fetchall()
     assert [(r[0], r[1]) for r in rows] == [("availability_changed", "dentists"), ("availability_changed", "time_off")]
     assert rows[0][2] <= datetime.now(timezone.utc)
+
+
+@pytest.mark.parametrize("command", [["migrate"], ["seed"], ["up", "--no-train", "--skip", "sync", "--skip",
+                                                            "actions", "--skip", "rasa"]])
+def test_an_edited_applied_migration_is_one_line_and_exit_code_2(db_url, command):
+    # what an edited file looks like to bot.migrate: its checksum is not the one applied
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("UPDATE schema_migrations SET checksum = 'before-the-edit' WHERE version = '003'")
+    r = cli(*command, db_url=db_url)
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr
+    assert r.stderr.splitlines()[-1] == ("migration error: 003_scheduling_rules.sql was changed after it was "
+                                         "applied; add a new migration instead")
+    assert sum("003_scheduling_rules.sql" in line for line in r.stderr.splitlines()) == 1

@@ -16,7 +16,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from bot.migrate import SQL_DIR, migrate
+from bot.migrate import SQL_DIR, MigrationError, migrate
 
 MIGRATIONS = ["001_schema.sql", "002_outbox.sql", "003_scheduling_rules.sql", "004_catalogue_events.sql",
               "005_chat_ownership.sql", "006_verification.sql", "007_staff_accounts.sql"]
@@ -317,5 +317,5 @@ def test_edited_migration_is_refused(empty_db, listed_migrations):
     migrate(empty_db, listed_migrations)
     first = listed_migrations / MIGRATIONS[0]
     first.write_text(first.read_text() + "\n-- edited\n")
-    with pytest.raises(RuntimeError, match="changed after it was applied"):
+    with pytest.raises(MigrationError, match="changed after it was applied"):
         migrate(empty_db, listed_migrations)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import inspect
 import logging
 import json
 from collections.abc import Callable, Coroutine, Iterator
@@ -25,6 +26,7 @@ from hypothesis import HealthCheck, example, given, settings as hsettings, strat
 
 from bot.settings import Settings
 from sync import keys
+from sync.server import PRIVATE_HOOKS as SOCKETIO_HOOKS
 from tests.sync_helpers import Clinic, Recorder, http_get, serve, token
 
 pytestmark = pytest.mark.slow
@@ -209,6 +211,11 @@ def test_malformed_connect_auth_is_refused_with_a_reason(live: Live):
     @example(auth={"token": valid, "since": 2**70})  # ahead of the outbox: resync_required, then live
     @example(auth={"token": valid, "since": -1})
     @example(auth=[valid])
+    # a bare number: Socket.IO reads a CONNECT packet's leading digits as an ack id, so
+    # "01.0" leaves ".0", which does not decode (sync/server.py answers it with a reason)
+    @example(auth=1.0)
+    @example(auth=0.5)
+    @example(auth=7)  # "07": ack id 7 and no auth at all
     def one(auth: Any) -> None:
         expected = (isinstance(auth, dict) and auth.get("token") in (valid, " " + valid + " \n")
                     and (auth.get("since") is None or (type(auth["since"]) is int and auth["since"] >= 0)))
@@ -232,6 +239,13 @@ def test_malformed_connect_auth_is_refused_with_a_reason(live: Live):
     live.healthy()
     live.wait(lambda: set(hub.clients) == before)  # no refused or closed connection is left behind
     assert live.run(live.clients["dentist"].call("subscribe", {"topic": "appointments"}))["ok"] is True
+
+
+@pytest.mark.parametrize("name", sorted(SOCKETIO_HOOKS))
+def test_each_python_socketio_hook_the_server_relies_on_is_there(name):
+    hook = getattr(socketio.AsyncServer, name, None)
+    assert hook is not None, f"python-socketio has no AsyncServer.{name} any more: sync/server.py must follow"
+    assert str(inspect.signature(hook)) == SOCKETIO_HOOKS[name], f"AsyncServer.{name} changed its signature"
 
 
 def test_a_token_larger_than_a_message_may_be_closes_that_socket_only(live: Live):

@@ -20,7 +20,7 @@ def _name(frame: str) -> str:
     if not m:
         return frame.strip()
     path = m.group("file")
-    for marker in ("site-packages/", "lib/python3.10/"):
+    for marker in ("site-packages/", f"lib/python{sys.version_info[0]}.{sys.version_info[1]}/"):
         if marker in path:
             path = path.split(marker, 1)[1]
             break

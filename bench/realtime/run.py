@@ -29,7 +29,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import aiohttp
-import numpy as np
 
 from bot.settings import Settings
 from bot.tokens import mint
@@ -122,6 +121,7 @@ class RunResult:
 
 
 def percentiles(values: np.ndarray) -> dict:
+    import numpy as np  # bench.lock; imported here so that --help needs none of it
     if values.size == 0:
         return {"count": 0}
     q = np.percentile(values, [50, 90, 99, 99.9])
@@ -246,6 +246,7 @@ def tokens_for(labels: list[tuple[str, int]], settings: Settings) -> list[str]:
 
 def score(labels, results, bookings, outbox_of, load_start_ns: int, warmup: float):
     """Latencies and delivery counts against the recipients each event must reach."""
+    import numpy as np  # bench.lock; imported here so that --help needs none of it
     events = {}  # outbox id → (commit_ns, dentist, patient)
     for b in bookings:
         oid = outbox_of.get(b.appointment_id)
@@ -304,6 +305,7 @@ def score(labels, results, bookings, outbox_of, load_start_ns: int, warmup: floa
 async def run_one(sc: Scenario, kind: str, db_url: str, settings: Settings, slots: fixture.Slots,
                   labels, tokens, admin_token: str, out_dir: Path, seed: int,
                   profile: bool = False) -> tuple[RunResult, np.ndarray]:
+    import numpy as np  # bench.lock; imported here so that --help needs none of it
     port = free_port()
     load_before = os.getloadavg()[0]
     proc = start_server(kind, port, db_url, out_dir / f"{sc.key}-{kind}.log")
@@ -443,6 +445,7 @@ def machine() -> dict:
 
 
 async def main_async(args) -> int:
+    import numpy as np  # bench.lock; imported here so that --help needs none of it
     raise_nofile(NOFILE)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     out_dir = Path(args.out) / f"realtime-{stamp}"
