@@ -71,7 +71,7 @@ async def conversation(stack: Stack, n: int, turns: list[float], outcomes: list[
         outcomes.append("no_offer")
         return
     replies = await turn(choices[min(n, len(choices) - 1)]["payload"])
-    replies = await turn(f"Bench User{n}")
+    replies = await turn(bench_name(n))
     phone = f"+1212555{1000 + n % 9000:04d}"
     replies = await turn(phone)
     replies = await turn("yes")
@@ -81,6 +81,15 @@ async def conversation(stack: Stack, n: int, turns: list[float], outcomes: list[
         replies = await turn(code or "000000")
         text = " ".join(r.get("text", "") for r in replies)
     outcomes.append("booked" if "You're booked" in text else "other")
+
+
+FIRST = ["Ana", "Omar", "Mei", "Lukas", "Priya", "Tomás", "Zoe", "Kwame", "Ines", "Yuki"]
+LAST = ["Benchley", "Okafor", "Lindqvist", "Moreau", "Haddad", "Novak", "Quispe", "Sato", "Duarte", "Keane"]
+
+
+def bench_name(n: int) -> str:
+    """A name as a patient types it (a name has no digits: the name question refuses them)."""
+    return f"{FIRST[n % len(FIRST)]} {LAST[(n // len(FIRST)) % len(LAST)]}"
 
 
 def code_sent(db_url: str, phone: str) -> str | None:
