@@ -67,8 +67,10 @@ def _entities(tracker: Tracker) -> set[str]:
     return {e.get("entity") for e in tracker.latest_message.get("entities", [])}
 
 
-def summary(gw: Gateway, tracker: Tracker) -> str:
-    """What the patient has given so far, as a phrase ("a cleaning with Dr. Chen, Fri Dec 4, 10:15 AM")."""
+def summary(gw: Gateway, tracker: Tracker, without: str | None = None) -> str:
+    """What the patient has given so far, as a phrase ("a cleaning with Dr. Chen, Fri Dec 4, 10:15 AM").
+    ``without``: the slot being asked, whose tracker value is the answer just refused ("yes" typed
+    at the name question is not the name)."""
     catalogue = gw.catalogue()
     parts = []
     service = catalogue.service(tracker.get_slot("service"))
@@ -84,7 +86,7 @@ def summary(gw: Gateway, tracker: Tracker) -> str:
         parts.append(when_label(choice[0], gw.tz, now=gw.now()))
     elif tracker.get_slot("time"):
         parts.append(f"for {tracker.get_slot('time')}")
-    if tracker.get_slot("full_name"):
+    if tracker.get_slot("full_name") and without != "full_name":
         parts.append(f"under the name {tracker.get_slot('full_name')}")
     return " ".join(parts)
 
@@ -140,7 +142,7 @@ def not_understood(dispatcher: CollectingDispatcher, tracker: Tracker, slot: str
         dispatcher.utter_message(response=response, **kwargs)
     elif level == 2:
         what, shown = examples(gw, tracker, slot)
-        so_far = summary(gw, tracker)
+        so_far = summary(gw, tracker, without=slot)
         dispatcher.utter_message(response="utter_still_need", so_far=f"So far I have {so_far}. " if so_far else "",
                                  what=what, examples=shown, **({"buttons": buttons} if buttons else {}))
     else:

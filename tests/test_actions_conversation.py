@@ -98,6 +98,17 @@ async def test_the_second_try_says_what_was_understood_with_the_offers_as_exampl
     assert (await chat.run(AskSlotChoice())).responses == []
 
 
+async def test_what_was_understood_leaves_out_the_answer_just_refused(gw):
+    chat = Chat()
+    chat.active_loop = "booking_form"
+    chat.slots.update(requested_slot="full_name", service="cleaning", dentist="any")
+    for text in ["yes", "yes"]:  # Rasa's from_text mapping offers "yes" as the name, twice
+        chat.say(text, "affirm", full_name=text)
+        turn = await chat.run(ValidateBookingForm())
+    assert turn.responses == ["utter_still_need"] and turn.slots()["full_name"] is None
+    assert turn.messages[0]["so_far"] == "So far I have a cleaning with any dentist. "
+
+
 @pytest.mark.parametrize("pick", ["time", "position", "dentist and time"])
 async def test_an_offer_named_in_words_is_taken(gw, pick):
     chat, starts = await at_the_offers(gw)
