@@ -41,10 +41,9 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import (ROOT, pct, plot_latency, plot_path, revision, scratch_database,  # noqa: E402
+from bench.common import (ROOT, bench_name, code_sent, pct, plot_latency, plot_path, revision, scratch_database,  # noqa: E402
                           tree_cpu_seconds, use_source, write_section)
 from bot.db import make_engine  # noqa: E402
-from bot.otp import last_code_sent  # noqa: E402
 from bot.seed import seed  # noqa: E402
 from bot.stack import Stack, has_model  # noqa: E402
 
@@ -81,20 +80,6 @@ async def conversation(stack: Stack, n: int, turns: list[float], outcomes: list[
         replies = await turn(code or "000000")
         text = " ".join(r.get("text", "") for r in replies)
     outcomes.append("booked" if "You're booked" in text else "other")
-
-
-FIRST = ["Ana", "Omar", "Mei", "Lukas", "Priya", "Tomás", "Zoe", "Kwame", "Ines", "Yuki"]
-LAST = ["Benchley", "Okafor", "Lindqvist", "Moreau", "Haddad", "Novak", "Quispe", "Sato", "Duarte", "Keane"]
-
-
-def bench_name(n: int) -> str:
-    """A name as a patient types it (a name has no digits: the name question refuses them)."""
-    return f"{FIRST[n % len(FIRST)]} {LAST[(n // len(FIRST)) % len(LAST)]}"
-
-
-def code_sent(db_url: str, phone: str) -> str | None:
-    with psycopg.connect(db_url) as conn:
-        return last_code_sent(conn, phone)
 
 
 async def start_conversation(stack: Stack, n: int, turns: list[float], outcomes: list[str],

@@ -268,3 +268,22 @@ def have_plotting() -> bool:
               file=sys.stderr)
         return False
     return True
+
+
+FIRST = ["Ana", "Omar", "Mei", "Lukas", "Priya", "Tomás", "Zoe", "Kwame", "Ines", "Yuki"]
+LAST = ["Benchley", "Okafor", "Lindqvist", "Moreau", "Haddad", "Novak", "Quispe", "Sato", "Duarte", "Keane"]
+
+
+def bench_name(n: int) -> str:
+    """A name as a patient types it (a name has no digits: the name question refuses them)."""
+    return f"{FIRST[n % len(FIRST)]} {LAST[(n // len(FIRST)) % len(LAST)]}"
+
+
+def code_sent(db_url: str, phone: str) -> str | None:
+    """The code last texted to ``phone`` (E.164), read where the clinic records what it sends."""
+    import psycopg
+
+    from bot.otp import last_code_sent
+
+    with psycopg.connect(db_url) as conn:
+        return last_code_sent(conn, phone)

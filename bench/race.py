@@ -8,7 +8,7 @@ exactly ``--slots`` bookable consultations in the whole booking horizon: one den
 day of next week, 09:00 for ``--slots`` × 30 minutes (a date override), slots every 30 minutes;
 the other dentists have no hours. Every user, all at once: "I'd like a consultation with any
 dentist next week" → taps one of the offered times (users spread over the buttons) → name →
-phone → "yes". A user told the time is not free picks again from the alternatives offered (up
+phone → "yes" → the texted code. A user told the time is not free picks again from the alternatives offered (up
 to ``--picks`` times); a user told there is no free time stops.
 
 Checked in SQL afterwards: exactly ``--slots`` live appointments, all on the offered slots, no
@@ -43,7 +43,7 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from actions.dates import parse_when  # noqa: E402
-from bench.common import (ROOT, have_plotting, load_average, machine, pct, plot_latency,  # noqa: E402
+from bench.common import (ROOT, bench_name, code_sent, have_plotting, load_average, machine, pct, plot_latency,  # noqa: E402
                           plot_path, revision, scratch_database, tree_cpu_seconds, use_source, utc_now,
                           write_section)
 from bot.booking import BookingService  # noqa: E402
@@ -78,6 +78,10 @@ def slot_buttons(replies: list[dict]) -> list[dict]:
 
 def text_of(replies: list[dict]) -> str:
     return " ".join(r.get("text", "") or "" for r in replies)
+
+
+def phone(user: "User") -> str:
+    return f"+1212555{2000 + user.index:04d}"
 
 
 async def converse(stack: Stack, run: str, user: User, max_picks: int, max_turns: int = 30) -> None:
@@ -120,10 +124,12 @@ async def converse(stack: Stack, run: str, user: User, max_picks: int, max_turns
             failed_pick = True
         if "Shall I book it?" in text:
             replies = await turn("yes")
+        elif "6-digit code" in text:  # the code texted to the phone, as the patient reads it
+            replies = await turn(await asyncio.to_thread(code_sent, stack.db_url, phone(user)) or "000000")
         elif "What name should" in text:
-            replies = await turn(f"Racer Number{user.index}")
+            replies = await turn(bench_name(user.index))
         elif "phone number" in text:
-            replies = await turn(f"+1 212 555 {2000 + user.index:04d}")
+            replies = await turn(phone(user))
         elif buttons:
             if failed_pick or user.picks:
                 user.alternatives += 1
