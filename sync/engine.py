@@ -100,11 +100,6 @@ class LeanSocket(AsyncSocket):
         self.early: list[bytes] | None = []  # frames sent before the websocket is open (OPEN)
 
     # -- writing -----------------------------------------------------------------------
-    def unsent(self) -> int:
-        """Bytes written to this socket that the kernel has not taken yet."""
-        transport = self.transport
-        return transport.get_write_buffer_size() if transport is not None else 0
-
     def write_frame(self, frame: bytes) -> bool:
         """Write one complete websocket frame now; False if the socket is closed, closing or
         too far behind (in which case it is being closed)."""
