@@ -127,6 +127,12 @@ class SyncClient:
     # --- handlers --------------------------------------------------------------------------
 
     async def _on_connect(self) -> None:
+        # python-socketio marks the client connected only when ``connect()`` returns, and until then
+        # drops a DISCONNECT (and runs no disconnect handler for a closed transport): a server that
+        # refuses the session right after accepting it (a failed resume) would leave this client
+        # connected to nothing, waiting for ``_lost`` forever. Connected from here on, a disconnect
+        # that quick comes to ``_on_disconnect`` and the supervisor connects again.
+        self.sio.connected = True
         self.connects += 1
         if self.connects > 1:
             self.reconnects += 1

@@ -61,8 +61,11 @@ def create_app(settings: Settings | None = None, *, node_id: str | None = None,
 
     dsn = _dsn(settings)
     app[keys.LISTENER] = listener = OutboxListener(dsn, hub.dispatch, **(listener_options or {}))
+    # check: a connection the database ended meanwhile (a restart, pg_terminate_backend) is
+    # replaced before use, so a client's resume never fails on it (sync/handlers.py)
     app[keys.POOL] = pool = AsyncConnectionPool(dsn, min_size=1, max_size=4, open=False,
-                                                kwargs={"autocommit": True}, name="sync-replay")
+                                                kwargs={"autocommit": True}, name="sync-replay",
+                                                check=AsyncConnectionPool.check_connection)
     handlers = SocketHandlers(sio, hub, listener, pool, settings)
     handlers.register()
     handlers.cookie_identity = staff.socket_identity(app)

@@ -20,6 +20,7 @@ from bot.booking import BookingService, Outcome
 from bot.seed import seed
 from sync import keys
 from sync.app import create_app
+from sync.handlers import SocketHandlers
 from test_cache import ADMIN, WINDOW, assert_equals_fresh_load, assert_matches_sql, book, first_slot, service_ids, sql
 from tests.polling import wait_until
 
@@ -167,6 +168,59 @@ async def test_resume_after_a_disconnect(engine, settings, booking, db_url, now)
         assert all(any(a in s.busy for s in cache.schedules().values()) for a in missed)
         assert_equals_fresh_load(cache, engine, settings, lambda: now)
         assert_matches_sql(cache, booking)
+
+
+async def test_resume_after_the_database_dropped_every_connection(engine, settings, booking, db_url, now):
+    """The database ended every session (a restart, a failover, ``pg_terminate_backend``): the sync
+    service's replay pool holds dead connections. A client that resumes then still gets its
+    replay and the live events after it, instead of a failed resume and a socket that hears
+    nothing more."""
+    async with running(engine, settings, now) as (server, cache, client):
+        await client.wait_connected(WAIT)
+        app = server.runner.app
+        pool, listener = app[keys.POOL], app[keys.LISTENER]
+        async with pool.connection(), pool.connection(), pool.connection():
+            pass  # three connections in the pool, so the hold sweeper's turn cannot use them all up
+        sql(db_url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        await wait_until(lambda: listener.reconnects >= 1 and listener.connected, WAIT,
+                         what="the outbox listener back on the database")
+        svc = service_ids(engine)[0]
+        missed = await asyncio.to_thread(book, booking, db_url, svc, first_slot(booking, svc))
+        for sock in list(app[keys.SIO].eio.sockets.values()):
+            sock.drop()  # the action server's socket is cut: it resumes with ``since``
+        await wait_until(lambda: client.reconnects >= 1 and client.status()["connected"], WAIT,
+                         what="the sync client reconnected")
+        await caught_up(cache, db_url, WAIT)
+        assert any(missed in s.busy for s in cache.schedules().values())
+        live = first_slot(booking, svc)
+        await asyncio.to_thread(book, booking, db_url, svc, live)
+        await caught_up(cache, db_url, WAIT)
+        assert live not in cache.free_slots(svc, now, now + WINDOW)
+        assert client.reconnects == 1
+
+
+async def test_a_resume_the_server_fails_at_once_is_tried_again(engine, settings, booking, db_url, now,
+                                                                 monkeypatch):
+    """The sync service accepts the socket, then its replay fails (the database away) and it ends
+    the session at once — before the client's connect call has returned. The client still sees
+    that disconnect and connects again, instead of staying on a socket that hears nothing."""
+    replay, failures = SocketHandlers._replay, [RuntimeError("the database went away")]
+
+    async def failing_once(self, client, since, bound):
+        if failures:
+            raise failures.pop()
+        await replay(self, client, since, bound)
+
+    monkeypatch.setattr(SocketHandlers, "_replay", failing_once)
+    async with running(engine, settings, now) as (server, cache, client):
+        await wait_until(lambda: not failures and server.runner.app[keys.HUB].clients, WAIT,
+                         what="a second, successful resume")
+        svc = service_ids(engine)[0]
+        slot = first_slot(booking, svc)
+        await asyncio.to_thread(book, booking, db_url, svc, slot)
+        await caught_up(cache, db_url, WAIT)
+        assert slot not in cache.free_slots(svc, now, now + WINDOW)
 
 
 async def test_resync_required_reloads_the_cache(engine, settings, booking, db_url, now):
