@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 
 # python-socketio's private methods overridden or called here (5.18): name → signature there.
-# tests/test_sync_fuzz.py fails by name when a release renames or re-shapes one.
+# tests/test_sync_engine_hooks.py fails by name when a release renames or re-shapes one.
 PRIVATE_HOOKS = {"_engineio_server_class": "(self)", "_handle_eio_message": "(self, eio_sid, data)",
                  "_handle_event": "(self, eio_sid, namespace, id, data)", "_send_packet": "(self, eio_sid, pkt)"}
 

@@ -1,6 +1,6 @@
-"""The private parts of python-engineio that sync/engine.py overrides or calls: a new release that
-renames, removes or re-shapes one of them fails here, by name, instead of breaking sessions at run
-time; and the seam around it: the hub picks recipients without looking at a socket, an outbox event
+"""The private parts of python-engineio (sync/engine.py) and python-socketio (sync/server.py) that
+the sync service overrides or calls: a new release that renames, removes or re-shapes one of them
+fails here, by name, instead of breaking sessions at run time; and the seam around it: the hub picks recipients without looking at a socket, an outbox event
 is plain data."""
 
 from __future__ import annotations
@@ -14,17 +14,21 @@ from pathlib import Path
 
 import engineio
 import pytest
+import socketio
 from engineio import async_socket, base_server
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-from sync import engine, outbox
+from sync import engine, outbox, server
 
 ROOT = Path(__file__).resolve().parent.parent
 OWNERS = {"AsyncServer": engineio.AsyncServer, "BaseServer": base_server.BaseServer,
-          "AsyncSocket": async_socket.AsyncSocket}
+          "AsyncSocket": async_socket.AsyncSocket, "socketio.AsyncServer": socketio.AsyncServer}
 OVERRIDES = {"AsyncServer": engine.LeanEngine, "BaseServer": engine.LeanEngine,
-             "AsyncSocket": engine.LeanSocket}
+             "AsyncSocket": engine.LeanSocket, "socketio.AsyncServer": server.SocketServer}
+# (owner, name) -> signature, or None for an attribute the engine.io server sets: both lists in one
+HOOKS = {**engine.PRIVATE_HOOKS, **{("socketio.AsyncServer", name): signature
+                                    for name, signature in server.PRIVATE_HOOKS.items()}}
 
 
 def test_the_installed_python_engineio_is_the_minor_the_engine_follows():
@@ -45,15 +49,15 @@ def test_python_engineio_is_pinned_directly_to_that_minor():
         assert f"{minor.major}.{minor.minor - 1}.99" not in allowed
 
 
-@pytest.mark.parametrize("owner, name", sorted(engine.PRIVATE_HOOKS))
-def test_each_private_hook_is_there_with_the_signature_the_engine_relies_on(owner, name):
-    expected = engine.PRIVATE_HOOKS[(owner, name)]
+@pytest.mark.parametrize("owner, name", sorted(HOOKS))
+def test_each_private_hook_is_there_with_the_signature_the_service_relies_on(owner, name):
+    expected = HOOKS[(owner, name)]
     if expected is None:  # an attribute engine.io's server sets in its constructor
         assert hasattr(engineio.AsyncServer(async_mode="aiohttp"), name), (
             f"python-engineio's server no longer sets {name}: sync/engine.py must follow")
         return
     hook = getattr(OWNERS[owner], name, None)
-    assert hook is not None, f"python-engineio has no {owner}.{name} any more: sync/engine.py must follow"
+    assert hook is not None, f"{owner}.{name} is gone: sync/engine.py or sync/server.py must follow"
     assert str(inspect.signature(hook)) == expected, f"{owner}.{name} changed its signature"
     override = getattr(OVERRIDES[owner], name)
     if override is not hook:  # overridden here: it must still take what engine.io passes

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import inspect
 import logging
 import json
 from collections.abc import Callable, Coroutine, Iterator
@@ -26,7 +25,6 @@ from hypothesis import HealthCheck, example, given, settings as hsettings, strat
 
 from bot.settings import Settings
 from sync import keys
-from sync.server import PRIVATE_HOOKS as SOCKETIO_HOOKS
 from tests.sync_helpers import Clinic, Recorder, http_get, serve, token
 
 pytestmark = pytest.mark.slow
@@ -239,13 +237,6 @@ def test_malformed_connect_auth_is_refused_with_a_reason(live: Live):
     live.healthy()
     live.wait(lambda: set(hub.clients) == before)  # no refused or closed connection is left behind
     assert live.run(live.clients["dentist"].call("subscribe", {"topic": "appointments"}))["ok"] is True
-
-
-@pytest.mark.parametrize("name", sorted(SOCKETIO_HOOKS))
-def test_each_python_socketio_hook_the_server_relies_on_is_there(name):
-    hook = getattr(socketio.AsyncServer, name, None)
-    assert hook is not None, f"python-socketio has no AsyncServer.{name} any more: sync/server.py must follow"
-    assert str(inspect.signature(hook)) == SOCKETIO_HOOKS[name], f"AsyncServer.{name} changed its signature"
 
 
 def test_a_token_larger_than_a_message_may_be_closes_that_socket_only(live: Live):
