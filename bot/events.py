@@ -67,6 +67,10 @@ class AppointmentRow(TypedDict):
     created_at: str
     updated_at: str
     idempotency_key: str | None
+    operatory_id: int | None  # the chair it holds (sql/008); None: the clinic keeps no chairs, or none needed
+    hygienist_id: int | None  # who performs it when a hygienist does; None otherwise
+    held_from: str  # its time plus the service's buffers: what the chair and provider are held for
+    held_until: str
 
 
 class Previous(TypedDict):
@@ -77,6 +81,8 @@ class Previous(TypedDict):
     starts_at: str
     ends_at: str
     status: str
+    operatory_id: int | None
+    hygienist_id: int | None
 
 
 class _Event(TypedDict):
@@ -108,6 +114,8 @@ class AvailabilityEvent(_AvailabilityEvent, total=False):
     """``availability_changed``: which diary changed, never a patient or a free-text reason; the
     row's time fields when it has them."""
 
+    operatory_id: int | None  # the chair the row is about (operatories, a hold's chair); null: none
+    hygienist_id: int | None  # the hygienist the row is about (their hours, time off, a hold); null: none
     weekday: int
     on_date: str
     starts_at: str

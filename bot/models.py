@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 
-from sqlalchemy import BigInteger, ForeignKey, SmallInteger, Text
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import BigInteger, FetchedValue, ForeignKey, SmallInteger, Text
+from sqlalchemy.dialects.postgresql import INTERVAL, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 STATUSES = ("pending", "confirmed", "cancelled", "completed", "no_show")
@@ -25,6 +25,49 @@ class Dentist(Base):
     email: Mapped[str | None] = mapped_column(Text)
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(server_default="now()")
+
+
+class Operatory(Base):
+    """A chair (sql/008): a visit whose service needs one holds it for its time and buffers."""
+
+    __tablename__ = "operatories"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    name: Mapped[str] = mapped_column(Text, unique=True)
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(server_default="now()")
+
+
+class Hygienist(Base):
+    """A provider who performs the services with ``performed_by = 'hygienist'`` (sql/008)."""
+
+    __tablename__ = "hygienists"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    full_name: Mapped[str] = mapped_column(Text)
+    email: Mapped[str | None] = mapped_column(Text)
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(server_default="now()")
+
+
+class HygienistWorkingHours(Base):
+    __tablename__ = "hygienist_working_hours"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    hygienist_id: Mapped[int] = mapped_column(ForeignKey("hygienists.id"))
+    weekday: Mapped[int] = mapped_column(SmallInteger)  # ISO, 1 = Monday
+    start_time: Mapped[time]
+    end_time: Mapped[time]
+
+
+class HygienistTimeOff(Base):
+    __tablename__ = "hygienist_time_off"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    hygienist_id: Mapped[int] = mapped_column(ForeignKey("hygienists.id"))
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime]
+    reason: Mapped[str | None] = mapped_column(Text)
 
 
 class Patient(Base):
@@ -48,6 +91,9 @@ class Service(Base):
     buffer_before_minutes: Mapped[int] = mapped_column(default=0)
     buffer_after_minutes: Mapped[int] = mapped_column(default=0)
     min_notice_minutes: Mapped[int | None] = mapped_column()  # None: the clinic's default
+    performed_by: Mapped[str] = mapped_column(Text, default="dentist")  # or "hygienist" (sql/008)
+    needs_operatory: Mapped[bool] = mapped_column(default=True)
+    recall_interval: Mapped[timedelta | None] = mapped_column(INTERVAL)
 
 
 class WorkingHours(Base):
@@ -84,6 +130,11 @@ class Appointment(Base):
     created_at: Mapped[datetime] = mapped_column(server_default="now()")
     updated_at: Mapped[datetime] = mapped_column(server_default="now()")
     idempotency_key: Mapped[str | None] = mapped_column(Text, unique=True)
+    operatory_id: Mapped[int | None] = mapped_column(ForeignKey("operatories.id"))
+    hygienist_id: Mapped[int | None] = mapped_column(ForeignKey("hygienists.id"))
+    # time plus the service's buffers, kept by the held_range_v1 trigger (sql/008)
+    held_from: Mapped[datetime] = mapped_column(server_default=FetchedValue(), server_onupdate=FetchedValue())
+    held_until: Mapped[datetime] = mapped_column(server_default=FetchedValue(), server_onupdate=FetchedValue())
 
     patient: Mapped[Patient] = relationship(lazy="joined", innerjoin=True)
     dentist: Mapped[Dentist] = relationship(lazy="joined", innerjoin=True)
@@ -121,6 +172,10 @@ class SlotHold(Base):
     expires_at: Mapped[datetime]
     client: Mapped[str | None] = mapped_column(Text)  # the chat client's address (per-client hold limit)
     created_at: Mapped[datetime] = mapped_column(server_default="now()")
+    operatory_id: Mapped[int | None] = mapped_column(ForeignKey("operatories.id"))
+    hygienist_id: Mapped[int | None] = mapped_column(ForeignKey("hygienists.id"))
+    held_from: Mapped[datetime] = mapped_column(server_default=FetchedValue(), server_onupdate=FetchedValue())
+    held_until: Mapped[datetime] = mapped_column(server_default=FetchedValue(), server_onupdate=FetchedValue())
 
 
 class ChatBooking(Base):

@@ -126,7 +126,7 @@ def test_the_checks_catch_a_name_added_or_dropped(change):
         assert edited != scripts and trigger_event_types(edited) == vocabulary - {"appointment_deleted"}
     elif change == "drop the function":
         edited = [*scripts, "DROP TRIGGER appointments_outbox ON appointments;\n"
-                            "DROP FUNCTION appointments_outbox_v1();\n"]
+                            "DROP FUNCTION appointments_outbox_v2();\n"]
         assert trigger_event_types(edited) == {events.AVAILABILITY_CHANGED}
     elif change == "add a JS handler":
         edited = source.replace('availability_changed: "onAvailabilityChanged"',

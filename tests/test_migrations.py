@@ -19,7 +19,8 @@ import pytest
 from bot.migrate import SQL_DIR, MigrationError, migrate
 
 MIGRATIONS = ["001_schema.sql", "002_outbox.sql", "003_scheduling_rules.sql", "004_catalogue_events.sql",
-              "005_chat_ownership.sql", "006_verification.sql", "007_staff_accounts.sql"]
+              "005_chat_ownership.sql", "006_verification.sql", "007_staff_accounts.sql",
+              "008_chairs_and_hygienists.sql"]
 
 # table -> column -> type, "?" when NULL is allowed
 COLUMNS = {
@@ -29,20 +30,24 @@ COLUMNS = {
                  "created_at": "timestamptz"},
     "services": {"id": "bigint", "name": "text", "duration_minutes": "integer", "price_cents": "integer",
                  "description": "text?", "buffer_before_minutes": "integer", "buffer_after_minutes": "integer",
-                 "min_notice_minutes": "integer?"},
+                 "min_notice_minutes": "integer?", "performed_by": "text", "needs_operatory": "boolean",
+                 "recall_interval": "interval?"},
     "working_hours": {"id": "bigint", "dentist_id": "bigint", "weekday": "smallint", "start_time": "time",
                       "end_time": "time"},
     "time_off": {"id": "bigint", "dentist_id": "bigint", "starts_at": "timestamptz", "ends_at": "timestamptz",
                  "reason": "text?"},
     "appointments": {"id": "bigint", "patient_id": "bigint", "dentist_id": "bigint", "service_id": "bigint",
                      "starts_at": "timestamptz", "ends_at": "timestamptz", "status": "text", "notes": "text?",
-                     "created_at": "timestamptz", "updated_at": "timestamptz", "idempotency_key": "text?"},
+                     "created_at": "timestamptz", "updated_at": "timestamptz", "idempotency_key": "text?",
+                     "operatory_id": "bigint?", "hygienist_id": "bigint?", "held_from": "timestamptz",
+                     "held_until": "timestamptz"},
     "date_overrides": {"id": "bigint", "dentist_id": "bigint", "on_date": "date", "start_time": "time?",
                        "end_time": "time?", "reason": "text?"},
     "clinic_closures": {"id": "bigint", "on_date": "date", "reason": "text?"},
     "slot_holds": {"id": "bigint", "dentist_id": "bigint", "service_id": "bigint", "holder": "text",
                    "starts_at": "timestamptz", "ends_at": "timestamptz", "expires_at": "timestamptz",
-                   "created_at": "timestamptz", "client": "text?"},
+                   "created_at": "timestamptz", "client": "text?", "operatory_id": "bigint?", "hygienist_id": "bigint?",
+                   "held_from": "timestamptz", "held_until": "timestamptz"},
     "chat_bookings": {"appointment_id": "bigint", "conversation_id": "text", "client": "text?",
                       "created_at": "timestamptz"},
     "realtime_events": {"id": "bigint", "type": "text", "dentist_id": "bigint?", "patient_id": "bigint?",
@@ -63,6 +68,14 @@ COLUMNS = {
                        "client": "text?"},
     "staff_sign_ins": {"id": "bigint", "email": "text", "user_id": "bigint?", "success": "boolean", "reason": "text",
                        "client": "text?", "at": "timestamptz"},
+    # chairs and hygienists (008), the hygienists' hours and time off in the dentists' shapes
+    "operatories": {"id": "bigint", "name": "text", "active": "boolean", "created_at": "timestamptz"},
+    "hygienists": {"id": "bigint", "full_name": "text", "email": "text?", "active": "boolean",
+                   "created_at": "timestamptz"},
+    "hygienist_working_hours": {"id": "bigint", "hygienist_id": "bigint", "weekday": "smallint", "start_time": "time",
+                                "end_time": "time"},
+    "hygienist_time_off": {"id": "bigint", "hygienist_id": "bigint", "starts_at": "timestamptz",
+                           "ends_at": "timestamptz", "reason": "text?"},
     "schema_migrations": {"version": "text", "name": "text", "checksum": "text", "applied_at": "timestamptz"},
 }
 
@@ -100,10 +113,44 @@ CONSTRAINTS = {
         "CHECK ((status = ANY (ARRAY['pending'::text, 'confirmed'::text, 'cancelled'::text, 'completed'::text,"
         " 'no_show'::text])))",
     ("appointments", "appointments_time_check"): "CHECK ((ends_at > starts_at))",
-    # the double-booking rule, with built-in types only (no btree_gist)
+    # the double-booking rule, with built-in types only (no btree_gist); a hygienist's visit holds the
+    # hygienist, not the dentist of record (008)
     ("appointments", "appointments_no_overlap"):
         "EXCLUDE USING gist (int8range(dentist_id, dentist_id, '[]'::text) WITH &&,"
-        " tstzrange(starts_at, ends_at, '[)'::text) WITH &&) WHERE ((status <> 'cancelled'::text))",
+        " tstzrange(starts_at, ends_at, '[)'::text) WITH &&)"
+        " WHERE (((status <> 'cancelled'::text) AND (hygienist_id IS NULL)))",
+    # one chair and one hygienist per held range (time plus buffers), whoever writes (008)
+    ("appointments", "appointments_operatory_no_overlap"):
+        "EXCLUDE USING gist (int8range(operatory_id, operatory_id, '[]'::text) WITH &&,"
+        " tstzrange(held_from, held_until, '[)'::text) WITH &&)"
+        " WHERE (((status <> 'cancelled'::text) AND (operatory_id IS NOT NULL)))",
+    ("appointments", "appointments_hygienist_no_overlap"):
+        "EXCLUDE USING gist (int8range(hygienist_id, hygienist_id, '[]'::text) WITH &&,"
+        " tstzrange(held_from, held_until, '[)'::text) WITH &&)"
+        " WHERE (((status <> 'cancelled'::text) AND (hygienist_id IS NOT NULL)))",
+    ("appointments", "appointments_operatory_id_fkey"):
+        "FOREIGN KEY (operatory_id) REFERENCES operatories(id) ON DELETE RESTRICT",
+    ("appointments", "appointments_hygienist_id_fkey"):
+        "FOREIGN KEY (hygienist_id) REFERENCES hygienists(id) ON DELETE RESTRICT",
+    ("services", "services_performed_by_check"):
+        "CHECK ((performed_by = ANY (ARRAY['dentist'::text, 'hygienist'::text])))",
+    ("services", "services_recall_interval_check"): "CHECK ((recall_interval > '00:00:00'::interval))",
+    ("operatories", "operatories_pkey"): "PRIMARY KEY (id)",
+    ("operatories", "operatories_name_key"): "UNIQUE (name)",
+    ("operatories", "operatories_name_check"):
+        "CHECK (((length(btrim(name)) >= 1) AND (length(btrim(name)) <= 100)))",
+    ("hygienists", "hygienists_pkey"): "PRIMARY KEY (id)",
+    ("hygienists", "hygienists_full_name_check"): "CHECK ((length(btrim(full_name)) > 0))",
+    ("hygienist_working_hours", "hygienist_working_hours_pkey"): "PRIMARY KEY (id)",
+    ("hygienist_working_hours", "hygienist_working_hours_hygienist_id_fkey"):
+        "FOREIGN KEY (hygienist_id) REFERENCES hygienists(id) ON DELETE CASCADE",
+    ("hygienist_working_hours", "hygienist_working_hours_weekday_check"):
+        "CHECK (((weekday >= 1) AND (weekday <= 7)))",
+    ("hygienist_working_hours", "hygienist_working_hours_check"): "CHECK ((end_time > start_time))",
+    ("hygienist_time_off", "hygienist_time_off_pkey"): "PRIMARY KEY (id)",
+    ("hygienist_time_off", "hygienist_time_off_hygienist_id_fkey"):
+        "FOREIGN KEY (hygienist_id) REFERENCES hygienists(id) ON DELETE CASCADE",
+    ("hygienist_time_off", "hygienist_time_off_check"): "CHECK ((ends_at > starts_at))",
     ("appointments", "appointments_idempotency_key_key"): "UNIQUE (idempotency_key)",
     # one patient in one chair at a time, whoever writes
     ("appointments", "appointments_patient_no_overlap"):
@@ -130,7 +177,17 @@ CONSTRAINTS = {
     ("slot_holds", "slot_holds_check"): "CHECK ((ends_at > starts_at))",
     ("slot_holds", "slot_holds_no_overlap"):
         "EXCLUDE USING gist (int8range(dentist_id, dentist_id, '[]'::text) WITH &&,"
-        " tstzrange(starts_at, ends_at, '[)'::text) WITH &&)",
+        " tstzrange(starts_at, ends_at, '[)'::text) WITH &&) WHERE ((hygienist_id IS NULL))",
+    ("slot_holds", "slot_holds_operatory_no_overlap"):
+        "EXCLUDE USING gist (int8range(operatory_id, operatory_id, '[]'::text) WITH &&,"
+        " tstzrange(held_from, held_until, '[)'::text) WITH &&) WHERE ((operatory_id IS NOT NULL))",
+    ("slot_holds", "slot_holds_hygienist_no_overlap"):
+        "EXCLUDE USING gist (int8range(hygienist_id, hygienist_id, '[]'::text) WITH &&,"
+        " tstzrange(held_from, held_until, '[)'::text) WITH &&) WHERE ((hygienist_id IS NOT NULL))",
+    ("slot_holds", "slot_holds_operatory_id_fkey"):
+        "FOREIGN KEY (operatory_id) REFERENCES operatories(id) ON DELETE CASCADE",
+    ("slot_holds", "slot_holds_hygienist_id_fkey"):
+        "FOREIGN KEY (hygienist_id) REFERENCES hygienists(id) ON DELETE CASCADE",
     ("realtime_events", "realtime_events_pkey"): "PRIMARY KEY (id)",
     ("realtime_events", "realtime_events_type_check"):
         "CHECK ((type = ANY (ARRAY['appointment_created'::text, 'appointment_updated'::text,"
@@ -221,25 +278,34 @@ INDEXES = {
     ("staff_users", "staff_users_email_key"),  # unique on lower(email)
     ("staff_sessions", "staff_sessions_user_idx"), ("staff_sessions", "staff_sessions_expiry_idx"),
     ("staff_sign_ins", "staff_sign_ins_email_idx"),
+    ("appointments", "appointments_operatory_idx"), ("appointments", "appointments_hygienist_idx"),
+    ("hygienist_working_hours", "hygienist_working_hours_idx"), ("hygienist_time_off", "hygienist_time_off_idx"),
 }
 
 OUTBOX = ("AFTER", "DELETE INSERT UPDATE")  # every change, whoever makes it, writes one event
 # (table, trigger) -> (function, timing, events); every one FOR EACH ROW
 TRIGGERS = {
     ("appointments", "appointments_touch_updated_at"): ("touch_updated_at_v1", "BEFORE", "UPDATE"),
-    ("appointments", "appointments_outbox"): ("appointments_outbox_v1", *OUTBOX),
-    ("working_hours", "working_hours_outbox"): ("availability_outbox_v2", *OUTBOX),
-    ("time_off", "time_off_outbox"): ("availability_outbox_v2", *OUTBOX),
-    ("date_overrides", "date_overrides_outbox"): ("availability_outbox_v2", *OUTBOX),
-    ("clinic_closures", "clinic_closures_outbox"): ("availability_outbox_v2", *OUTBOX),
-    ("slot_holds", "slot_holds_outbox"): ("availability_outbox_v2", *OUTBOX),
+    ("appointments", "appointments_outbox"): ("appointments_outbox_v2", *OUTBOX),
+    # the held range (time plus the service's buffers) is always the database's own (008)
+    ("appointments", "appointments_held_range"): ("held_range_v1", "BEFORE", "INSERT UPDATE"),
+    ("slot_holds", "slot_holds_held_range"): ("held_range_v1", "BEFORE", "INSERT UPDATE"),
+    ("working_hours", "working_hours_outbox"): ("availability_outbox_v3", *OUTBOX),
+    ("time_off", "time_off_outbox"): ("availability_outbox_v3", *OUTBOX),
+    ("date_overrides", "date_overrides_outbox"): ("availability_outbox_v3", *OUTBOX),
+    ("clinic_closures", "clinic_closures_outbox"): ("availability_outbox_v3", *OUTBOX),
+    ("slot_holds", "slot_holds_outbox"): ("availability_outbox_v3", *OUTBOX),
+    ("operatories", "operatories_outbox"): ("availability_outbox_v3", *OUTBOX),
+    ("hygienists", "hygienists_outbox"): ("availability_outbox_v3", *OUTBOX),
+    ("hygienist_working_hours", "hygienist_working_hours_outbox"): ("availability_outbox_v3", *OUTBOX),
+    ("hygienist_time_off", "hygienist_time_off_outbox"): ("availability_outbox_v3", *OUTBOX),
     ("dentists", "dentists_outbox"): ("catalogue_outbox_v1", *OUTBOX),
     ("services", "services_outbox"): ("catalogue_outbox_v1", *OUTBOX),
 }
 
-# availability_outbox_v1 (002) was replaced by _v2 in 003 and dropped
-FUNCTIONS = {"touch_updated_at_v1", "realtime_publish_v1", "appointments_outbox_v1", "availability_outbox_v2",
-             "catalogue_outbox_v1"}
+# availability_outbox_v1 (002) was replaced by _v2 in 003, _v2 and appointments_outbox_v1 by 008's, and dropped
+FUNCTIONS = {"touch_updated_at_v1", "realtime_publish_v1", "appointments_outbox_v2", "availability_outbox_v3",
+             "catalogue_outbox_v1", "held_range_v1"}
 
 _TYPES = {"timestamp with time zone": "timestamptz", "time without time zone": "time"}
 

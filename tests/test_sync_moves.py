@@ -94,7 +94,8 @@ async def test_one_statement_changing_columns_shows_each_role_only_its_view(sett
                          "dentist2": second, "patient2": second, "dentist3": third, "patient3": third}
 
             previous = {"dentist_id": 1, "patient_id": 1, "starts_at": before["starts_at"],
-                        "ends_at": before["ends_at"], "status": "pending"}
+                        "ends_at": before["ends_at"], "status": "pending", "operatory_id": None,
+                        "hygienist_id": None}
             views = {
                 "full": {"appointment": after, "previous": previous},
                 "left": {"appointment": {"id": visit}, "previous": previous, "moved_away": True},
