@@ -2,7 +2,8 @@
 
 ``python -m actions`` starts the action server (see actions/server.py). The modules:
 booking (the booking form), availability (free times without booking), manage
-(list / move / cancel), session (who the caller is), emergency, handoff (people,
+(list / move / cancel), session (who the caller is), recall (the due reminder after a greeting),
+emergency, handoff (people,
 stopping, digressions), and the pure helpers dates and formatting. Every read and
 write goes through actions.gateway.
 """

@@ -66,8 +66,10 @@ def announce(dispatcher: CollectingDispatcher, gw: Gateway, result: Result) -> N
     if appt is not None:
         details = {"service": appt.service_name, "dentist": appt.dentist_name, "id": appt.id,
                    "when": when_label(appt.starts_at, gw.tz, now=gw.now())}
-    if result.outcome is Outcome.LIMIT_REACHED:
+    if result.outcome in (Outcome.LIMIT_REACHED, Outcome.TOO_LATE):
         details["phone"] = gw.settings.clinic_phone
+    if result.outcome is Outcome.TOO_LATE:
+        details["hours"] = gw.settings.cancel_notice_hours
     dispatcher.utter_message(response=response, **details)
 
 

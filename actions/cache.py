@@ -56,14 +56,18 @@ from bot.booking import BookingService
 from bot.db import session_scope
 from bot.events import APPOINTMENT_DELETED, APPOINTMENT_EVENTS, AVAILABILITY_CHANGED, safe_mark
 from bot.models import Dentist
+from bot.resources import RESOURCE_TABLES, Resources, load_resources
 from bot.settings import Settings
 
 from .cache_reads import SlotQueries
 from .cache_refresher import Refresher
-from .cache_state import UTC, State, freeze, parse_ts
+from .cache_state import UTC, State, freeze, freeze_resources, parse_ts
 from .catalogue import Catalogue, dentist_info, load_catalogue
 
 log = logging.getLogger(__name__)
+
+# The refresher queues dentist ids; this one stands for the chairs and hygienists (ids start at 1).
+RESOURCES = -1
 
 
 __all__ = ["AvailabilityCache", "CacheNotStarted", "Slot", "get_cache", "parse_ts", "set_cache"]
@@ -98,11 +102,12 @@ class AvailabilityCache(SlotQueries):
         self.event_lag_ms: float | None = None
         self._lags: deque[float] = deque(maxlen=200)
         self.counts = {"events_applied": 0, "events_ignored": 0, "events_failed": 0, "full_loads": 0,
-                       "dentist_reloads": 0, "reload_failures": 0, "queries": 0, "sql_fallbacks": 0}
+                       "dentist_reloads": 0, "resource_reloads": 0, "reload_failures": 0, "queries": 0,
+                       "sql_fallbacks": 0}
 
         # late-bound: a test may replace a method on the instance
-        self._refresher = Refresher(lambda: self.reload(), lambda dentist_id: self.reload_dentist(dentist_id),
-                                    self._reload_failed, refresh_seconds)
+        self._refresher = Refresher(lambda: self.reload(), lambda key: self.reload_resources() if key == RESOURCES
+                                    else self.reload_dentist(key), self._reload_failed, refresh_seconds)
         self._event_waiters: list[tuple[int, asyncio.Future]] = []
 
     # --- loading ---------------------------------------------------------------------------
@@ -120,11 +125,12 @@ class AvailabilityCache(SlotQueries):
         start, end = now - timedelta(days=1), now + timedelta(days=self.days)
         with session_scope(self._rr_engine) as s:
             schedules = load_schedules(s, start, end)
+            resources = load_resources(s, start, end)
             catalogue = load_catalogue(s)
             since = safe_mark(s)  # in the snapshot's own transaction (bot.events)
         closures = frozenset(next(iter(schedules.values())).closures) if schedules else frozenset()
         state = State({i: freeze(sc, closures) for i, sc in sorted(schedules.items())}, catalogue,
-                      start, end, closures)
+                      start, end, closures, resources=freeze_resources(resources, closures))
         return state, since
 
     def _install(self, state: State) -> None:
@@ -160,10 +166,31 @@ class AvailabilityCache(SlotQueries):
             for ev in replay:
                 self._apply_appointment(ev)
             again = {ev.get("dentist_id") for ev in recorded if ev.get("type") == AVAILABILITY_CHANGED}
+            if any(_about_resources(ev) for ev in recorded if ev.get("type") == AVAILABILITY_CHANGED):
+                again.add(RESOURCES)
         self.counts["full_loads"] += 1
         for dentist_id in again:  # refreshed by the snapshot already, unless it changed during it
             self.request_refresh(dentist_id)
         log.info("availability cache reloaded (%d events replayed on the new snapshot)", len(recorded))
+
+    def reload_resources(self) -> None:
+        """Re-read the chairs and hygienists: which are active, the hygienists' hours and time off,
+        and their live holds (blocking). Their visits stay the event-maintained ones; a chair or
+        hygienist new to the cache gets its visits from SQL."""
+        state = self._state
+        if state is None:
+            return
+        with session_scope(self.engine) as s:
+            fresh = load_resources(s, state.window_start, state.window_end)
+        with self._lock:
+            state = self._state
+            old = state.resources
+            for mine, theirs in ((fresh.chairs, old.chairs), (fresh.hygienists, old.hygienists)):
+                for rid, diary in mine.items():
+                    if rid in theirs:
+                        diary.busy = dict(theirs[rid].busy)
+            self._state = replace(state, resources=freeze_resources(fresh, state.closures))
+        self.counts["resource_reloads"] += 1
 
     def reload_dentist(self, dentist_id: int) -> None:
         """Re-read one dentist's hours, date overrides, time off, holds and active flag
@@ -234,7 +261,10 @@ class AvailabilityCache(SlotQueries):
                 if kind in APPOINTMENT_EVENTS:
                     self._apply_appointment(event)
                 elif kind == AVAILABILITY_CHANGED:
-                    self.request_refresh(event.get("dentist_id"))
+                    if _about_resources(event):
+                        self.request_refresh(RESOURCES)
+                    if event.get("dentist_id") is not None or event.get("source") not in RESOURCE_TABLES:
+                        self.request_refresh(event.get("dentist_id"))
                 else:
                     log.warning("unknown event type %r (id %s) ignored", kind, event_id)
             self.counts["events_applied"] += 1
@@ -296,20 +326,24 @@ class AvailabilityCache(SlotQueries):
         previous = event.get("previous") or {}
         for d in {self._where.pop(appt_id, None), previous.get("dentist_id"), row.get("dentist_id")}:
             without(None if d is None else int(d))
-        if event["type"] != APPOINTMENT_DELETED and row.get("status") != "cancelled":
+        live = event["type"] != APPOINTMENT_DELETED and row.get("status") != "cancelled"
+        resources = _place_visit(state.resources, appt_id, row, live)
+        if live:
             dentist_id = int(row["dentist_id"])
             service = state.services.get(int(row["service_id"]))
             if service is None and row.get("service_id") is not None:
                 self.request_refresh(None)  # a service newer than the cache: reload everything
             interval = buffered(parse_ts(row["starts_at"]), parse_ts(row["ends_at"]), service)
-            if dentist_id in schedules:
+            if row.get("hygienist_id") is not None:
+                pass  # a hygienist's visit does not hold its dentist (sql/008)
+            elif dentist_id in schedules:
                 busy = dict(schedules[dentist_id].busy)
                 busy[appt_id] = interval
                 schedules[dentist_id] = schedules[dentist_id].evolve(busy=busy)
             else:
                 orphans[dentist_id] = {**orphans.get(dentist_id, {}), appt_id: interval}
             self._where[appt_id] = dentist_id
-        self._state = replace(state, schedules=schedules, orphans=orphans)
+        self._state = replace(state, schedules=schedules, orphans=orphans, resources=resources)
 
     # --- the background refresher (actions/cache_refresher.py) --------------------------------
 
@@ -325,6 +359,8 @@ class AvailabilityCache(SlotQueries):
             state, _ = self._read_all()
             self._install(state)
             self.counts["full_loads"] += 1
+        elif dentist_id == RESOURCES:
+            self.reload_resources()
         else:
             self.reload_dentist(int(dentist_id))
 
@@ -389,3 +425,34 @@ def get_cache() -> AvailabilityCache:
     if _cache is None:
         raise CacheNotStarted("the availability cache is not started (python -m actions starts it)")
     return _cache
+
+
+def _about_resources(event: Mapping[str, Any]) -> bool:
+    """Whether an ``availability_changed`` concerns a chair or a hygienist (sql/008)."""
+    return (event.get("operatory_id") is not None or event.get("hygienist_id") is not None
+            or event.get("source") in RESOURCE_TABLES)
+
+
+def _place_visit(res: Resources, appt_id: int, row: Mapping[str, Any], live: bool) -> Resources:
+    """``res`` with the visit ``appt_id`` out of every chair and hygienist and, when ``live``, in
+    its own for its held range (the event's row carries it)."""
+    chair, hygienist = row.get("operatory_id"), row.get("hygienist_id")
+    held = None
+    if live and (chair is not None or hygienist is not None):
+        held = (parse_ts(row.get("held_from") or row["starts_at"]), parse_ts(row.get("held_until") or row["ends_at"]))
+
+    def moved(pool: Mapping[int, Any], mine: Any) -> dict:
+        out = dict(pool)
+        for rid, diary in pool.items():
+            here = appt_id in diary.busy
+            wanted = held is not None and mine is not None and int(mine) == rid
+            if here or wanted:
+                busy = {k: v for k, v in diary.busy.items() if k != appt_id}
+                if wanted:
+                    busy[appt_id] = held
+                out[rid] = diary.evolve(busy=busy)
+        return out
+
+    if not any(appt_id in d.busy for d in (*res.chairs.values(), *res.hygienists.values())) and held is None:
+        return res
+    return Resources(moved(res.chairs, chair), moved(res.hygienists, hygienist))

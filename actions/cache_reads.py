@@ -11,10 +11,11 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Mapping
 
 from bot.availability import (DentistSchedule, NearestSearch, Slot, closest, iter_free_slots, load_schedules,
-                              nearest_slots, same_dentist_first)
+                              same_dentist_first)
 from bot.booking import Result
 from bot.db import DatabaseUnavailable, session_scope
 from bot.models import Service
+from bot.resources import Needs, Resources, load_resources, on_duty
 
 from .cache_state import SCHEDULE_FIELDS, FrozenSchedule
 from .catalogue import Catalogue, DentistInfo, ServiceInfo, service_info
@@ -81,13 +82,20 @@ class SlotQueries:
         if end > state.usable_end:
             return self._sql_free_slots(service_id, start, end, dentist_id, limit, holder)
         return self._fast_free_slots(self._pick(state.schedules, dentist_id), service, start, end, now=now,
-                                     holder=holder, limit=limit)
+                                     holder=holder, limit=limit, resources=state.resources)
 
     def _fast_free_slots(self, schedules: list, service: ServiceInfo, start: datetime, end: datetime, *,
-                         now: datetime, holder: str | None, limit: int | None = None) -> list[Slot]:
+                         now: datetime, holder: str | None, resources: Resources,
+                         limit: int | None = None) -> list[Slot]:
         """``bot.availability.free_slots`` over the per-day memo of each frozen schedule; a dentist
-        with someone's live hold is computed directly (holds expire with time)."""
+        with someone's live hold is computed directly (holds expire with time). Then the slots
+        without a free chair (or hygienist) are dropped (``bot.resources``)."""
         kw = self._kwargs(service, now, holder)
+        needs = Needs.of(service)
+        if needs.hygienist:
+            schedules = [sc.on_duty() if isinstance(sc, FrozenSchedule) else on_duty(sc) for sc in schedules]
+        pools = resources.view(needs, tz=self.tz, now=now, holder=holder,
+                               buffers=(kw["buffer_before"], kw["buffer_after"]))
         first, last = start.astimezone(self.tz).date(), end.astimezone(self.tz).date()
         shape = dict(tz=self.tz, step=self.step, buffer_before=kw["buffer_before"], buffer_after=kw["buffer_after"])
         rows: list[tuple] = []
@@ -104,6 +112,8 @@ class SlotQueries:
                 else:
                     rows.extend(r for r in slots if start <= r[0] < end)
                 day += timedelta(days=1)
+        if pools.limits:
+            rows = [r for r in rows if pools.fits(r[0], r[2])]
         rows.sort()  # (starts_at, dentist_id, ends_at) is unique: the Slot itself is never compared
         if limit is not None:
             rows = rows[:max(1, limit)]  # as bot.availability.free_slots: it checks the limit after adding
@@ -125,18 +135,16 @@ class SlotQueries:
         search = self.rules.nearest_search(self.now(), self.tz, service, around)
         if search.hi > state.usable_end:
             return self._sql_nearest(service_id, around, dentist_id, count, holder)
-        return self._nearest_in(state.schedules, service, search, dentist_id, count, holder)
+        return self._nearest_in(state.schedules, service, search, dentist_id, count, holder, state.resources)
 
     def _nearest_in(self, schedules: Mapping[int, DentistSchedule], service: ServiceInfo, search: NearestSearch,
-                    dentist_id: int | None, count: int, holder: str | None) -> list[Slot]:
+                    dentist_id: int | None, count: int, holder: str | None, resources: Resources) -> list[Slot]:
         def nearest(one: int | None) -> list[Slot]:
             group = self._pick(schedules, one)
-            if not all(isinstance(g, FrozenSchedule) for g in group):  # the SQL fallback's schedules
-                return nearest_slots(group, service.duration, search.around, not_before=search.earliest,
-                                     not_after=search.latest, count=count, **self._kwargs(service, search.now, holder))
-            # as bot.availability.nearest_slots, over the memoised slots
+            # as bot.availability.nearest_slots, over the memoised slots (the SQL fallback's schedules
+            # are computed directly)
             return closest(self._fast_free_slots(group, service, search.lo, search.hi, now=search.now,
-                                                 holder=holder), search.around, count)
+                                                 holder=holder, resources=resources), search.around, count)
 
         return same_dentist_first(dentist_id, nearest)
 
@@ -181,4 +189,5 @@ class SlotQueries:
             service = service_info(row)
             search = self.rules.nearest_search(self.now(), self.tz, service, around)
             schedules = load_schedules(s, search.lo, search.hi)
-        return self._nearest_in(schedules, service, search, dentist_id, count, holder)
+            resources = load_resources(s, search.lo, search.hi)
+        return self._nearest_in(schedules, service, search, dentist_id, count, holder, resources)

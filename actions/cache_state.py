@@ -14,6 +14,7 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Any, Mapping
 
 from bot.availability import DentistSchedule, iter_free_slots, merge_intervals
+from bot.resources import Resources
 
 from .catalogue import Catalogue, DentistInfo, ServiceInfo
 
@@ -35,6 +36,14 @@ class FrozenSchedule(DentistSchedule):
         # (service shape, local day) -> its free slots as (starts_at, dentist_id, ends_at, slot): tuples
         # sort in C with the same order as Slot's (slower, Python-level) dataclass comparisons
         self._days: dict[tuple, tuple[tuple, ...]] = {}
+        self._duty: FrozenSchedule | None = None
+
+    def on_duty(self) -> "FrozenSchedule":
+        """This diary as a hygienist's visit sees it (``bot.resources.on_duty``): hours and time off
+        only, memoised, and kept by ``evolve`` while only visits or holds change."""
+        if self._duty is None:
+            self._duty = self.evolve(busy={}, holds={})
+        return self._duty
 
     def live_holds(self, now: datetime, holder: str | None) -> bool:
         return any(h.expires_at > now and (holder is None or h.holder != holder) for h in self.holds.values())
@@ -62,7 +71,15 @@ class FrozenSchedule(DentistSchedule):
         return merge_intervals(sorted([*self._base, *holds]))
 
     def evolve(self, **changes) -> "FrozenSchedule":
-        return FrozenSchedule(**{**{name: getattr(self, name) for name in SCHEDULE_FIELDS}, **changes})
+        new = FrozenSchedule(**{**{name: getattr(self, name) for name in SCHEDULE_FIELDS}, **changes})
+        if changes.keys() <= {"busy", "holds"} and self._duty is not None:
+            new._duty = self._duty  # the same hours and time off
+        return new
+
+
+def freeze_resources(res: Resources, closures: frozenset[date]) -> Resources:
+    return Resources({i: freeze(sc, closures) for i, sc in res.chairs.items()},
+                     {i: freeze(sc, closures) for i, sc in res.hygienists.items()})
 
 
 def freeze(s: DentistSchedule, closures: frozenset[date]) -> FrozenSchedule:
@@ -83,6 +100,8 @@ class State:
     closures: frozenset[date] = frozenset()
     # appointments of dentists not (yet) active: kept so a dentist who appears gets them
     orphans: Mapping[int, Mapping[int, tuple[datetime, datetime]]] = field(default_factory=dict)
+    # the chairs and hygienists (bot.resources), each a FrozenSchedule
+    resources: Resources = field(default_factory=Resources)
 
     @property
     def usable_end(self) -> datetime:

@@ -31,6 +31,8 @@ class ServiceInfo:
     buffer_before_minutes: int = 0
     buffer_after_minutes: int = 0
     min_notice_minutes: int | None = None  # None: the clinic's default (settings)
+    performed_by: str = "dentist"  # or "hygienist" (sql/008)
+    needs_operatory: bool = True  # whether a visit holds a chair
 
     @property
     def key(self) -> str:  # the canonical entity value: "root canal"
@@ -85,7 +87,8 @@ class Catalogue:
 
 def service_info(row: Service) -> ServiceInfo:
     return ServiceInfo(row.id, row.name, row.duration_minutes, row.price_cents, row.description,
-                       row.buffer_before_minutes, row.buffer_after_minutes, row.min_notice_minutes)
+                       row.buffer_before_minutes, row.buffer_after_minutes, row.min_notice_minutes,
+                       row.performed_by, row.needs_operatory)
 
 
 def dentist_info(row: Dentist) -> DentistInfo | None:

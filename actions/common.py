@@ -35,6 +35,7 @@ OUTCOME_RESPONSES = {
     Outcome.INVALID: "utter_invalid_request",
     Outcome.UNAVAILABLE: "utter_unavailable",
     Outcome.NOT_VERIFIED: "utter_code_needed",
+    Outcome.TOO_LATE: "utter_too_late_to_change",
 }
 # HELD / RELEASED answer the slot-hold calls the form makes itself; they are never announced.
 INTERNAL_OUTCOMES = {Outcome.HELD, Outcome.RELEASED}

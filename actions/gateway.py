@@ -20,9 +20,10 @@ from sqlalchemy.engine import Engine
 
 from bot.availability import Slot, load_schedules, nearest_slots, service_buffers
 from bot.booking import BookingService, ChatOrigin, Outcome, Result
+from bot import attendance, recalls
 from bot.db import DatabaseError, session_scope
 from bot.models import Patient, Service
-from bot.notify import notifier_from
+from bot.notify import Message, notifier_from
 from bot.otp import CodeResult, Verifier
 from bot.phone import InvalidPhone, normalise_phone
 from bot.settings import Settings
@@ -30,6 +31,7 @@ from bot.tokens import Identity
 
 from .caller import Caller
 from .catalogue import Catalogue, load_catalogue
+from .formatting import when_label
 
 if TYPE_CHECKING:
     from .cache import AvailabilityCache
@@ -98,7 +100,8 @@ class Gateway:
         self._lock = threading.Lock()
         # reads answered by SQL although the settings ask for the cache (not started yet, or failing)
         self.sql_fallbacks = 0
-        self.verifier = Verifier(engine, settings, notifier_from(engine, settings), clock=clock)
+        self.notifier = notifier_from(engine, settings)
+        self.verifier = Verifier(engine, settings, self.notifier, clock=clock)
 
     def now(self) -> datetime:
         return self.booking.now()
@@ -183,6 +186,11 @@ class Gateway:
         with session_scope(self.booking.engine) as s:
             return s.scalar(select(Patient.id).where(Patient.phone == phone))
 
+    def recalls_due(self, patient_id: int) -> list[recalls.Due]:
+        """The recalled services this patient is due for now (bot/recalls.py)."""
+        with session_scope(self.booking.engine) as s:
+            return recalls.due(s, self.now(), self.settings.clinic_timezone, patient_id=patient_id)
+
     def patient_phone(self, patient_id: int) -> str | None:
         """The phone on file for a patient (E.164), where a visit's code goes."""
         with session_scope(self.booking.engine) as s:
@@ -244,7 +252,28 @@ class Gateway:
                 if (a.dentist_id, a.service_id, a.starts_at) == (dentist_id, service_id, starts_at):
                     log.info("book: patient %s already holds appointment %s for this slot", patient_id, a.id)
                     return Result(Outcome.BOOKED, appointment=a)
+        if result.outcome is Outcome.BOOKED and not result.replayed:
+            self._tell_front_desk_of_no_shows(result)
         return result
+
+    def _tell_front_desk_of_no_shows(self, result: Result) -> None:
+        """A patient with NO_SHOW_ALERT_COUNT no-shows or more booked through the bot: the front
+        desk hears of it (an email through the notifier, recorded in notifications)."""
+        appt = result.appointment
+        assert appt is not None
+        with session_scope(self.booking.engine) as s:
+            missed = attendance.no_shows(s, appt.patient_id)
+        if missed < self.settings.no_show_alert_count:
+            return
+        when = when_label(appt.starts_at, self.tz, now=self.now())
+        body = (f"{appt.patient_name} (patient {appt.patient_id}), who has missed {missed} visits without notice,"
+                f" booked a {appt.service_name.lower()} with {appt.dentist_name} {when} through the chat"
+                f" (appointment {appt.id}).")
+        try:
+            self.notifier.send(Message("email", self.settings.front_desk_email, body,
+                                       subject=f"Repeated no-shows: {appt.patient_name} booked", kind="no_show_alert"))
+        except Exception:  # the booking stands; the front desk's list shows the counts anyway
+            log.exception("could not tell the front desk about appointment %s", appt.id)
 
     def cancel(self, patient_id: int, appointment_id: int) -> Result:
         return self.booking.cancel(chat_identity(patient_id), appointment_id)

@@ -277,6 +277,7 @@ class Kind(str, Enum):
 # Every response in domain.yml (and those the assistant is getting): what a patient takes it for.
 RESPONSES: dict[str, Kind] = {
     "utter_greet": Kind.WELCOME, "utter_youre_welcome": Kind.WELCOME, "utter_anything_else": Kind.WELCOME,
+    "utter_recall_due": Kind.WELCOME, "utter_too_late_to_change": Kind.DEAD_END,
     "utter_stopped": Kind.WELCOME, "utter_nothing_to_stop": Kind.WELCOME,
     "utter_goodbye": Kind.INFO, "utter_iamabot": Kind.INFO, "utter_handoff": Kind.INFO,
     "utter_your_appointments": Kind.INFO, "utter_emergency_advice": Kind.INFO,

@@ -189,6 +189,7 @@ def iter_free_slots(
     buffer_after: timedelta = timedelta(0),
     now: datetime | None = None,
     holder: str | None = None,
+    fits: Callable[[datetime, datetime], bool] | None = None,
 ) -> Iterator[Slot]:
     """Free slots of one dentist starting in [start, end), in time order.
 
@@ -196,7 +197,8 @@ def iter_free_slots(
     service's buffers around it) must fit in the block and touch nothing blocked.
     ``start`` should already be the earliest bookable instant (``Rules.window``): nothing
     before it is offered. ``now`` decides which holds are still live; ``holder``'s own
-    holds do not block it.
+    holds do not block it. ``fits(starts_at, ends_at)``, when given, must also accept the slot
+    (``bot.resources``: a chair and, for a hygienist's service, a hygienist are free).
     """
     if duration <= timedelta(0) or step <= timedelta(0) or end <= start:
         return
@@ -211,7 +213,8 @@ def iter_free_slots(
             if t < start:  # jump to the first step at or after `start`
                 t += -(-(start - t) // step) * step
             while t < end and t + duration <= block_end:
-                if not _overlaps(blocked, ends, t - buffer_before, t + duration + buffer_after):
+                if not _overlaps(blocked, ends, t - buffer_before, t + duration + buffer_after) and (
+                        fits is None or fits(t, t + duration)):
                     yield Slot(t, schedule.dentist_id, t + duration)
                 t += step
         day += timedelta(days=1)
@@ -288,6 +291,7 @@ def load_schedules(
         select(Appointment.id, Appointment.dentist_id, Appointment.starts_at, Appointment.ends_at, Service)
         .join(Service, Service.id == Appointment.service_id)
         .where(Appointment.dentist_id.in_(wanted), Appointment.status != "cancelled",
+               Appointment.hygienist_id.is_(None),  # a hygienist's visit does not hold its dentist (sql/008)
                Appointment.ends_at > start, Appointment.starts_at < end)
     )
     for appt_id, dentist_id, s, e, service in rows:
@@ -301,7 +305,7 @@ def load_schedules(
     closures = set(session.scalars(select(ClinicClosure.on_date).where(
         ClinicClosure.on_date.between(first_day, last_day))))
     for hold in session.scalars(select(SlotHold).where(
-            SlotHold.dentist_id.in_(wanted), SlotHold.expires_at > func.now(),
+            SlotHold.dentist_id.in_(wanted), SlotHold.expires_at > func.now(), SlotHold.hygienist_id.is_(None),
             SlotHold.ends_at > start, SlotHold.starts_at < end)):
         schedules[hold.dentist_id].holds[hold.id] = Hold(hold.starts_at, hold.ends_at, hold.expires_at, hold.holder)
     for sched in schedules.values():

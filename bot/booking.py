@@ -18,15 +18,17 @@ from enum import Enum
 from typing import Callable
 
 from sqlalchemy import delete, func, select, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from .availability import (Rules, Slot, buffered, free_slots, load_schedules, nearest_slots, same_dentist_first,
                            service_buffers, within_hours)
-from .db import Contention, DatabaseError, DatabaseUnavailable, InvalidData, SlotTaken, session_scope
+from .db import Contention, DatabaseError, DatabaseUnavailable, InvalidData, SlotTaken, session_scope, translate
 from .models import STATUSES, Appointment, ChatBooking, Dentist, Patient, Service, SlotHold
 from .phone import InvalidPhone, normalise_phone
+from .resources import Needs, PoolView, load_resources, on_duty
 from .settings import Settings
 from .tokens import Identity
 
@@ -36,6 +38,11 @@ MAX_NOTES = 64 * 1024
 CONTENTION_ATTEMPTS = 3  # runs of a write that PostgreSQL aborts to break a deadlock
 MAX_NAME = 200
 PATIENT_OVERLAP = "appointments_patient_no_overlap"  # sql/005
+# a chair or a hygienist another writer took meanwhile: the next free one is tried (sql/008)
+RESOURCE_OVERLAPS = frozenset({"appointments_operatory_no_overlap", "appointments_hygienist_no_overlap",
+                               "slot_holds_operatory_no_overlap", "slot_holds_hygienist_no_overlap"})
+MAX_PLACES = 8  # chair and hygienist combinations tried by one write
+Assignment = dict  # {"operatory_id": id, "hygienist_id": id}: the resources a write takes
 
 
 @dataclass(frozen=True)
@@ -72,6 +79,7 @@ class Outcome(str, Enum):
     INVALID = "invalid"
     UNAVAILABLE = "unavailable"
     NOT_VERIFIED = "not_verified"  # a chat's phone number, not yet proved with a code
+    TOO_LATE = "too_late"      # inside the cancellation notice: only the front desk may change it
 
 
 SUCCESS = {Outcome.BOOKED, Outcome.RESCHEDULED, Outcome.CANCELLED, Outcome.UPDATED, Outcome.LISTED,
@@ -91,11 +99,13 @@ class AppointmentView:
     ends_at: datetime
     status: str
     notes: str | None
+    operatory_id: int | None = None  # the chair it holds (sql/008)
+    hygienist_id: int | None = None  # who performs it, for a hygienist's service
 
     @classmethod
     def of(cls, a: Appointment) -> "AppointmentView":
         return cls(a.id, a.patient_id, a.patient.full_name, a.dentist_id, a.dentist.full_name, a.service_id,
-                   a.service.name, a.starts_at, a.ends_at, a.status, a.notes)
+                   a.service.name, a.starts_at, a.ends_at, a.status, a.notes, a.operatory_id, a.hygienist_id)
 
     def as_dict(self) -> dict:
         d = self.__dict__.copy()
@@ -188,10 +198,30 @@ class BookingService:
             if bookable is None:
                 return []
             start, end = bookable
-            schedules = load_schedules(s, start, end, None if dentist_id is None else [dentist_id])
+            schedules = self._diaries(service, load_schedules(s, start, end,
+                                                              None if dentist_id is None else [dentist_id]))
+            pools = self._pools(s, service, start, end, now=now, holder=holder)
         return free_slots(schedules.values(), timedelta(minutes=service.duration_minutes), start, end,
                           tz=self.tz, step=self.step, limit=limit, now=now, holder=holder,
-                          **service_buffers(service))
+                          fits=pools.fits if pools.limits else None, **service_buffers(service))
+
+    @staticmethod
+    def _diaries(service: Service, schedules: dict) -> dict:
+        """The dentists' diaries as ``service`` sees them: a hygienist's service needs its dentist
+        on duty, not free (``bot.resources.on_duty``)."""
+        if Needs.of(service).hygienist:
+            return {i: on_duty(sc) for i, sc in schedules.items()}
+        return schedules
+
+    def _pools(self, s: Session, service: Service, start: datetime, end: datetime, *, now: datetime,
+               holder: str | None, ignore: int | None = None) -> PoolView:
+        """The chairs and hygienists ``service`` needs, as free or busy as SQL says now."""
+        needs = Needs.of(service)
+        buffers = service_buffers(service)
+        if not (needs.chair or needs.hygienist):
+            return PoolView([], self.tz)
+        return load_resources(s, start, end).view(needs, tz=self.tz, now=now, holder=holder, ignore=ignore,
+                                                  buffers=(buffers["buffer_before"], buffers["buffer_after"]))
 
     def _alternatives(self, s: Session, service: Service, dentist_id: int | None, around: datetime,
                       count: int = 3, holder: str | None = None) -> list[Slot]:
@@ -201,8 +231,12 @@ class BookingService:
                       step=self.step, now=search.now, holder=holder, **service_buffers(service))
         duration = timedelta(minutes=service.duration_minutes)
 
+        pools = self._pools(s, service, search.lo, search.hi, now=search.now, holder=holder)
+        if pools.limits:
+            kwargs["fits"] = pools.fits
+
         def nearest(one: int | None) -> list[Slot]:
-            schedules = load_schedules(s, search.lo, search.hi, None if one is None else [one])
+            schedules = self._diaries(service, load_schedules(s, search.lo, search.hi, None if one is None else [one]))
             return nearest_slots(schedules.values(), duration, search.around, **kwargs)
 
         return same_dentist_first(dentist_id, nearest)
@@ -273,16 +307,20 @@ class BookingService:
                 service = s.get(Service, service_id)
                 assert service is not None
                 ends_at = starts_at + timedelta(minutes=service.duration_minutes)
-                refusal = self._check_time(s, service, dentist_id, starts_at, ends_at, ignore=None, holder=holder)
-                if refusal:
-                    return refusal
+                places = self._check_time(s, service, dentist_id, starts_at, ends_at, ignore=None, holder=holder)
+                if isinstance(places, Result):
+                    return places
                 if holder:  # the hold becomes the booking, in the same transaction
                     s.execute(delete(SlotHold).where(SlotHold.holder == holder))
-                appt = Appointment(patient_id=patient_id, dentist_id=dentist_id, service_id=service_id,
-                                   starts_at=starts_at, ends_at=ends_at, status=status, notes=notes,
-                                   idempotency_key=idempotency_key)
-                s.add(appt)
-                s.flush()
+
+                def write(place: Assignment) -> Appointment:
+                    appt = Appointment(patient_id=patient_id, dentist_id=dentist_id, service_id=service_id,
+                                       starts_at=starts_at, ends_at=ends_at, status=status, notes=notes,
+                                       idempotency_key=idempotency_key, **place)
+                    s.add(appt)
+                    return appt
+
+                appt = self._place(s, places, write)
                 if origin is not None and not origin.signed_in:
                     s.add(ChatBooking(appointment_id=appt.id, conversation_id=origin.conversation_id[:200],
                                       client=(origin.client or None) and origin.client[:100]))
@@ -335,13 +373,18 @@ class BookingService:
                     if live >= self.settings.chat_holds_per_client:
                         return Result(Outcome.LIMIT_REACHED, "Too many times are on hold from this address.",
                                       field="client")
-                refusal = self._check_time(s, service, dentist_id, starts_at, ends_at, ignore=None, holder=holder)
-                if refusal:
-                    return refusal
+                places = self._check_time(s, service, dentist_id, starts_at, ends_at, ignore=None, holder=holder)
+                if isinstance(places, Result):
+                    return places
                 expires = self.now() + self.rules.hold
-                s.add(SlotHold(dentist_id=dentist_id, service_id=service_id, holder=holder,
-                               starts_at=starts_at, ends_at=ends_at, expires_at=expires, client=client))
-                s.flush()
+
+                def write(place: Assignment) -> SlotHold:
+                    hold = SlotHold(dentist_id=dentist_id, service_id=service_id, holder=holder, starts_at=starts_at,
+                                    ends_at=ends_at, expires_at=expires, client=client, **place)
+                    s.add(hold)
+                    return hold
+
+                self._place(s, places, write)
         except SlotTaken:
             return self.slot_taken(service_id, dentist_id, starts_at, holder=holder)
         return Result(Outcome.HELD, slot=Slot(starts_at, dentist_id, ends_at), hold_expires_at=expires)
@@ -374,19 +417,29 @@ class BookingService:
                 if appt.status not in ("pending", "confirmed"):
                     return Result(Outcome.ALREADY_CANCELLED if appt.status == "cancelled" else Outcome.NOT_ALLOWED,
                                   f"That visit is {appt.status.replace('_', ' ')} and cannot be moved.")
+                if late := self._too_late(actor, appt):
+                    return late
                 new_dentist = dentist_id or appt.dentist_id
                 service_id, dentist = appt.service_id, new_dentist
                 if new_dentist != appt.dentist_id and s.get(Dentist, new_dentist) is None:
                     return Result(Outcome.NOT_FOUND, "No such dentist.", field="dentist_id")
                 ends_at = starts_at + timedelta(minutes=appt.service.duration_minutes)
-                refusal = self._check_time(s, appt.service, new_dentist, starts_at, ends_at, ignore=appt.id,
-                                           holder=holder)
-                if refusal:
-                    return refusal
+                places = self._check_time(s, appt.service, new_dentist, starts_at, ends_at, ignore=appt.id,
+                                          holder=holder)
+                if isinstance(places, Result):
+                    return places
                 if holder:
                     s.execute(delete(SlotHold).where(SlotHold.holder == holder))
-                appt.starts_at, appt.ends_at, appt.dentist_id = starts_at, ends_at, new_dentist
-                s.flush()
+                mine = {"operatory_id": appt.operatory_id, "hygienist_id": appt.hygienist_id}
+                places.sort(key=lambda p: sum(mine.get(k) != v for k, v in p.items()))  # keep its chair if free
+
+                def write(place: Assignment) -> Appointment:
+                    appt.starts_at, appt.ends_at, appt.dentist_id = starts_at, ends_at, new_dentist
+                    for key, value in place.items():
+                        setattr(appt, key, value)
+                    return appt
+
+                self._place(s, places, write)
         except SlotTaken as exc:
             if str(exc) == PATIENT_OVERLAP:
                 return _patient_busy()
@@ -405,6 +458,8 @@ class BookingService:
                               appointment=AppointmentView.of(appt))
             if appt.status in ("completed", "no_show"):
                 return Result(Outcome.NOT_ALLOWED, "That visit is in the past and cannot be cancelled.")
+            if late := self._too_late(actor, appt):
+                return late
             appt.status = "cancelled"
         return self._after_write(Outcome.CANCELLED, appointment_id)
 
@@ -463,6 +518,15 @@ class BookingService:
             q = select(Appointment).where(Appointment.id == appointment_id)
             appt = s.scalars(q.with_for_update(of=Appointment) if lock else q).one_or_none()
         return self._check_access(actor, appt) or appt
+
+    def _too_late(self, actor: Identity, appt: Appointment) -> Result | None:
+        """The cancellation policy: a patient changes a visit themselves only up to
+        CANCEL_NOTICE_HOURS before it starts (staff always can)."""
+        notice = timedelta(hours=self.settings.cancel_notice_hours)
+        if actor.role != "patient" or appt.starts_at - self.now() >= notice:
+            return None
+        return Result(Outcome.TOO_LATE, f"Visits can be changed up to {self.settings.cancel_notice_hours} hours"
+                      " before they start; the front desk can still help.", appointment=AppointmentView.of(appt))
 
     @staticmethod
     def _lock_key(s: Session, key: str) -> None:
@@ -531,9 +595,10 @@ class BookingService:
         return Result(Outcome.NOT_ALLOWED, "That appointment is not yours to change.")
 
     def _check_time(self, s: Session, service: Service, dentist_id: int, starts_at: datetime,
-                    ends_at: datetime, *, ignore: int | None, holder: str | None = None) -> Result | None:
+                    ends_at: datetime, *, ignore: int | None, holder: str | None = None) -> Result | list[Assignment]:
         """Every rule a booking must pass, checked again on every write (the database's
-        constraint is still the last word on overlaps)."""
+        constraints are still the last word on overlaps); the chair and hygienist combinations
+        free for it, best first (``[{}]`` when the service needs neither)."""
         now = self.now()
         earliest, latest = self.rules.window(now, self.tz, service)
 
@@ -557,9 +622,33 @@ class BookingService:
             schedule.busy.pop(ignore, None)
         want = buffered(starts_at, ends_at, service)
         held = [(h.starts_at, h.ends_at) for h in schedule.holds.values() if h.expires_at > now and h.holder != holder]
-        if any(b0 < want[1] and want[0] < b1 for b0, b1 in [*schedule.busy.values(), *held]):
+        if not Needs.of(service).hygienist and any(
+                b0 < want[1] and want[0] < b1 for b0, b1 in [*schedule.busy.values(), *held]):
             return refuse(Outcome.SLOT_TAKEN, "That time has just been taken.", starts_at)
-        return None
+        pools = self._pools(s, service, starts_at, ends_at, now=now, holder=holder, ignore=ignore)
+        places = list(pools.members(starts_at, ends_at, want)) if pools.limits else [{}]
+        if not places:
+            return refuse(Outcome.SLOT_TAKEN, "That time has just been taken.", starts_at)
+        return places
+
+    @staticmethod
+    def _place(s: Session, places: list[Assignment], write: Callable[[Assignment], object]):
+        """``write`` with the first free chair and hygienist the database accepts: a concurrent
+        writer may have taken one since it was read, and its constraint says so (sql/008). Any other
+        refusal (the dentist, the patient) is final."""
+        taken: SlotTaken | None = None
+        for place in places[:MAX_PLACES]:
+            try:
+                with s.begin_nested():
+                    row = write(place)
+                    s.flush()
+                return row
+            except DBAPIError as exc:
+                error = translate(exc)
+                if not (isinstance(error, SlotTaken) and str(error) in RESOURCE_OVERLAPS):
+                    raise
+                taken = error
+        raise taken or SlotTaken("no place")
 
     def slot_taken(self, service_id: int, dentist_id: int, starts_at: datetime,
                    holder: str | None = None) -> Result:

@@ -1,5 +1,7 @@
-"""The demo clinic: three dentists, eight services, weekly hours with lunch breaks,
-time off, 24 patients and upcoming visits, in the clinic's time zone.
+"""The demo clinic: three dentists, two hygienists, four chairs, eight services, weekly hours
+with lunch breaks, time off, 24 patients and upcoming visits, in the clinic's time zone. The
+cleaning is the hygienists' (its dentist of record examines at the end) and is recalled every
+six months; every service needs a chair.
 
 Idempotent: rows are matched by natural keys (names, phone numbers); running it
 again adds nothing. Upcoming visits are created only when the clinic has none.
@@ -10,11 +12,13 @@ from __future__ import annotations
 import logging
 from datetime import date, datetime, time, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.engine import Engine
 
 from .db import session_scope
-from .models import Appointment, Dentist, Patient, Service, TimeOff, WorkingHours
+from .models import (Appointment, Dentist, Hygienist, HygienistWorkingHours, Operatory, Patient, Service, TimeOff,
+                     WorkingHours)
+from .resources import Needs, load_resources
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -47,6 +51,16 @@ DENTISTS = [
       5: [(time(10), time(13)), (time(14), time(18))]}),
 ]
 
+# Between them the hygienists cover every dentist's hours, so a cleaning is offered whenever its
+# dentist of record is in.
+HYGIENISTS = [
+    ("Sam Rivera", {d: [(time(8), time(12, 30)), (time(13), time(17))] for d in (1, 2, 3, 4, 5)}),
+    ("Noor Haddad", {2: [(time(11), time(19))], 4: [(time(11), time(19))], 5: [(time(10), time(18))],
+                     6: [(time(9), time(13))]}),
+]
+OPERATORIES = ["Chair 1", "Chair 2", "Chair 3", "Chair 4"]
+HYGIENE = {"Cleaning": "6 months"}  # the hygienists' services and their recall intervals (SQL intervals)
+
 PATIENTS = [
     ("Emma Johnson", "+12125550101"), ("Liam Smith", "+12125550102"), ("Olivia Williams", "+12125550103"),
     ("Noah Brown", "+12125550104"), ("Ava Jones", "+12125550105"), ("Elijah Garcia", "+12125550106"),
@@ -67,16 +81,22 @@ def seed(engine: Engine, settings: Settings, *, today: date | None = None) -> di
     """Create what is missing of the demo clinic; return how many rows of each kind were added."""
     tz = settings.tz
     today = today or datetime.now(tz).date()
-    added = {"dentists": 0, "services": 0, "working_hours": 0, "time_off": 0, "patients": 0, "appointments": 0}
+    added = {"dentists": 0, "services": 0, "working_hours": 0, "time_off": 0, "patients": 0, "appointments": 0,
+             "hygienists": 0, "operatories": 0}
     with session_scope(engine) as s:
         services = {sv.name: sv for sv in s.scalars(select(Service))}
         for name, minutes, cents, desc, after in SERVICES:
             if name not in services:
                 services[name] = Service(name=name, duration_minutes=minutes, price_cents=cents,
                                          description=desc, buffer_after_minutes=after,
-                                         min_notice_minutes=0 if name == "Emergency visit" else None)
+                                         min_notice_minutes=0 if name == "Emergency visit" else None,
+                                         performed_by="hygienist" if name in HYGIENE else "dentist")
                 s.add(services[name])
                 added["services"] += 1
+                if name in HYGIENE:  # "6 months" is calendar months in SQL, not 180 days
+                    s.flush()
+                    s.execute(text("UPDATE services SET recall_interval = CAST(:every AS interval) WHERE id = :id"),
+                              {"every": HYGIENE[name], "id": services[name].id})
         dentists = {d.full_name: d for d in s.scalars(select(Dentist))}
         for name, specialty, hours in DENTISTS:
             if name in dentists:
@@ -89,6 +109,23 @@ def seed(engine: Engine, settings: Settings, *, today: date | None = None) -> di
                     s.add(WorkingHours(dentist_id=dentist.id, weekday=weekday, start_time=start, end_time=end))
                     added["working_hours"] += 1
             added["dentists"] += 1
+        chairs = set(s.scalars(select(Operatory.name)))
+        for name in OPERATORIES:
+            if name not in chairs:
+                s.add(Operatory(name=name))
+                added["operatories"] += 1
+        hygienists = set(s.scalars(select(Hygienist.full_name)))
+        for name, hours in HYGIENISTS:
+            if name in hygienists:
+                continue
+            hygienist = Hygienist(full_name=name)
+            s.add(hygienist)
+            s.flush()
+            for weekday, blocks in hours.items():
+                for start, end in blocks:
+                    s.add(HygienistWorkingHours(hygienist_id=hygienist.id, weekday=weekday, start_time=start,
+                                                end_time=end))
+            added["hygienists"] += 1
         known = set(s.scalars(select(Patient.phone)))
         for name, phone in PATIENTS:
             if phone not in known:
@@ -130,9 +167,17 @@ def seed(engine: Engine, settings: Settings, *, today: date | None = None) -> di
                 day = _next_weekday(today, weekday)
                 starts = datetime.combine(day, at, tz)
                 service = services[sname]
+                ends = starts + timedelta(minutes=service.duration_minutes)
+                buffers = (timedelta(minutes=service.buffer_before_minutes),
+                           timedelta(minutes=service.buffer_after_minutes))
+                pools = load_resources(s, starts, ends).view(Needs.of(service), tz=tz, now=None, holder=None,
+                                                             buffers=buffers)
+                place = pools.pick(starts, ends, pools.held(starts, ends)) if pools.limits else {}
+                if place is None:  # no chair (or hygienist) free then: the demo goes without it
+                    continue
                 s.add(Appointment(patient_id=patients[idx].id, dentist_id=dentists[dname].id,
-                                  service_id=service.id, starts_at=starts, status=status,
-                                  ends_at=starts + timedelta(minutes=service.duration_minutes)))
+                                  service_id=service.id, starts_at=starts, status=status, ends_at=ends, **place))
+                s.flush()
                 added["appointments"] += 1
     log.info("seed: %s", added)
     return added

@@ -83,6 +83,12 @@ class Settings(BaseSettings):
     min_notice_minutes: int = Field(default=120, ge=0)
     horizon_days: int = Field(default=90, gt=0, le=730)
     hold_minutes: int = Field(default=5, gt=0, le=60)
+    # the cancellation policy: a patient moves or cancels a visit themselves (the bot, the patient
+    # page) up to this many hours before it starts; inside it only the front desk can
+    cancel_notice_hours: int = Field(default=24, ge=0, le=24 * 14)
+    # a patient with this many no-shows who books through the bot is reported to the front desk
+    no_show_alert_count: int = Field(default=2, ge=1)
+    front_desk_email: str = "frontdesk@clinic.example"
 
     # sync service limits
     # Sockets open at once on one node per identity a token names (its role and `sub`: every token

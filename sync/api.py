@@ -28,10 +28,11 @@ from datetime import datetime, time, timedelta, timezone
 from aiohttp import web
 from sqlalchemy import delete, select
 
+from bot import attendance, recalls
 from bot.booking import AppointmentView, BookingService, Outcome, Result
 from bot.db import make_engine, resolve_database_url, session_scope
 from bot.events import safe_mark
-from bot.models import Appointment, Dentist, Service, TimeOff, WorkingHours
+from bot.models import Appointment, Dentist, Hygienist, Operatory, Service, TimeOff, WorkingHours
 from bot.tokens import Identity
 
 from . import api_rules, keys, openapi
@@ -137,12 +138,56 @@ async def patch_appointment(request: web.Request, who: Identity) -> web.Response
 
 @endpoint
 async def list_dentists(request: web.Request, who: Identity) -> web.Response:
+    return await _rows(request, Dentist, "dentists", "full_name", "specialty", "active")
+
+
+async def _rows(request: web.Request, model, key: str, *columns: str) -> web.Response:
+    """Every row of a small catalogue table, by id: ``{key: [{"id", *columns}]}``."""
     def read() -> list[dict]:
         with session_scope(request.app[ENGINE]) as s:
-            return [{"id": d.id, "full_name": d.full_name, "specialty": d.specialty, "active": d.active}
-                    for d in s.scalars(select(Dentist).order_by(Dentist.id))]
+            return [{"id": row.id, **{c: getattr(row, c) for c in columns}}
+                    for row in s.scalars(select(model).order_by(model.id))]
 
-    return web.json_response({"dentists": await run(request, read)})
+    return web.json_response({key: await run(request, read)})
+
+
+@endpoint
+async def list_operatories(request: web.Request, who: Identity) -> web.Response:
+    """The chairs (sql/008): the front desk's day per chair groups visits by ``operatory_id``."""
+    return await _rows(request, Operatory, "operatories", "name", "active")
+
+
+@endpoint
+async def list_recalls(request: web.Request, who: Identity) -> web.Response:
+    """Patients due for a recalled service (``bot.recalls``): the front desk's list (admin only)."""
+    if who.role != "admin":
+        raise ApiError(403, "forbidden", "the recall list is the front desk's")
+    settings = request.app[keys.SETTINGS]
+
+    def read() -> list[dict]:
+        with session_scope(request.app[ENGINE]) as s:
+            return [d.as_dict() for d in recalls.due(s, datetime.now(timezone.utc), settings.clinic_timezone)]
+
+    return web.json_response({"due": await run(request, read)})
+
+
+@endpoint
+async def list_attendance(request: web.Request, who: Identity) -> web.Response:
+    """Each patient's no-shows and late cancellations (``bot.attendance``): the front desk's."""
+    if who.role != "admin":
+        raise ApiError(403, "forbidden", "attendance is the front desk's")
+    notice = timedelta(hours=request.app[keys.SETTINGS].cancel_notice_hours)
+
+    def read() -> list[dict]:
+        with session_scope(request.app[ENGINE]) as s:
+            return [a.as_dict() for a in attendance.counts(s, notice)]
+
+    return web.json_response({"patients": await run(request, read)})
+
+
+@endpoint
+async def list_hygienists(request: web.Request, who: Identity) -> web.Response:
+    return await _rows(request, Hygienist, "hygienists", "full_name", "active")
 
 
 @endpoint
@@ -150,7 +195,8 @@ async def list_services(request: web.Request, who: Identity) -> web.Response:
     def read() -> list[dict]:
         with session_scope(request.app[ENGINE]) as s:
             return [{"id": v.id, "name": v.name, "duration_minutes": v.duration_minutes,
-                     "price_cents": v.price_cents, "description": v.description}
+                     "price_cents": v.price_cents, "description": v.description,
+                     "performed_by": v.performed_by, "needs_operatory": v.needs_operatory}
                     for v in s.scalars(select(Service).order_by(Service.id))]
 
     return web.json_response({"services": await run(request, read)})
@@ -284,5 +330,9 @@ def setup(app: web.Application) -> None:
     r.add_post(r"/api/dentists/{id:[0-9]+}/time-off", post_time_off)
     r.add_delete(r"/api/time-off/{id:[0-9]+}", delete_time_off)
     r.add_get("/api/services", list_services)
+    r.add_get("/api/operatories", list_operatories)
+    r.add_get("/api/hygienists", list_hygienists)
+    r.add_get("/api/recalls", list_recalls)
+    r.add_get("/api/attendance", list_attendance)
     api_rules.add_routes(r)  # date overrides and closures, on the same engine (keys.ENGINE)
 

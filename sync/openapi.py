@@ -73,7 +73,9 @@ def _components() -> dict:
         id={"type": "integer"}, patient_id={"type": "integer"}, patient_name={"type": "string"},
         dentist_id={"type": "integer"}, dentist_name={"type": "string"}, service_id={"type": "integer"},
         service_name={"type": "string"}, starts_at=ts, ends_at=ts,
-        status={"type": "string", "enum": list(STATUSES)}, notes={"type": ["string", "null"]})
+        status={"type": "string", "enum": list(STATUSES)}, notes={"type": ["string", "null"]},
+        operatory_id={"type": ["integer", "null"], "description": "the chair it holds"},
+        hygienist_id={"type": ["integer", "null"], "description": "who performs it, for a hygienist's service"})
     schemas["WorkingHours"] = _obj(id={"type": "integer"}, weekday={"type": "integer"},
                                    start_time={"type": "string"}, end_time={"type": "string"})
     schemas["TimeOff"] = _obj(id={"type": "integer"}, dentist_id={"type": "integer"}, starts_at=ts, ends_at=ts,
@@ -184,6 +186,15 @@ def document(settings: Settings) -> dict:
             400, 401, 413, 415, 422, 429, 503, body=CodeCheck.model_json_schema(), secured=False)},
         "/api/services": {"get": _op("Services", _ok("list", _obj(services={"type": "array", "items": any_json})),
                                      401, 503)},
+        "/api/operatories": {"get": _op("Chairs (operatories)", _ok("list", _obj(
+            operatories={"type": "array", "items": any_json})), 401, 503)},
+        "/api/hygienists": {"get": _op("Hygienists", _ok("list", _obj(
+            hygienists={"type": "array", "items": any_json})), 401, 503)},
+        "/api/recalls": {"get": _op("Patients due for a recalled service, the longest overdue first (admin)",
+                                    _ok("list", _obj(due={"type": "array", "items": any_json})), 401, 403, 503)},
+        "/api/attendance": {"get": _op("Patients with no-shows or late cancellations, the most first (admin)",
+                                       _ok("list", _obj(patients={"type": "array", "items": any_json})),
+                                       401, 403, 503)},
     }
     return {
         "openapi": "3.1.0",

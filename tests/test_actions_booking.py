@@ -23,6 +23,7 @@ from action_kit import DOMAIN, Chat, prove_phone, seeded_gateway, sent_code, typ
 
 TZ = ZoneInfo("America/New_York")
 NOW = datetime(2027, 3, 1, 8, 0, tzinfo=TZ)  # a Monday morning
+FILLING = 3  # the seed's filling: a dentist's visit, unlike its cleaning (a hygienist's)
 
 
 @pytest.fixture
@@ -39,13 +40,14 @@ def count_appointments(engine, **where) -> int:
         return s.scalar(q)
 
 
-async def fill_until_confirmation(chat: Chat, *, name: str = "Ada Lovelace", phone: str = "(212) 555-0199"):
+async def fill_until_confirmation(chat: Chat, *, name: str = "Ada Lovelace", phone: str = "(212) 555-0199",
+                                  service: str = "cleaning"):
     """One-shot request, pick the first offer, give name and phone: returns the chosen button value."""
     form = ValidateBookingForm()
     chat.active_loop = "booking_form"
-    chat.say("I'd like a cleaning with dr alvarez tomorrow afternoon", "book_appointment",
-             {"service": "cleaning", "dentist": "alvarez", "time": "tomorrow afternoon"},
-             service="cleaning", dentist="alvarez", time="tomorrow afternoon")
+    chat.say(f"I'd like a {service} with dr alvarez tomorrow afternoon", "book_appointment",
+             {"service": service, "dentist": "alvarez", "time": "tomorrow afternoon"},
+             service=service, dentist="alvarez", time="tomorrow afternoon")
     await chat.run(form)
     offer = await chat.run(AskSlotChoice())
     choice = offer.buttons()[0]["payload"].split('"slot_choice": "')[1].split('"')[0]
@@ -140,13 +142,13 @@ async def test_one_shot_booking_offers_spread_slots_and_books_after_confirmation
 
 async def test_slot_taken_meanwhile_offers_nearest_alternatives_and_keeps_the_form(gw, engine, settings):
     chat = Chat()
-    choice = await fill_until_confirmation(chat)
+    choice = await fill_until_confirmation(chat, service="filling")  # a dentist's: taken means taken
     prove_phone(gw, chat, "+12125550199")  # proved earlier in this conversation: asked once
     starts_at, dentist_id = decode_choice(choice)
     # the pick is held for a few minutes; the patient took longer, and someone else booked it
     rival = BookingService(engine, settings, clock=lambda: NOW + timedelta(minutes=settings.hold_minutes + 1))
     taken = rival.book(Identity("patient", "patient:2", patient_id=2), patient_id=2, dentist_id=dentist_id,
-                       service_id=1, starts_at=starts_at)
+                       service_id=FILLING, starts_at=starts_at)
     assert taken.outcome.value == "booked"
 
     chat.say("yes", "affirm", confirmed=True)
@@ -370,14 +372,14 @@ async def test_a_new_time_typed_at_the_offers_brings_new_offers(gw):
 
 async def test_a_picked_slot_is_held_from_other_chats_until_the_booking(gw, engine):
     chat = Chat("chat-a")
-    choice = await fill_until_confirmation(chat)
+    choice = await fill_until_confirmation(chat, service="filling")  # a dentist's: one patient at a time
     prove_phone(gw, chat, "+12125550199")  # proved earlier in this conversation: asked once
     starts_at, dentist_id = decode_choice(choice)
-    assert not gw.is_free(1, dentist_id, starts_at)  # nobody else is offered it meanwhile
+    assert not gw.is_free(FILLING, dentist_id, starts_at)  # nobody else is offered it meanwhile
 
     other = Chat("chat-b")
     other.active_loop = "booking_form"
-    other.slots.update(service="cleaning", dentist="alvarez", time="tomorrow afternoon")
+    other.slots.update(service="filling", dentist="alvarez", time="tomorrow afternoon")
     other.say(f'/inform{{"slot_choice": "{choice}"}}', "inform", {"slot_choice": choice}, slot_choice=choice)
     turn = await other.run(ValidateBookingForm())
     assert turn.responses == ["utter_slot_not_offered"]

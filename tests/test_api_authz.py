@@ -56,6 +56,10 @@ def endpoints(c) -> list[tuple[str, str, object]]:
         ("GET", "/api/closures", None),
         ("POST", "/api/closures", a_free_date),
         ("DELETE", "/api/closures/{new:closure}", None),
+        ("GET", "/api/operatories", None),
+        ("GET", "/api/hygienists", None),
+        ("GET", "/api/recalls", None),
+        ("GET", "/api/attendance", None),
     ]
 
 
@@ -78,6 +82,11 @@ EXPECTED = {
     13: dict(admin=200, dentist=200, other_dentist=200, patient=200, other_patient=200, service=200),
     14: dict(admin=201, dentist=403, other_dentist=403, patient=403, other_patient=403, service=403),
     15: dict(admin=204, dentist=403, other_dentist=403, patient=403, other_patient=403, service=403),
+    16: dict(admin=200, dentist=200, other_dentist=200, patient=200, other_patient=200, service=200),
+    17: dict(admin=200, dentist=200, other_dentist=200, patient=200, other_patient=200, service=200),
+    # who is due for a recall names patients: the front desk's only
+    18: dict(admin=200, dentist=403, other_dentist=403, patient=403, other_patient=403, service=403),
+    19: dict(admin=200, dentist=403, other_dentist=403, patient=403, other_patient=403, service=403),
 }
 
 

@@ -231,7 +231,7 @@ async def test_resync_required_reloads_the_cache(engine, settings, booking, db_u
         await server.stop()
         await client.wait_disconnected(WAIT)
         loads = cache.counts["full_loads"]
-        svc = service_ids(engine)[0]
+        svc = service_ids(engine)[2]  # a filling: it holds its dentist (a cleaning holds a hygienist)
         slots = [first_slot(booking, svc, skip=i * 8) for i in range(3)]
         for s in slots:
             await asyncio.to_thread(book, booking, db_url, svc, s)

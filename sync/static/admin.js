@@ -1,5 +1,5 @@
 /* /admin: every dentist's appointments for today and the next two weeks, live, with status buttons;
-   any dentist's date overrides and the clinic's closures. */
+   today per chair; any dentist's date overrides and the clinic's closures. */
 (function () {
   "use strict";
   var C = window.Clinic, h = C.h;
@@ -10,36 +10,87 @@
   function start() {
     var counters = h("dl", {class: "counters", id: "counters"});
     var board = h("div", {class: "columns", id: "board"});
+    var chairsBoard = h("div", {class: "columns", id: "chairs"});
     var overridesCard = h("section", {class: "card", id: "overrides"});
     var closuresCard = h("section", {class: "card", id: "closures"});
+    var recallsCard = h("section", {class: "card", id: "recalls"});
+    var attendanceCard = h("section", {class: "card", id: "attendance"});
     main.replaceChildren(
       h("div", {id: "notice", class: "notice", role: "alert"}),
       h("section", {class: "card", "aria-labelledby": "counters-title"},
         h("h2", {id: "counters-title"}, "Live service"), counters),
       board,
-      h("div", {class: "columns", id: "rules"}, closuresCard, overridesCard));
+      h("h2", {class: "section-title"}, "Today per chair"), chairsBoard,
+      h("div", {class: "columns", id: "rules"}, closuresCard, overridesCard, recallsCard, attendanceCard));
+    recalls();
     var closures = window.Rules.Closures(closuresCard, {editable: true});
     var overrides = null;
     closures.load();
 
-    C.api("GET", "/api/dentists").then(function (data) {
+    Promise.all([C.api("GET", "/api/dentists"), C.api("GET", "/api/operatories")]).then(function (got) {
+      var data = got[0];
       var columns = data.dentists.filter(function (d) { return d.active; })
         .map(function (d) { return {id: d.id, title: d.full_name}; });
-      var b = new window.Schedule.Board(board, {columns: columns, actions: true, title: "Appointments"});
-      b.render();
+      var dentists = new window.Schedule.Board(board, {columns: columns, actions: true, title: "Appointments"});
+      var chairs = new window.Schedule.Board(chairsBoard, {
+        columns: got[1].operatories.filter(function (o) { return o.active; })
+          .map(function (o) { return {id: o.id, title: o.name}; }),
+        columnKey: "operatory_id", days: 0, title: "Chairs"});
+      var b = {  // both boards show the same visits: one live stream feeds them
+        load: function (list) { dentists.load(list); chairs.load(list); },
+        upsert: function (a, how) { dentists.upsert(a, how); chairs.upsert(a); },
+        remove: function (id) { dentists.remove(id); chairs.remove(id); }
+      };
+      dentists.render();
+      chairs.render();
       overrides = window.Rules.Overrides(overridesCard, {
         dentists: data.dentists, dentistId: data.dentists.length ? data.dentists[0].id : null,
         title: "A dentist's other hours on a date"});
       overrides.load();
       window.Schedule.live(b, function () {
         return C.api("GET", "/api/appointments?from=" + encodeURIComponent(C.dayKey()) + "&to=" + encodeURIComponent(until()));
-      }, {onChange: statsSoon, onConnect: statsSoon,
+      }, {onChange: function () { statsSoon(); recallsSoon(); }, onConnect: statsSoon,
           onAvailability: function (ev) { closures.onEvent(ev); overrides.onEvent(ev); },
           onResync: function () { closures.load(); overrides.load(); }});
     }).catch(function (err) {
       if (err.status === 401) C.signIn(main, ["admin"], start, "That token was not accepted: " + err.message);
       else C.notify("Could not load the dentists: " + err.message, "error");
     });
+
+    // who is due for a recalled service (the six-month cleaning): read again after a visit changes
+    var recallTimer = null;
+    function recallsSoon() { clearTimeout(recallTimer); recallTimer = setTimeout(recalls, 500); }
+    function recalls() {
+      attendance();
+      C.api("GET", "/api/recalls").then(function (data) {
+        var list = h("ul", {class: "appts", "aria-label": "Patients due for a recall"});
+        data.due.forEach(function (d) {
+          list.appendChild(h("li", {"data-patient": d.patient_id},
+            h("div", {class: "appt-head"},
+              h("span", {class: "appt-who"}, d.patient_name),
+              h("span", {class: "appt-service"}, d.service_name),
+              h("span", {class: "appt-time"}, "due since " + C.day(d.due_at) + " (last visit " + C.day(d.last_visit) + ")"))));
+        });
+        recallsCard.replaceChildren(h("h2", {}, "Recalls due"),
+          data.due.length ? list : h("p", {class: "empty"}, "Nobody is due."));
+      }).catch(function (err) { C.notify("Could not load the recall list: " + err.message, "error"); });
+    }
+
+    // no-shows and late cancellations per patient (the cancellation policy's counts)
+    function attendance() {
+      C.api("GET", "/api/attendance").then(function (data) {
+        var list = h("ul", {class: "appts", "aria-label": "No-shows and late cancellations"});
+        data.patients.forEach(function (p) {
+          list.appendChild(h("li", {"data-patient": p.patient_id},
+            h("div", {class: "appt-head"},
+              h("span", {class: "appt-who"}, p.patient_name),
+              h("span", {class: "appt-service"}, p.no_shows + " no-show" + (p.no_shows === 1 ? "" : "s")),
+              h("span", {class: "appt-time"}, p.late_cancels + " late cancellation" + (p.late_cancels === 1 ? "" : "s")))));
+        });
+        attendanceCard.replaceChildren(h("h2", {}, "No-shows and late cancellations"),
+          data.patients.length ? list : h("p", {class: "empty"}, "Nobody has missed a visit."));
+      }).catch(function (err) { C.notify("Could not load attendance: " + err.message, "error"); });
+    }
 
     var timer = null;
     function statsSoon() { clearTimeout(timer); timer = setTimeout(stats, 300); }

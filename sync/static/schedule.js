@@ -15,10 +15,10 @@
 
   function Board(root, options) {
     this.root = root;
-    this.options = options;               // {columns: [{id, title}] | null, actions, title, perColumn(appt)}
+    this.options = options;               // {columns: [{id, title}] | null, columnKey, actions, title, days}
     this.items = new Map();
     this.changes = new Map();             // id → "created" | "updated": marked until the page reloads
-    this.days = options.days || DAYS;     // today and this many days ahead
+    this.days = options.days === undefined ? DAYS : options.days;  // today and this many days ahead
   }
 
   Board.prototype.inWindow = function (a) {
@@ -62,7 +62,8 @@
     });
     var columns = opts.columns || [{id: null, title: null}];
     var sections = columns.map(function (col) {
-      var mine = sorted.filter(function (a) { return col.id === null || a.dentist_id === col.id; });
+      var key = opts.columnKey || "dentist_id";  // "operatory_id": a column per chair
+      var mine = sorted.filter(function (a) { return col.id === null || a[key] === col.id; });
       var list = h("ul", {class: "appts", "aria-label": col.title ? "Appointments with " + col.title : "Appointments"});
       var lastDay = null;
       mine.forEach(function (a) {
@@ -74,9 +75,11 @@
         }
         list.appendChild(self.item(a));
       });
-      return h("section", {class: "card column", "data-dentist": col.id, "aria-label": col.title || opts.title},
+      return h("section", {class: "card column", "data-dentist": key === "dentist_id" ? col.id : null,
+                           "data-column": col.id, "aria-label": col.title || opts.title},
         h("h2", {}, col.title || opts.title),
-        mine.length ? list : h("p", {class: "empty"}, "No appointments in the next " + self.days + " days."));
+        mine.length ? list : h("p", {class: "empty"}, self.days ? "No appointments in the next " + self.days + " days."
+                                                                : "No appointments today."));
     });
     self.root.replaceChildren.apply(self.root, sections);
     if (focused) {
@@ -96,7 +99,8 @@
                       class: a.status === "cancelled" ? "cancelled" : null},
       h("div", {class: "appt-head"},
         h("span", {class: "appt-time"}, C.clock(a.starts_at) + "–" + C.clock(a.ends_at)),
-        h("span", {class: "appt-who"}, self.options.columns ? a.patient_name : (self.options.showDentist ? a.dentist_name : a.patient_name)),
+        h("span", {class: "appt-who"}, self.options.columnKey === "operatory_id" ? a.patient_name + " · " + a.dentist_name
+              : self.options.columns ? a.patient_name : (self.options.showDentist ? a.dentist_name : a.patient_name)),
         h("span", {class: "appt-service"}, a.service_name),
         C.statusBadge(a.status)),
       a.notes ? h("div", {class: "appt-notes"}, a.notes) : null,

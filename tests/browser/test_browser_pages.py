@@ -61,6 +61,38 @@ def book_free(svc: BookingService, patient_id: int, dentist_id: int, service_id:
     raise AssertionError(f"patient {patient_id} and dentist {dentist_id} have no common free time")
 
 
+async def test_the_front_desk_sees_today_per_chair_live(browser, settings, engine):
+    """A visit written straight into the database for today shows in its chair's column on
+    /admin, and moves to another chair's column live when the database says so."""
+    seed(engine, settings)
+    today = datetime.now(settings.tz).replace(hour=12, minute=0, second=0, microsecond=0)
+    with engine.begin() as conn:
+        visit = conn.execute(text(
+            "INSERT INTO appointments (patient_id, dentist_id, service_id, starts_at, ends_at, operatory_id)"
+            " SELECT p.id, 1, 2, :at, :at + interval '30 minutes', 2 FROM patients p"
+            " WHERE p.full_name = 'Logan Lopez' RETURNING id"), {"at": today}).scalar_one()
+        due = conn.execute(text(  # a cleaning completed a year ago: due for its six-month recall
+            "INSERT INTO appointments (patient_id, dentist_id, service_id, starts_at, ends_at, status)"
+            " SELECT p.id, 1, s.id, :at, :at + interval '45 minutes', 'completed' FROM patients p, services s"
+            " WHERE p.full_name = 'Emily Lee' AND s.name = 'Cleaning' RETURNING patient_id"),
+            {"at": today - timedelta(days=365)}).scalar_one()
+    async with running(settings) as server:
+        page, errors = await open_page(browser, f"{server.url}/admin?token={mint('admin', settings=settings)}")
+        await wait_live(page)
+        chair2 = page.locator(f'#chairs section[data-column="2"] li[data-id="{visit}"]')
+        await chair2.wait_for()
+        assert await chair2.locator(".appt-who").inner_text() == "Logan Lopez · Dr. Maria Alvarez"
+        assert await page.locator('#chairs section[aria-label]').count() == 4  # the seed's chairs
+        recall = page.locator(f'#recalls li[data-patient="{due}"]')
+        await recall.wait_for()
+        assert "Emily Lee" in await recall.inner_text() and "Cleaning" in await recall.inner_text()
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE appointments SET operatory_id = 4 WHERE id = :id"), {"id": visit})
+        await page.locator(f'#chairs section[data-column="4"] li[data-id="{visit}"]').wait_for()
+        assert await chair2.count() == 0
+        assert not errors
+
+
 async def test_booking_appears_on_admin_without_reload(browser, shot, settings, engine, db_url):
     seed(engine, settings)
     svc = BookingService(engine, settings)
@@ -78,7 +110,7 @@ async def test_booking_appears_on_admin_without_reload(browser, shot, settings, 
         result = await asyncio.to_thread(book_free, svc, patient_id=5, dentist_id=2, notes="Booked by phone")
         assert result.ok, result
         new = result.appointment.id
-        row = page.locator(f'li[data-id="{new}"]')
+        row = page.locator(f'#board li[data-id="{new}"]')
         await row.wait_for()  # pushed live, no reload (how fast: bench/)
         assert await page.evaluate("window.__marker") == marker  # same document: not reloaded
         column = page.locator('section[data-dentist="2"]')
