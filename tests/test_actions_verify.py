@@ -93,6 +93,34 @@ async def test_a_stranger_with_a_patients_number_books_nothing_in_that_record(gw
     assert (await chat.run(ActionListAppointments())).responses == ["utter_no_appointments_anonymous"]
 
 
+async def test_a_stranger_with_a_patients_number_cannot_move_her_visit(gw, engine):
+    with session_scope(engine) as s:
+        whitening = s.scalars(select(Appointment).where(Appointment.patient.has(phone=EMMA),
+                                                        Appointment.service.has(name="Whitening"))).one()
+        visit, was = whitening.id, whitening.starts_at
+        free = gw.free_slots(whitening.service_id, NOW + timedelta(days=1), NOW + timedelta(days=8),
+                             dentist_id=whitening.dentist_id, limit=1)[0]  # a time the move would get
+    chat = Chat("stranger")
+    assert (await code_asked(chat, name="Not Emma", phone="212 555 0101")).responses == ["utter_code_sent"]
+    chat.slots.update(requested_slot=None, confirmed=None, outcome=None)  # the code is Emma's to read: never typed
+    chat.active_loop = "reschedule_form"
+    for text, named in ((f'/reschedule_appointment{{"appointment_id": "{visit}"}}', str(visit)),  # its number
+                        ("move my whitening to thursday", "my whitening")):                      # in words
+        chat.slots.update(requested_slot=None, appointment_id=None, outcome=None)
+        chat.say(text, "reschedule_appointment", {"appointment_id": named}, appointment_id=named)
+        turn = await chat.run(ValidateRescheduleForm())
+        assert turn.responses == ["utter_no_appointments_anonymous"], text  # the form ends: nothing of hers
+    # the slots set by hand (a crafted tracker): the yes still moves nothing and texts Emma nothing
+    chat.slots.update(appointment_id=str(visit), slot_choice=f"{free.starts_at.isoformat()}|{free.dentist_id}",
+                      requested_slot="confirmed", outcome=None)
+    chat.say("yes", "affirm", confirmed=True)
+    turn = await chat.run(ValidateRescheduleForm())
+    assert turn.responses == ["utter_code_no_phone"] and turn.slots()["outcome"] == "failed"
+    with session_scope(engine) as s:
+        assert s.get(Appointment, visit).starts_at == was
+    assert codes_sent(engine, EMMA) == 1  # only the booking's code, which the stranger never had
+
+
 async def test_resend_waits_its_turn_then_replaces_the_code(gw, engine, clock):
     chat = Chat()
     form = ValidateBookingForm()
