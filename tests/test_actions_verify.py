@@ -11,11 +11,13 @@ import pytest
 from sqlalchemy import func, select, text
 
 from actions.booking import AskBookingConfirmed, ValidateBookingForm
+from actions.caller import Caller
 from actions.gateway import Gateway, SqlAvailability, use_gateway
 from actions.manage import ActionListAppointments, ValidateCancelForm, ValidateRescheduleForm
 from actions.verify import AskVerificationCode, code_in, masked
+from bot.booking import Outcome
 from bot.db import session_scope
-from bot.models import Appointment
+from bot.models import Appointment, Patient
 from bot.seed import seed
 from action_kit import Chat, Turn, prove_phone, sent_code, type_code, yes_then_code
 from test_actions_booking import fill_until_confirmation
@@ -119,6 +121,21 @@ async def test_a_stranger_with_a_patients_number_cannot_move_her_visit(gw, engin
     with session_scope(engine) as s:
         assert s.get(Appointment, visit).starts_at == was
     assert codes_sent(engine, EMMA) == 1  # only the booking's code, which the stranger never had
+
+
+def test_the_gateway_gives_a_chat_a_patient_only_for_a_phone_it_proved(gw, engine):
+    with session_scope(engine) as s:
+        emma = s.scalar(select(Patient.id).where(Patient.phone == EMMA))
+    web, other_tab = Caller(None, False, "web-42"), Caller(None, False, "web-43")
+    refused = gw.chat_patient(web, "Not Emma", "212 555 0101")
+    assert (refused.outcome, refused.patient_id, refused.field) == (Outcome.NOT_VERIFIED, None, "phone")
+    prove_phone(gw, Chat(web.conversation_id), EMMA)  # this conversation typed back the code texted to her
+    found = gw.chat_patient(web, "Emma", "(212) 555-0101")
+    assert (found.outcome, found.patient_id) == (Outcome.FOUND, emma)
+    assert gw.chat_patient(other_tab, "Emma", EMMA).outcome is Outcome.NOT_VERIFIED  # another conversation
+    assert gw.chat_patient(web, "Someone Else", "212 555 0177").outcome is Outcome.NOT_VERIFIED  # another phone
+    with session_scope(engine) as s:
+        assert s.scalar(select(func.count()).select_from(Patient).where(Patient.phone == "+12125550177")) == 0
 
 
 async def test_resend_waits_its_turn_then_replaces_the_code(gw, engine, clock):
