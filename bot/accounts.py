@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 from . import staff_sessions
 from .db import InvalidData, session_scope
 from .models import Dentist, StaffSignIn, StaffUser
+from .notify import is_email_address
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,6 @@ log = logging.getLogger(__name__)
 HASHER = PasswordHasher()  # Argon2id with argon2-cffi's defaults (RFC 9106's second recommendation)
 _DUMMY_HASH = HASHER.hash(secrets.token_urlsafe(18))  # what an unknown email is checked against
 MAX_PASSWORD_CHARS = 1024
-MAX_EMAIL_CHARS = 254
 UNKNOWN_EMAIL_WINDOW = timedelta(hours=24)  # failures of an unknown email counted this far back
 ROLES = ("admin", "dentist")
 
@@ -79,8 +79,7 @@ def check_password(password: str, settings: Settings) -> None:
 
 def normalise_email(email: str) -> str:
     value = email.strip().lower()
-    local, at, domain = value.partition("@")
-    if not at or not local or "." not in domain or len(value) > MAX_EMAIL_CHARS or any(c.isspace() for c in value):
+    if not is_email_address(value):
         raise AccountError(f"not an email address: {email!r}")
     return value
 

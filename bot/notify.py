@@ -33,11 +33,31 @@ from sqlalchemy.engine import Engine
 
 from .db import session_scope
 from .models import Notification
+from .phone import is_e164
 from .settings import Settings
 
 log = logging.getLogger(__name__)
 
 CHANNELS = ("sms", "email")
+MAX_EMAIL_CHARS = 254
+
+
+def is_email_address(value: object) -> bool:
+    """Whether ``value`` is one email address (``local@domain.tld``): no spaces or line breaks,
+    which in a ``To:`` header would add recipients or headers of their own."""
+    if not isinstance(value, str) or len(value) > MAX_EMAIL_CHARS or any(c.isspace() for c in value):
+        return False
+    local, at, domain = value.partition("@")
+    return bool(at and local and "." in domain.strip(".") and "@" not in domain)
+
+
+def check_recipient(channel: str, recipient: object) -> None:
+    """A message goes only to an address of its channel: an E.164 number for ``sms``, an email
+    address for ``email``. Anything else is a caller's mistake, refused before it is recorded."""
+    if channel == "sms" and not is_e164(recipient):
+        raise ValueError(f"an sms goes to a number in E.164 form (+12125550142), not {recipient!r}")
+    if channel == "email" and not is_email_address(recipient):
+        raise ValueError(f"an email goes to one email address (name@example.com), not {recipient!r}")
 
 
 class SendError(RuntimeError):
@@ -155,6 +175,7 @@ class Notifier:
         sender = self.senders.get(message.channel)
         if sender is None:
             raise ValueError(f"no sender for channel {message.channel!r}")
+        check_recipient(message.channel, message.recipient)
         with session_scope(self.engine) as s:
             row = Notification(channel=message.channel, recipient=message.recipient, body=message.body,
                                subject=message.subject, kind=message.kind, sender=sender.name)

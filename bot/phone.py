@@ -24,6 +24,17 @@ def normalise_phone(raw: str, region: str = "US") -> str:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+def is_e164(value: object) -> bool:
+    """Whether ``value`` is a valid number written exactly in E.164 (``+12125550142``): what an
+    SMS goes to. National forms, spaces and impossible numbers are not."""
+    if not isinstance(value, str) or not value.startswith("+"):
+        return False
+    try:
+        return normalise_phone(value) == value
+    except InvalidPhone:
+        return False
+
+
 def display_phone(e164: str) -> str:
     """A readable national form for messages (``(212) 555-0142``)."""
     try:

@@ -11,11 +11,13 @@ import pytest
 from sqlalchemy import func, select, text
 
 from actions.booking import AskBookingConfirmed, ValidateBookingForm
+from actions.caller import Caller
 from actions.gateway import Gateway, SqlAvailability, use_gateway
 from actions.manage import ActionListAppointments, ValidateCancelForm, ValidateRescheduleForm
 from actions.verify import AskVerificationCode, code_in, masked
+from bot.booking import Outcome
 from bot.db import session_scope
-from bot.models import Appointment
+from bot.models import Appointment, Patient
 from bot.seed import seed
 from action_kit import Chat, Turn, prove_phone, sent_code, type_code, yes_then_code
 from test_actions_booking import fill_until_confirmation
@@ -91,6 +93,49 @@ async def test_a_stranger_with_a_patients_number_books_nothing_in_that_record(gw
     chat.active_loop = None
     chat.say("my appointments", "list_appointments")
     assert (await chat.run(ActionListAppointments())).responses == ["utter_no_appointments_anonymous"]
+
+
+async def test_a_stranger_with_a_patients_number_cannot_move_her_visit(gw, engine):
+    with session_scope(engine) as s:
+        whitening = s.scalars(select(Appointment).where(Appointment.patient.has(phone=EMMA),
+                                                        Appointment.service.has(name="Whitening"))).one()
+        visit, was = whitening.id, whitening.starts_at
+        free = gw.free_slots(whitening.service_id, NOW + timedelta(days=1), NOW + timedelta(days=8),
+                             dentist_id=whitening.dentist_id, limit=1)[0]  # a time the move would get
+    chat = Chat("stranger")
+    assert (await code_asked(chat, name="Not Emma", phone="212 555 0101")).responses == ["utter_code_sent"]
+    chat.slots.update(requested_slot=None, confirmed=None, outcome=None)  # the code is Emma's to read: never typed
+    chat.active_loop = "reschedule_form"
+    for text, named in ((f'/reschedule_appointment{{"appointment_id": "{visit}"}}', str(visit)),  # its number
+                        ("move my whitening to thursday", "my whitening")):                      # in words
+        chat.slots.update(requested_slot=None, appointment_id=None, outcome=None)
+        chat.say(text, "reschedule_appointment", {"appointment_id": named}, appointment_id=named)
+        turn = await chat.run(ValidateRescheduleForm())
+        assert turn.responses == ["utter_no_appointments_anonymous"], text  # the form ends: nothing of hers
+    # the slots set by hand (a crafted tracker): the yes still moves nothing and texts Emma nothing
+    chat.slots.update(appointment_id=str(visit), slot_choice=f"{free.starts_at.isoformat()}|{free.dentist_id}",
+                      requested_slot="confirmed", outcome=None)
+    chat.say("yes", "affirm", confirmed=True)
+    turn = await chat.run(ValidateRescheduleForm())
+    assert turn.responses == ["utter_code_no_phone"] and turn.slots()["outcome"] == "failed"
+    with session_scope(engine) as s:
+        assert s.get(Appointment, visit).starts_at == was
+    assert codes_sent(engine, EMMA) == 1  # only the booking's code, which the stranger never had
+
+
+def test_the_gateway_gives_a_chat_a_patient_only_for_a_phone_it_proved(gw, engine):
+    with session_scope(engine) as s:
+        emma = s.scalar(select(Patient.id).where(Patient.phone == EMMA))
+    web, other_tab = Caller(None, False, "web-42"), Caller(None, False, "web-43")
+    refused = gw.chat_patient(web, "Not Emma", "212 555 0101")
+    assert (refused.outcome, refused.patient_id, refused.field) == (Outcome.NOT_VERIFIED, None, "phone")
+    prove_phone(gw, Chat(web.conversation_id), EMMA)  # this conversation typed back the code texted to her
+    found = gw.chat_patient(web, "Emma", "(212) 555-0101")
+    assert (found.outcome, found.patient_id) == (Outcome.FOUND, emma)
+    assert gw.chat_patient(other_tab, "Emma", EMMA).outcome is Outcome.NOT_VERIFIED  # another conversation
+    assert gw.chat_patient(web, "Someone Else", "212 555 0177").outcome is Outcome.NOT_VERIFIED  # another phone
+    with session_scope(engine) as s:
+        assert s.scalar(select(func.count()).select_from(Patient).where(Patient.phone == "+12125550177")) == 0
 
 
 async def test_resend_waits_its_turn_then_replaces_the_code(gw, engine, clock):

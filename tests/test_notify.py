@@ -86,3 +86,28 @@ def test_a_channel_without_sender_and_an_http_sender_without_url_are_refused(eng
         Settings(database_url=settings.database_url, env="test", jwt_secret="t" * 40, sms_sender="http",
                  _env_file=None)
     assert rows(engine) == []
+
+
+class Recording:
+    name = "recording"
+
+    def __init__(self):
+        self.delivered: list[Message] = []
+
+    def deliver(self, message: Message) -> None:
+        self.delivered.append(message)
+
+
+@pytest.mark.parametrize("channel, recipient", [
+    ("sms", "2125550101"), ("sms", "+1 212 555 0101"), ("sms", "+1212555010"), ("sms", "ana@example.com"),
+    ("sms", ""), ("email", "+12125550101"), ("email", "ana@example"), ("email", "ana smith@example.com"),
+    ("email", "ana@example.com\r\nBcc: all@evil.example"), ("email", "ana@example.com, li@example.com")])
+def test_a_recipient_that_is_not_of_its_channel_is_refused_before_anything_is_recorded(engine, channel, recipient):
+    sender = Recording()
+    notifier = Notifier(engine, {"sms": sender, "email": sender})
+    expected = "E.164" if channel == "sms" else "one email address"
+    with pytest.raises(ValueError, match=expected):
+        notifier.send(Message(channel, recipient, "Your code is 123456."))
+    assert sender.delivered == [] and rows(engine) == []
+    good = "+12125550101" if channel == "sms" else "ana@example.com"
+    assert notifier.send(Message(channel, good, "Hello")).ok and [m.recipient for m in sender.delivered] == [good]

@@ -106,6 +106,19 @@ async def test_a_cookie_signed_write_needs_the_csrf_token_and_our_origin(clinic)
     assert status == 200
 
 
+async def test_a_sign_in_posted_from_another_site_is_refused(clinic, db_url):
+    # login CSRF: another site's page posting our sign-in with its own (or the victim's) password
+    for form in (False, True):
+        for origin in (EVIL, "null"):
+            signed = await login(clinic.url, "desk@clinic.example", form=form, headers={"Origin": origin})
+            assert (signed.status, signed.body.get("error")) == (403, "csrf_failed"), (form, origin)
+            assert signed.cookie is None and "Set-Cookie" not in signed.headers, (form, origin)
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("SELECT count(*) FROM staff_sessions").fetchone() == (0,)
+    signed = await login(clinic.url, "desk@clinic.example", form=True, headers={"Origin": clinic.url})
+    assert signed.status == 303 and signed.cookie is not None  # our own page's form still signs in
+
+
 async def test_sign_out_ends_the_session_on_the_server(clinic):
     signed = await login(clinic.url, "desk@clinic.example")
     status, body = await call("POST", f"{clinic.url}/logout", headers=signed.cookie_header)

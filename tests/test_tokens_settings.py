@@ -85,3 +85,13 @@ def test_bad_settings_are_refused():
         Settings(database_url="mysql://x/y", _env_file=None)
     with pytest.raises(ValueError, match="unknown time zone"):
         Settings(clinic_timezone="Mars/Olympus", _env_file=None)
+
+
+def test_turning_chat_verification_off_warns_that_the_chat_books_without_a_code(caplog):
+    with caplog.at_level("WARNING", logger="bot.settings"):
+        Settings(jwt_secret="s" * 40, _env_file=None)
+        assert not caplog.records  # on by default: nothing to warn about
+        Settings(jwt_secret="s" * 40, chat_verification=False, _env_file=None)
+    [record] = caplog.records
+    assert record.levelname == "WARNING" and record.name == "bot.settings"
+    assert record.getMessage().startswith("CHAT_VERIFICATION is off") and "kiosk" in record.getMessage()

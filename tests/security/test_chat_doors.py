@@ -27,8 +27,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.usefixtures("traine
 
 # (one patient books from four conversations within seconds here: the wait between two codes to
 # one number, which has tests of its own in tests/test_otp.py, would hold the second code)
+# (five codes per client: the client-limit test below asks one for each of its five bookings)
 LIMITS = dict(chat_bookings_per_conversation=2, chat_bookings_per_phone=3, chat_bookings_per_client=4,
-              chat_holds_per_client=2, verification_resend_seconds=0)
+              chat_holds_per_client=2, verification_resend_seconds=0, verification_codes_per_client=5)
 UNAVAILABLE = "the booking system is unavailable"
 DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday")
 
@@ -264,8 +265,9 @@ async def test_a_socket_speaks_only_in_its_own_conversation(stack):
 # --- floods ---------------------------------------------------------------------------------------
 
 async def book(stack: Stack, sender: str, phone: str, request: str, source: str = "127.0.0.1",
-               pick: int = 0) -> str:
-    """One anonymous booking from ``source``; the bot's last answer."""
+               pick: int = 0, guess_wrong: bool = False) -> str:
+    """One anonymous booking from ``source``; the bot's last answer. ``guess_wrong``: the code
+    typed is not the one texted (a made-up number's owner never tells it)."""
     replies = await stack.say(sender, request, source=source)
     offered = slot_buttons(replies)
     assert offered, text(replies)
@@ -277,7 +279,8 @@ async def book(stack: Stack, sender: str, phone: str, request: str, source: str 
     if "Shall I book it?" in text(replies):
         replies = await stack.say(sender, "yes", source=source)
     if "6-digit code" in text(replies):  # the phone is proved once per conversation
-        replies = await stack.say(sender, sent_code(stack, phone), source=source)
+        code = sent_code(stack, phone)
+        replies = await stack.say(sender, f"{(int(code) + 1) % 10**6:06d}" if guess_wrong else code, source=source)
     return text(replies)
 
 
@@ -309,6 +312,23 @@ async def test_one_client_address_books_at_most_its_limit(stack):
     other = await book(stack, conversation(), "212 555 0339",
                        "I would like to book a whitening with any dentist next Friday", source="127.0.0.32")
     assert "You're booked" in other
+
+
+async def test_made_up_numbers_from_one_client_book_nothing_and_are_texted_few_codes(stack):
+    source, limit = "127.0.0.61", stack.settings.verification_codes_per_client
+    phones = [f"+1212555{401 + i:04d}" for i in range(limit + 1)]
+    answers = []
+    for phone in phones:  # each conversation a fresh number, a wrong code, then on to the next
+        sender = conversation()
+        answers.append(await book(stack, sender, phone, "I would like to book a cleaning with any dentist next Monday",
+                                  source=source, guess_wrong=True))
+        await stack.say(sender, "stop", source=source)  # its hold goes: the next one is not held back
+    assert ["isn't right" in a for a in answers] == [True] * limit + [False], answers
+    assert "can't send a code right now" in answers[-1] and "555-0142" in answers[-1], answers[-1]
+    assert rows(stack, "SELECT count(*) FROM appointments a JOIN patients p ON p.id = a.patient_id "
+                       "WHERE p.phone = ANY(%s)", phones) == [(0,)]
+    assert rows(stack, "SELECT count(*) FROM notifications WHERE kind = 'verification_code' AND recipient = ANY(%s)",
+                phones) == [(limit,)]
 
 
 async def test_silent_conversations_of_one_client_hold_at_most_its_limit(stack):
