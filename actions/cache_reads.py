@@ -88,32 +88,44 @@ class SlotQueries:
                          now: datetime, holder: str | None, resources: Resources,
                          limit: int | None = None) -> list[Slot]:
         """``bot.availability.free_slots`` over the per-day memo of each frozen schedule; a dentist
-        with someone's live hold is computed directly (holds expire with time). Then the slots
-        without a free chair (or hygienist) are dropped (``bot.resources``)."""
+        with someone's live hold is computed directly (holds expire with time). The slots without a
+        free chair (or hygienist, ``bot.resources``) are dropped: memoised per day on the chairs'
+        snapshot too, unless one of them has someone's live hold."""
         kw = self._kwargs(service, now, holder)
         needs = Needs.of(service)
         if needs.hygienist:
             schedules = [sc.on_duty() if isinstance(sc, FrozenSchedule) else on_duty(sc) for sc in schedules]
-        pools = resources.view(needs, tz=self.tz, now=now, holder=holder,
-                               buffers=(kw["buffer_before"], kw["buffer_after"]))
+        buffers = (kw["buffer_before"], kw["buffer_after"])
+        limits = bool(resources.pools(needs))
+        held_now = limits and resources.live_holds(needs, now, holder)
+        pools = None  # the chairs as they are now, holds included: built only when the memo cannot serve
+
+        def fits(r: tuple) -> bool:
+            nonlocal pools
+            if pools is None:
+                pools = resources.view(needs, tz=self.tz, now=now, holder=holder, buffers=buffers)
+            return pools.fits(r[0], r[2])
         first, last = start.astimezone(self.tz).date(), end.astimezone(self.tz).date()
         shape = dict(tz=self.tz, step=self.step, buffer_before=kw["buffer_before"], buffer_after=kw["buffer_after"])
         rows: list[tuple] = []
         for sched in schedules:
             if not isinstance(sched, FrozenSchedule) or sched.live_holds(now, holder):
-                rows.extend((sl.starts_at, sl.dentist_id, sl.ends_at, sl)
-                            for sl in iter_free_slots(sched, service.duration, start, end, **kw))
+                found = ((sl.starts_at, sl.dentist_id, sl.ends_at, sl)
+                         for sl in iter_free_slots(sched, service.duration, start, end, **kw))
+                rows.extend(r for r in found if not limits or fits(r))
                 continue
             day = first
             while day <= last:
                 slots = sched.day_slots(day, service.duration, **shape)
+                if held_now:
+                    slots = tuple(r for r in slots if fits(r))
+                elif limits:
+                    slots = resources.fitting(sched, (needs, buffers, service.duration, day), slots, self.tz)
                 if first < day < last:  # a whole day inside [start, end)
                     rows.extend(slots)
                 else:
                     rows.extend(r for r in slots if start <= r[0] < end)
                 day += timedelta(days=1)
-        if pools.limits:
-            rows = [r for r in rows if pools.fits(r[0], r[2])]
         rows.sort()  # (starts_at, dentist_id, ends_at) is unique: the Slot itself is never compared
         if limit is not None:
             rows = rows[:max(1, limit)]  # as bot.availability.free_slots: it checks the limit after adding

@@ -15,15 +15,16 @@ without their visits and holds (``on_duty``).
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Iterable, Iterator, Mapping
+from typing import Iterator, Mapping
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from .availability import DentistSchedule, Hold, Interval, Slot, _overlaps, within_hours
+from .availability import DentistSchedule, Hold, Interval, _overlaps, local_block, merge_intervals
 from .models import Appointment, Hygienist, HygienistTimeOff, HygienistWorkingHours, Operatory, SlotHold
 
 DENTIST, HYGIENIST = "dentist", "hygienist"  # services.performed_by
@@ -51,6 +52,28 @@ class Resources:
 
     chairs: dict[int, DentistSchedule] = field(default_factory=dict)
     hygienists: dict[int, DentistSchedule] = field(default_factory=dict)
+    # the action server's cache never changes a published Resources (a change publishes a new one),
+    # so what fits on it is memoised here: (id(dentist diary), query shape) -> (that diary, rows)
+    _fits: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def live_holds(self, needs: Needs, now: datetime, holder: str | None) -> bool:
+        """Whether a chair or hygienist ``needs`` asks for has someone else's live hold."""
+        return any(h.expires_at > now and (holder is None or h.holder != holder)
+                   for _, members in self.pools(needs) for diary in members.values() for h in diary.holds.values())
+
+    def fitting(self, diary: DentistSchedule, key: tuple, rows: tuple, tz: ZoneInfo) -> tuple:
+        """``rows`` (one day's free slots of ``diary``, as ``(starts_at, dentist_id, ends_at, slot)``)
+        that have a free chair and hygienist, holds aside; memoised on this snapshot. ``key`` is
+        (needs, buffers, duration, day)."""
+        memo_key = (id(diary), key)
+        hit = self._fits.get(memo_key)
+        if hit is not None and hit[0] is diary:
+            return hit[1]
+        needs, buffers = key[0], key[1]
+        view = self.view(needs, tz=tz, now=None, holder=None, buffers=buffers, with_holds=False)
+        out = tuple(r for r in rows if view.fits(r[0], r[2]))
+        self._fits[memo_key] = (diary, out)  # a racing reader computes the same tuple
+        return out
 
     def pools(self, needs: Needs) -> list[tuple[str, Mapping[int, DentistSchedule]]]:
         pools = []
@@ -62,7 +85,7 @@ class Resources:
 
     def view(self, needs: Needs, *, tz: ZoneInfo, now: datetime | None, holder: str | None,
              buffers: tuple[timedelta, timedelta] = (timedelta(0), timedelta(0)),
-             ignore: int | None = None) -> "PoolView":
+             ignore: int | None = None, with_holds: bool = True) -> "PoolView":
         """The pools ``needs`` asks for, with each member's blocked intervals merged once (``ignore``:
         a visit being moved, whose own time does not block it)."""
         prepared = []
@@ -71,7 +94,7 @@ class Resources:
             for rid, diary in members.items():
                 if ignore is not None and ignore in diary.busy:
                     diary = replace(diary, busy={k: v for k, v in diary.busy.items() if k != ignore})
-                blocked = diary.blocked(now=now, holder=holder)
+                blocked = diary.blocked(now=now, holder=holder) if with_holds else _no_holds(diary)
                 rows.append((rid, diary, blocked, [e for _, e in blocked]))
             prepared.append((column, column == "hygienist_id", rows))
         return PoolView(prepared, tz, buffers)
@@ -92,50 +115,60 @@ class Resources:
 
 @dataclass(frozen=True)
 class PoolView:
+    """The pools a service needs, each member's blocked intervals merged once; answers "is a chair
+    (and a hygienist) free for this visit?" with a bisection per member. A hygienist's working
+    blocks of a day are placed in UTC once per view (``_blocks``); their time off is among the
+    blocked intervals already, and the held range covers the visit, so one overlap test covers
+    both."""
+
     pools: list
     tz: ZoneInfo
     buffers: tuple[timedelta, timedelta] = (timedelta(0), timedelta(0))
+    _days: dict = field(default_factory=dict, compare=False, repr=False)  # (rid, day) -> UTC blocks
 
     @property
     def limits(self) -> bool:
         return bool(self.pools)
 
+    def _blocks(self, rid: int, diary: DentistSchedule, day) -> list[Interval]:
+        key = (rid, day)
+        found = self._days.get(key)
+        if found is None:
+            found = self._days[key] = [local_block(day, s, e, self.tz) for s, e in diary.blocks_for(day)]
+        return found
+
+    def _free(self, rows: list, hours: bool, starts_at: datetime, ends_at: datetime, held: Interval,
+              day) -> Iterator[int]:
+        for rid, diary, blocked, ends in rows:
+            if hours and not any(bs <= starts_at and ends_at <= be for bs, be in self._blocks(rid, diary, day)):
+                continue
+            if not _overlaps(blocked, ends, held[0], held[1]):
+                yield rid
+
     def pick(self, starts_at: datetime, ends_at: datetime, held: Interval) -> dict[str, int] | None:
         """One free member of each pool for a visit at [starts_at, ends_at) holding ``held``
         (the lowest id first), or None when some pool has none free."""
+        day = starts_at.astimezone(self.tz).date()
         chosen: dict[str, int] = {}
         for column, hours, rows in self.pools:
-            for rid, diary, blocked, ends in rows:
-                if hours and not within_hours(diary, starts_at, ends_at, self.tz):
-                    continue
-                if not _overlaps(blocked, ends, held[0], held[1]):
-                    chosen[column] = rid
-                    break
-            else:
+            rid = next(self._free(rows, hours, starts_at, ends_at, held, day), None)
+            if rid is None:
                 return None
+            chosen[column] = rid
         return chosen
 
     def members(self, starts_at: datetime, ends_at: datetime, held: Interval) -> Iterator[dict[str, int]]:
         """Every free combination, lowest ids first (a booking tries the next when a concurrent
         one took the first)."""
-        choices: list[list[tuple[str, int]]] = []
+        day = starts_at.astimezone(self.tz).date()
+        choices = []
         for column, hours, rows in self.pools:
-            free = [(column, rid) for rid, diary, blocked, ends in rows
-                    if (not hours or within_hours(diary, starts_at, ends_at, self.tz))
-                    and not _overlaps(blocked, ends, held[0], held[1])]
+            free = [(column, rid) for rid in self._free(rows, hours, starts_at, ends_at, held, day)]
             if not free:
                 return
             choices.append(free)
-
-        def walk(i: int, acc: dict[str, int]) -> Iterator[dict[str, int]]:
-            if i == len(choices):
-                yield dict(acc)
-                return
-            for column, rid in choices[i]:
-                acc[column] = rid
-                yield from walk(i + 1, acc)
-
-        yield from walk(0, {})
+        for combination in itertools.product(*choices):
+            yield dict(combination)
 
     def held(self, starts_at: datetime, ends_at: datetime) -> Interval:
         return starts_at - self.buffers[0], ends_at + self.buffers[1]
@@ -144,9 +177,10 @@ class PoolView:
         """Whether every pool has a free member for a visit at [starts_at, ends_at)."""
         return not self.pools or self.pick(starts_at, ends_at, self.held(starts_at, ends_at)) is not None
 
-    def keep(self, slots: Iterable[Slot]) -> Iterator[Slot]:
-        """The slots for which every pool has a free member."""
-        return (sl for sl in slots if self.fits(sl.starts_at, sl.ends_at))
+
+def _no_holds(diary: DentistSchedule) -> list[Interval]:
+    base = getattr(diary, "_base", None)  # a FrozenSchedule merges its time off and visits once
+    return base if base is not None else merge_intervals(sorted([*diary.time_off.values(), *diary.busy.values()]))
 
 
 def on_duty(schedule: DentistSchedule) -> DentistSchedule:
