@@ -186,6 +186,11 @@ class Gateway:
         with session_scope(self.booking.engine) as s:
             return s.scalar(select(Patient.id).where(Patient.phone == phone))
 
+    def too_late_to_change(self, visit) -> bool:
+        """Whether the cancellation policy keeps a patient from moving or cancelling ``visit`` now
+        (CANCEL_NOTICE_HOURS before it; the booking service checks it again at the write)."""
+        return visit.starts_at - self.now() < timedelta(hours=self.settings.cancel_notice_hours)
+
     def recalls_due(self, patient_id: int) -> list[recalls.Due]:
         """The recalled services this patient is due for now (bot/recalls.py)."""
         with session_scope(self.booking.engine) as s:

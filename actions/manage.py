@@ -123,6 +123,10 @@ class AppointmentMixin:
                 return {"appointment_id": None}
             return {"appointment_id": None, **not_understood(dispatcher, tracker, "appointment_id",
                                                                 "utter_appointment_not_found")}
+        visit = next(a for a in visits if a.id == wanted)
+        if gw.too_late_to_change(visit):  # the cancellation policy, said before any other question
+            announce(dispatcher, gw, Result(Outcome.TOO_LATE, appointment=visit))
+            return {"appointment_id": None, "outcome": "none"}
         return {"appointment_id": str(wanted)}
 
 

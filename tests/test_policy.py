@@ -119,3 +119,34 @@ async def test_attendance_is_the_front_desks_only(settings, engine, db_url):
         for who in ("dentist", "patient"):
             code, body = await call("GET", f"{c.url}/api/attendance", tokens[who])
             assert (code, body["error"]) == (403, "forbidden")
+
+
+async def test_the_bot_says_so_as_soon_as_the_visit_is_named_and_asks_nothing_more(strict, engine, db_url,
+                                                                                     visits):
+    from action_kit import Chat
+    from actions.gateway import use_gateway
+    from actions.manage import ValidateCancelForm, ValidateRescheduleForm
+    from bot.tokens import mint
+
+    use_gateway(make_gateway(engine, strict, NOW))
+    try:
+        for form, loop, intent in ((ValidateCancelForm, "cancel_form", "cancel_appointment"),
+                                   (ValidateRescheduleForm, "reschedule_form", "reschedule_appointment")):
+            chat = Chat(f"policy-{loop}", metadata={"token": mint("patient", PATIENT, settings=strict)})
+            chat.active_loop = loop
+            chat.say(f"{intent.split('_')[0]} #{visits['soon']}", intent, {"appointment_id": str(visits["soon"])},
+                     appointment_id=str(visits["soon"]))
+            turn = await chat.run(form())
+            assert turn.responses == ["utter_too_late_to_change"], turn.responses
+            assert turn.slots()["outcome"] == "none" and turn.slots()["appointment_id"] is None
+            # the one in 25 hours may be changed: the form goes on with it
+            chat = Chat(f"policy-{loop}-later", metadata={"token": mint("patient", PATIENT, settings=strict)})
+            chat.active_loop = loop
+            chat.say(f"{intent.split('_')[0]} #{visits['later']}", intent, {"appointment_id": str(visits["later"])},
+                     appointment_id=str(visits["later"]))
+            turn = await chat.run(form())
+            assert "utter_too_late_to_change" not in turn.responses
+            assert turn.slots().get("appointment_id") == str(visits["later"])
+    finally:
+        use_gateway(None)
+    assert status(db_url, visits["soon"])[0] == "pending"
