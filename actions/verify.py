@@ -137,7 +137,7 @@ class CodeStep:
             return {"verification_code": "ok", SAID: "verified", **self.write(dispatcher, tracker)}
         if result.outcome is CodeOutcome.WRONG:
             dispatcher.utter_message(response="utter_code_wrong", tries=result.tries_left,
-                                     plural="" if result.tries_left == 1 else "s")
+                                     tries_word="try" if result.tries_left == 1 else "tries")
             return {"verification_code": None, SAID: "wrong"}
         if result.outcome in (CodeOutcome.LOCKED, CodeOutcome.EXPIRED, CodeOutcome.NO_CODE):
             dispatcher.utter_message(response="utter_code_locked" if result.outcome is CodeOutcome.LOCKED

@@ -84,6 +84,7 @@ async def test_a_stranger_with_a_patients_number_books_nothing_in_that_record(gw
     for left in (4, 3, 2, 1):
         turn = await type_code(chat, form, gw.settings.database_url, EMMA, wrong(code))
         assert turn.responses == ["utter_code_wrong"] and turn.messages[0]["tries"] == left
+        assert turn.messages[0]["tries_word"] == ("try" if left == 1 else "tries")  # "4 more tries left"
     clock.now += timedelta(seconds=31)
     turn = await type_code(chat, form, gw.settings.database_url, EMMA, wrong(code))
     assert turn.responses == ["utter_code_locked", "utter_code_resent"]  # five wrong: that code is dead
