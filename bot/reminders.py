@@ -151,6 +151,8 @@ class ReminderWorker:
     def claim(self) -> list[int]:
         """New claims, then stale ones, each committed before anything is sent."""
         s = self.settings
+        if s.reminder_hours == 0:  # reminders are off
+            return []
         with session_scope(self.engine) as session:
             ids = list(session.execute(_CLAIM_NEW, {"kind": self.kind, "hours": s.reminder_hours}).scalars())
         with session_scope(self.engine) as session:

@@ -66,6 +66,10 @@ def setup(app: web.Application) -> None:
     """After ``sync.api``'s engine (``keys.ENGINE``) is set up in ``cleanup_ctx``."""
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         settings, engine = app[keys.SETTINGS], app[keys.ENGINE]
+        if settings.reminder_hours == 0:
+            log.info("REMINDER_HOURS=0: no reminders are sent")
+            yield
+            return
         worker = ReminderWorker(engine, notifier_from(engine, settings), settings)
         task = asyncio.get_running_loop().create_task(
             run(worker, app[keys.REMINDER_WAKE], settings.reminder_poll_seconds), name="reminders")

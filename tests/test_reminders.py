@@ -52,7 +52,8 @@ def book(conn: psycopg.Connection, *, hours: float, patient: int = 1, dentist: i
 def servers(settings: Settings) -> Iterator[tuple[SmtpServer, SmsProvider, Settings]]:
     with SmtpServer() as smtp, SmsProvider() as sms:
         yield smtp, sms, settings.model_copy(update={
-            "email_sender": "smtp", "smtp_port": smtp.port, "sms_sender": "http", "sms_http_url": sms.url})
+            "email_sender": "smtp", "smtp_port": smtp.port, "sms_sender": "http", "sms_http_url": sms.url,
+            "reminder_hours": 24})  # tests/conftest.py turns them off for every other test
 
 
 def worker(engine, settings: Settings) -> ReminderWorker:
@@ -169,10 +170,17 @@ def test_a_claim_left_by_a_crash_is_sent_after_the_retry_time(clinic, engine, se
         assert worker(engine, s).run_once().sent == []  # and nothing twice
 
 
+def test_reminder_hours_zero_sends_nothing(clinic, engine, settings):
+    with servers(settings) as (smtp, sms, s):
+        book(clinic, hours=1)
+        assert worker(engine, s.model_copy(update={"reminder_hours": 0})).run_once().sent == []
+        assert smtp.messages == [] and sms.received == [] and reminders(engine) == []
+
+
 def test_a_refused_send_is_tried_again_at_most_the_allowed_times(clinic, engine, settings):
     with SmsProvider(status=500) as sms:
         s = settings.model_copy(update={"sms_sender": "http", "sms_http_url": sms.url,
-                                        "reminder_max_attempts": 2})
+                                        "reminder_max_attempts": 2, "reminder_hours": 24})
         clinic.execute("UPDATE patients SET email = NULL")
         book(clinic, hours=3)
         w = worker(engine, s)

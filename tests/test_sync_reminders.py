@@ -18,7 +18,8 @@ async def test_reminder_sent_reaches_admins_and_the_visits_dentist_and_patient_o
                               " phone = '+1212555010' || id")
     with SmtpServer() as smtp, SmsProvider() as sms:
         s = settings.model_copy(update={"email_sender": "smtp", "smtp_port": smtp.port, "sms_sender": "http",
-                                        "sms_http_url": sms.url, "reminder_poll_seconds": 3600})
+                                        "sms_http_url": sms.url, "reminder_poll_seconds": 3600,
+                                        "reminder_hours": 24})
         async with serve(s) as (url, app):
             c = {name: await Recorder(name).connect(url, token(s, role, ident))
                  for name, (role, ident) in ROLES.items()}
