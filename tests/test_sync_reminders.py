@@ -45,6 +45,14 @@ async def test_reminder_sent_reaches_admins_and_the_visits_dentist_and_patient_o
             assert sorted(d["channel"] for d in sent) == ["email", "sms"]
             assert {(d["appointment_id"], d["kind"]) for d in sent} == {(visit, "day_before")}
             assert visit not in sentinels
+            # a resume replays the outbox by the same rule
+            for name in ("service", "dentist2", "admin", "patient1"):
+                role, ident = ROLES[name]
+                again = await Recorder(f"{name}-again").connect(url, token(s, role, ident), since=0)
+                await again.wait_id(last - (name == "patient1"))
+                got = sum(e == events.REMINDER_SENT for e, _ in again.events)
+                assert got == (2 if name in ("admin", "patient1") else 0), name
+                await again.close()
             for client in c.values():
                 await client.close()
         assert [m["To"] for m in smtp.messages] == ["pat1@example.com"]
