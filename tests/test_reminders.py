@@ -170,6 +170,21 @@ def test_a_claim_left_by_a_crash_is_sent_after_the_retry_time(clinic, engine, se
         assert worker(engine, s).run_once().sent == []  # and nothing twice
 
 
+def test_an_address_the_notifier_refuses_is_not_tried_again(clinic, engine, settings):
+    with servers(settings) as (smtp, sms, s):
+        clinic.execute("UPDATE patients SET email = 'ana at example dot com' WHERE id = 1")
+        book(clinic, hours=3)
+        w = worker(engine, s)
+        result = w.run_once()
+        assert (len(result.sent), len(result.failed)) == (1, 1)  # the SMS goes; the email cannot
+        clinic.execute("UPDATE reminders SET claimed_at = claimed_at - interval '1 hour'")
+        assert w.run_once().failed == []
+        by = {r["channel"]: r for r in reminders(engine)}
+        assert (by["email"]["status"], by["email"]["attempts"], by["email"]["notification_id"]) == (
+            "failed", s.reminder_max_attempts, None)
+        assert smtp.messages == [] and len(sms.received) == 1
+
+
 def test_reminder_hours_zero_sends_nothing(clinic, engine, settings):
     with servers(settings) as (smtp, sms, s):
         book(clinic, hours=1)
