@@ -122,6 +122,17 @@ def test_one_email_and_one_sms_per_visit_across_a_restart(clinic, engine, settin
             assert "@" not in json.dumps(body) and "+1212" not in json.dumps(body)
 
 
+def test_two_workers_never_claim_one_reminder(clinic, engine, settings):
+    """Two sync nodes: the one that claims first sends; the other finds nothing to claim."""
+    with servers(settings) as (smtp, sms, s):
+        book(clinic, hours=3)
+        a, b = worker(engine, s), worker(engine, s)
+        claimed = a.claim()
+        assert len(claimed) == 2 and b.claim() == [] and b.run_once().sent == []
+        clinic.execute("UPDATE reminders SET claimed_at = claimed_at - interval '1 hour'")
+        assert sorted(b.claim()) == sorted(claimed) and a.claim() == []  # a stale claim: one taker too
+
+
 def test_a_cancelled_visit_and_one_outside_the_window_get_nothing(clinic, engine, settings):
     with servers(settings) as (smtp, sms, s):
         book(clinic, hours=2, status="cancelled")
