@@ -127,9 +127,11 @@ def email_for(visit: Visit, recipient: str, settings: Settings) -> Message:
     body = (f"Hello {visit.patient_name},\n\n"
             f"This is a reminder of your {visit.service_name} with {visit.dentist_name} on {when}.\n\n"
             f"{settings.clinic_name}\n{settings.clinic_address}\n\n"
-            f"To move or cancel it, call {settings.clinic_phone}. The attached file adds it to your calendar.\n")
-    return Message("email", recipient, body, subject=f"Reminder: your {visit.service_name} on {when}", kind="reminder",
-                   attachments=(Attachment("visit.ics", ics_for(visit, settings), "text/calendar"),))
+            f"To move or cancel it, call {settings.clinic_phone}. "
+            "The attached file adds it to your calendar.\n")
+    ics = Attachment("visit.ics", ics_for(visit, settings), "text/calendar")
+    return Message("email", recipient, body, subject=f"Reminder: your {visit.service_name} on {when}",
+                   kind="reminder", attachments=(ics,))
 
 
 def sms_for(visit: Visit, recipient: str, settings: Settings) -> Message:
@@ -195,7 +197,8 @@ class ReminderWorker:
         self._mark(reminder_id, sent.status, sent.notification_id)
         (result.sent if sent.ok else result.failed).append(reminder_id)
 
-    def _mark(self, reminder_id: int, status: str, notification_id: int | None, *, final: bool = False) -> None:
+    def _mark(self, reminder_id: int, status: str, notification_id: int | None, *,
+              final: bool = False) -> None:
         with session_scope(self.engine) as session:
             session.execute(text("""
                 UPDATE reminders

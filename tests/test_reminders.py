@@ -34,7 +34,8 @@ def clinic(db_url) -> Iterator[psycopg.Connection]:
         for pid, (name, email, phone) in PATIENTS.items():
             conn.execute("INSERT INTO patients (id, full_name, email, phone) VALUES (%s, %s, %s, %s)",
                          (pid, name, email, phone))
-        conn.execute("INSERT INTO services (id, name, duration_minutes, price_cents) VALUES (1, 'Checkup', 30, 5000)")
+        conn.execute("INSERT INTO services (id, name, duration_minutes, price_cents)"
+                     " VALUES (1, 'Checkup', 30, 5000)")
         yield conn
 
 
@@ -68,7 +69,7 @@ def reminders(engine) -> list[dict]:
             " FROM reminders r LEFT JOIN notifications n ON n.id = r.notification_id ORDER BY r.id"))]
 
 
-def outbox(conn: psycopg.Connection, type_: str = events.REMINDER_SENT) -> list[tuple[int | None, int | None, dict]]:
+def outbox(conn: psycopg.Connection, type_: str = events.REMINDER_SENT) -> list[tuple[int, int, dict]]:
     """(dentist_id, patient_id, the body clients receive) of every event of ``type_``."""
     got = []
     for row in conn.execute(FETCH_AFTER, (0, 1000)).fetchall():
@@ -96,7 +97,8 @@ def test_one_email_and_one_sms_per_visit_across_a_restart(clinic, engine, settin
             (first, "day_before", "sms", "sent", "+12125550101", "sent"),
             (second, "day_before", "email", "sent", "li@example.com", "sent"),
             (second, "day_before", "sms", "sent", "+12125550102", "sent")]
-        assert all(r["n_kind"] == "reminder" and r["n_channel"] == r["channel"] and r["sent_at"] for r in rows)
+        assert all(r["n_kind"] == "reminder" and r["n_channel"] == r["channel"] and r["sent_at"]
+                   for r in rows)
         with engine.connect() as c:  # the notifier recorded each message once, and nothing else
             assert c.execute(text("SELECT count(*) FROM notifications")).scalar_one() == 4
         assert "Checkup with Dr Okafor" in sms.received[1]["body"]
