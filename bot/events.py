@@ -28,10 +28,12 @@ APPOINTMENT_CREATED = "appointment_created"
 APPOINTMENT_UPDATED = "appointment_updated"
 APPOINTMENT_DELETED = "appointment_deleted"
 AVAILABILITY_CHANGED = "availability_changed"
+REMINDER_SENT = "reminder_sent"  # a visit's reminder went out (sql/009, bot/reminders.py)
 
 APPOINTMENT_EVENTS = frozenset({APPOINTMENT_CREATED, APPOINTMENT_UPDATED, APPOINTMENT_DELETED})
 # what the triggers write into realtime_events (and its CHECK allows), in this order in the docs
-OUTBOX_EVENTS = (APPOINTMENT_CREATED, APPOINTMENT_UPDATED, APPOINTMENT_DELETED, AVAILABILITY_CHANGED)
+OUTBOX_EVENTS = (APPOINTMENT_CREATED, APPOINTMENT_UPDATED, APPOINTMENT_DELETED, AVAILABILITY_CHANGED,
+                 REMINDER_SENT)
 
 # A message of the sync service itself, never an outbox row: the client must reload its data.
 RESYNC_REQUIRED = "resync_required"
@@ -121,6 +123,16 @@ class AvailabilityEvent(_AvailabilityEvent, total=False):
     starts_at: str
     ends_at: str
     expires_at: str
+
+
+class ReminderSentEvent(_Event):
+    """``reminder_sent``: a reminder of a visit was sent, to its patient, by one channel. Routed to
+    admins and the visit's dentist and patient (the outbox row's ``dentist_id``, ``patient_id``);
+    never the message's body or recipient."""
+
+    appointment_id: int
+    kind: str  # day_before
+    channel: Literal["sms", "email"]
 
 
 class ResyncRequired(TypedDict):

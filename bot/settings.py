@@ -89,6 +89,15 @@ class Settings(BaseSettings):
     # a patient with this many no-shows who books through the bot is reported to the front desk
     no_show_alert_count: int = Field(default=2, ge=1)
     front_desk_email: str = "frontdesk@clinic.example"
+    # reminders (bot/reminders.py, run by the sync service): a pending or confirmed visit starting
+    # within REMINDER_HOURS gets one email (with an .ics file) and one SMS; the worker looks every
+    # REMINDER_POLL_SECONDS (and at once after a visit changes); a claim left unsent (a crash, a
+    # refused send) is tried again after REMINDER_RETRY_MINUTES, at most REMINDER_MAX_ATTEMPTS times;
+    # REMINDER_HOURS=0: no reminders (the worker does not run)
+    reminder_hours: int = Field(default=24, ge=0, le=24 * 14)
+    reminder_poll_seconds: float = Field(default=60.0, ge=1, le=3600)
+    reminder_retry_minutes: int = Field(default=10, ge=1, le=24 * 60)
+    reminder_max_attempts: int = Field(default=3, ge=1, le=20)
 
     # sync service limits
     # Sockets open at once on one node per identity a token names (its role and `sub`: every token

@@ -1,6 +1,7 @@
 """Build the aiohttp application: Socket.IO server, hub, outbox listener, REST, lifecycle.
 
-Resources live in ``app.cleanup_ctx`` (the replay pool and the listener task) and
+Resources live in ``app.cleanup_ctx`` (the replay pool, the listener task, the hold sweeper and
+the reminder worker) and
 ``on_shutdown`` (disconnecting clients), so ``python -m sync`` and tests share one
 wiring. With ``REDIS_URL`` set, python-socketio's ``AsyncRedisManager`` is the client
 manager; outbox events are still fanned out by each node to its own clients (see
@@ -22,7 +23,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from bot.settings import Settings, get_settings, libpq_url
 
-from . import api, holds, keys, login, patient_signin, rest, staff, web as pages
+from . import api, holds, keys, login, patient_signin, reminders, rest, staff, web as pages
 from .handlers import SocketHandlers
 from .hub import Hub
 from .listener import OutboxListener
@@ -59,8 +60,14 @@ def create_app(settings: Settings | None = None, *, node_id: str | None = None,
     sio.stats = sio.eio.stats = stats
     app[keys.HUB] = hub = Hub(sio.eio, stats)
 
+    app[keys.REMINDER_WAKE] = wake = asyncio.Event()
+
+    def on_events(batch, started: float) -> None:  # the listener's batch: to clients, and a nudge
+        hub.dispatch(batch, started)
+        reminders.wake_on(batch, wake)
+
     dsn = _dsn(settings)
-    app[keys.LISTENER] = listener = OutboxListener(dsn, hub.dispatch, **(listener_options or {}))
+    app[keys.LISTENER] = listener = OutboxListener(dsn, on_events, **(listener_options or {}))
     # check: a connection the database ended meanwhile (a restart, pg_terminate_backend) is
     # replaced before use, so a client's resume never fails on it (sync/handlers.py)
     app[keys.POOL] = pool = AsyncConnectionPool(dsn, min_size=1, max_size=4, open=False,
@@ -78,6 +85,7 @@ def create_app(settings: Settings | None = None, *, node_id: str | None = None,
     patient_signin.setup(app)
     app.cleanup_ctx.append(_database)
     holds.setup(app)  # after _database: the sweeper uses its pool
+    reminders.setup(app)  # after api's engine: the worker and its notifier use it
     app.on_shutdown.append(_disconnect_clients)
     return app
 

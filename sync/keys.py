@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import socketio
 from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
@@ -23,3 +25,4 @@ LISTENER = web.AppKey("listener", OutboxListener)
 POOL = web.AppKey("pool", AsyncConnectionPool)
 HANDLERS = web.AppKey("handlers", SocketHandlers)
 ENGINE = web.AppKey("api_engine", Engine)  # SQLAlchemy: the REST API and staff sessions (sync.api)
+REMINDER_WAKE = web.AppKey("reminder_wake", asyncio.Event)  # set: a visit changed, look for reminders now

@@ -25,6 +25,10 @@ ROOT = Path(__file__).resolve().parent.parent
 # that are not about the cancellation policy run without it, here and in every service they start
 # (tests/test_policy.py sets it explicitly).
 os.environ.setdefault("CANCEL_NOTICE_HOURS", "0")
+# For the same reason no reminders are sent (a seeded visit within a day would text its patient,
+# which tests that count a phone's messages would see), unless a test asks for them
+# (tests/test_reminders.py, tests/test_sync_reminders.py).
+os.environ.setdefault("REMINDER_HOURS", "0")
 
 
 def _server_url() -> str:

@@ -72,7 +72,7 @@ def js_event_names(source: str) -> tuple[set[str], set[str]]:
 
 def js_event_literals(source: str) -> set[str]:
     """Every string in the script that looks like an event name (a typo hides nowhere)."""
-    return set(re.findall(r"[\"']((?:appointment|availability|resync)_\w+)[\"']", source))
+    return set(re.findall(r"[\"']((?:appointment|availability|resync|reminder)_\w+)[\"']", source))
 
 
 def sql_scripts() -> list[str]:
@@ -97,8 +97,9 @@ def test_realtime_js_handles_exactly_the_client_events():
 
 
 def test_the_vocabulary_is_consistent():
-    assert events.APPOINTMENT_EVENTS | {events.AVAILABILITY_CHANGED} == set(events.OUTBOX_EVENTS)
-    assert len(set(events.CLIENT_EVENTS)) == len(events.CLIENT_EVENTS) == 5
+    others = {events.AVAILABILITY_CHANGED, events.REMINDER_SENT}
+    assert events.APPOINTMENT_EVENTS | others == set(events.OUTBOX_EVENTS)
+    assert len(set(events.CLIENT_EVENTS)) == len(events.CLIENT_EVENTS) == 6
     assert events.RESYNC_REQUIRED not in events.OUTBOX_EVENTS
 
 
@@ -127,10 +128,10 @@ def test_the_checks_catch_a_name_added_or_dropped(change):
     elif change == "drop the function":
         edited = [*scripts, "DROP TRIGGER appointments_outbox ON appointments;\n"
                             "DROP FUNCTION appointments_outbox_v2();\n"]
-        assert trigger_event_types(edited) == {events.AVAILABILITY_CHANGED}
+        assert trigger_event_types(edited) == {events.AVAILABILITY_CHANGED, events.REMINDER_SENT}
     elif change == "add a JS handler":
-        edited = source.replace('availability_changed: "onAvailabilityChanged"',
-                                'availability_changed: "onAvailabilityChanged",\n    visit_moved: "onVisitMoved"')
+        edited = source.replace('reminder_sent: "onReminderSent"',
+                                'reminder_sent: "onReminderSent",\n    visit_moved: "onVisitMoved"')
         assert js_event_names(edited)[0] == vocabulary | {"visit_moved"}
     elif change == "drop a JS handler":
         edited = source.replace('    appointment_deleted: "onAppointmentDeleted",\n', "")

@@ -20,7 +20,7 @@ from bot.migrate import SQL_DIR, MigrationError, migrate
 
 MIGRATIONS = ["001_schema.sql", "002_outbox.sql", "003_scheduling_rules.sql", "004_catalogue_events.sql",
               "005_chat_ownership.sql", "006_verification.sql", "007_staff_accounts.sql",
-              "008_chairs_and_hygienists.sql"]
+              "008_chairs_and_hygienists.sql", "009_reminders.sql"]
 
 # table -> column -> type, "?" when NULL is allowed
 COLUMNS = {
@@ -76,6 +76,10 @@ COLUMNS = {
                                 "end_time": "time"},
     "hygienist_time_off": {"id": "bigint", "hygienist_id": "bigint", "starts_at": "timestamptz",
                            "ends_at": "timestamptz", "reason": "text?"},
+    # reminders of upcoming visits (009): one row per visit, kind and channel
+    "reminders": {"id": "bigint", "appointment_id": "bigint", "kind": "text", "channel": "text", "status": "text",
+                  "attempts": "smallint", "notification_id": "bigint?", "created_at": "timestamptz",
+                  "claimed_at": "timestamptz", "sent_at": "timestamptz?"},
     "schema_migrations": {"version": "text", "name": "text", "checksum": "text", "applied_at": "timestamptz"},
 }
 
@@ -191,7 +195,7 @@ CONSTRAINTS = {
     ("realtime_events", "realtime_events_pkey"): "PRIMARY KEY (id)",
     ("realtime_events", "realtime_events_type_check"):
         "CHECK ((type = ANY (ARRAY['appointment_created'::text, 'appointment_updated'::text,"
-        " 'appointment_deleted'::text, 'availability_changed'::text])))",
+        " 'appointment_deleted'::text, 'availability_changed'::text, 'reminder_sent'::text])))",
     ("notifications", "notifications_body_check"):
         "CHECK (((length(body) >= 1) AND (length(body) <= 10000)))",
     ("notifications", "notifications_channel_check"):
@@ -262,6 +266,19 @@ CONSTRAINTS = {
         " 'disabled'::text])))",
     ("staff_sign_ins", "staff_sign_ins_client_check"): "CHECK ((length(client) <= 100))",
     ("staff_sign_ins", "staff_sign_ins_check"): "CHECK ((success = (reason = 'ok'::text)))",
+    # exactly one reminder per visit, kind and channel, whoever sends it (009)
+    ("reminders", "reminders_pkey"): "PRIMARY KEY (id)",
+    ("reminders", "reminders_appointment_id_kind_channel_key"): "UNIQUE (appointment_id, kind, channel)",
+    ("reminders", "reminders_appointment_id_fkey"):
+        "FOREIGN KEY (appointment_id) REFERENCES appointments(id) ON DELETE CASCADE",
+    ("reminders", "reminders_notification_id_fkey"):
+        "FOREIGN KEY (notification_id) REFERENCES notifications(id) ON DELETE SET NULL",
+    ("reminders", "reminders_kind_check"): "CHECK (((length(kind) >= 1) AND (length(kind) <= 40)))",
+    ("reminders", "reminders_channel_check"): "CHECK ((channel = ANY (ARRAY['sms'::text, 'email'::text])))",
+    ("reminders", "reminders_status_check"):
+        "CHECK ((status = ANY (ARRAY['claimed'::text, 'sent'::text, 'failed'::text])))",
+    ("reminders", "reminders_attempts_check"): "CHECK ((attempts >= 1))",
+    ("reminders", "reminders_check"): "CHECK (((status = 'sent'::text) = (sent_at IS NOT NULL)))",
 }
 
 # Indexes other than those of the constraints above.
@@ -280,6 +297,7 @@ INDEXES = {
     ("staff_sign_ins", "staff_sign_ins_email_idx"),
     ("appointments", "appointments_operatory_idx"), ("appointments", "appointments_hygienist_idx"),
     ("hygienist_working_hours", "hygienist_working_hours_idx"), ("hygienist_time_off", "hygienist_time_off_idx"),
+    ("reminders", "reminders_unsent_idx"),
 }
 
 OUTBOX = ("AFTER", "DELETE INSERT UPDATE")  # every change, whoever makes it, writes one event
@@ -301,11 +319,13 @@ TRIGGERS = {
     ("hygienist_time_off", "hygienist_time_off_outbox"): ("availability_outbox_v3", *OUTBOX),
     ("dentists", "dentists_outbox"): ("catalogue_outbox_v1", *OUTBOX),
     ("services", "services_outbox"): ("catalogue_outbox_v1", *OUTBOX),
+    # reminder_sent when a reminder becomes sent (009)
+    ("reminders", "reminders_outbox"): ("reminders_outbox_v1", "AFTER", "INSERT UPDATE"),
 }
 
 # availability_outbox_v1 (002) was replaced by _v2 in 003, _v2 and appointments_outbox_v1 by 008's, and dropped
 FUNCTIONS = {"touch_updated_at_v1", "realtime_publish_v1", "appointments_outbox_v2", "availability_outbox_v3",
-             "catalogue_outbox_v1", "held_range_v1"}
+             "catalogue_outbox_v1", "held_range_v1", "reminders_outbox_v1"}
 
 _TYPES = {"timestamp with time zone": "timestamptz", "time without time zone": "time"}
 

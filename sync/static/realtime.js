@@ -3,7 +3,8 @@
  * Socket.IO client, /static/vendor/socket.io.min.js, loaded first as the global `io`).
  *
  *   const sync = realtimeSync({url, token}, {onAppointmentCreated, onAppointmentUpdated,
- *       onAppointmentDeleted, onAvailabilityChanged, onResyncRequired, onConnectionChange, onError});
+ *       onAppointmentDeleted, onAvailabilityChanged, onReminderSent, onResyncRequired, onConnectionChange,
+ *       onError});
  *   const sub = subscribeAppointments(userId, role, {onAppointmentCreated, ...});  // sub.unsubscribe()
  *   const av = subscribeAvailability(dentistId, {onAvailabilityChanged});
  *
@@ -19,7 +20,8 @@
     appointment_created: "onAppointmentCreated",
     appointment_updated: "onAppointmentUpdated",
     appointment_deleted: "onAppointmentDeleted",
-    availability_changed: "onAvailabilityChanged"
+    availability_changed: "onAvailabilityChanged",
+    reminder_sent: "onReminderSent"
   };
   var shared = null;        // the connection subscribeAppointments / subscribeAvailability share
   var defaults = {};        // set by configure()
