@@ -31,7 +31,7 @@ from .offers import store_offer
 from .resolver import resolve_pick
 from .session import caller
 from .verify import CodeStep, needs_code_step
-from .understanding import asks_to_book, names_a_task
+from .understanding import asks_to_book, cancels_not_moves, names_a_task
 
 
 def own_appointments(gw: Gateway, who: Caller) -> list[AppointmentView] | None:
@@ -88,6 +88,8 @@ class AppointmentMixin:
         if not text.startswith("/") and not names_a_task(text) and (
                 asks_to_book(text) or "service" in {e.get("entity") for e in tracker.latest_message.get("entities", [])}):
             return {"outcome": "book"}  # "I just moved to the area. Could I get a cleaning?": a booking
+        if self.name() == "validate_reschedule_form" and cancels_not_moves(text):
+            return {"outcome": "cancel"}  # the model heard a move in "I just moved here. cancel my ...": cancel
         visits = own_appointments(get_gateway(), caller(tracker))
         if tracker.get_slot("appointment_id") is not None and visits:
             return {}  # the id named is checked by validate_appointment_id
@@ -172,7 +174,7 @@ class ManageFormValidation(AnswersTheQuestion, ReadsUnreadableAnswers, Appointme
 
     async def required_slots(self, domain_slots: list[str], dispatcher: CollectingDispatcher,
                              tracker: Tracker, domain: dict) -> list[str]:
-        if tracker.get_slot("outcome") in ("none", "book"):
+        if tracker.get_slot("outcome") in ("none", "book", "cancel"):
             return []
         gw = get_gateway()
         if tracker.get_slot("appointment_id") is None or not needs_code_step(gw, tracker,
@@ -187,8 +189,8 @@ class ManageFormValidation(AnswersTheQuestion, ReadsUnreadableAnswers, Appointme
     async def get_validation_events(self, dispatcher: CollectingDispatcher, tracker: Tracker,
                                     domain: dict) -> list[dict]:
         events = await super().get_validation_events(dispatcher, tracker, domain)
-        if tracker.get_slot("outcome") == "book":  # kept for action_finish_*: the booking follows
-            events.append(SlotSet("outcome", "book"))
+        if tracker.get_slot("outcome") in ("book", "cancel"):  # kept for action_finish_*: that form follows
+            events.append(SlotSet("outcome", tracker.get_slot("outcome")))
         return events
 
 
@@ -361,6 +363,8 @@ class ActionFinishCancel(Action):
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list[dict]:
         if tracker.get_slot("outcome") == "book":  # it asked for a visit: the booking, with what it said
             return [SlotSet("outcome", None), SlotSet("appointment_id", None), FollowupAction("booking_form")]
+        if tracker.get_slot("outcome") == "cancel":  # a cancellation the model took for a move
+            return [*reset_request(), FollowupAction("cancel_form")]
         return reset_request()
 
 

@@ -87,6 +87,12 @@ def _verb_of(word: str) -> str | None:
     return None
 
 
+def cancels_not_moves(text: str) -> bool:
+    """Whether ``text`` asks to cancel a visit and says nothing of moving it ("I just moved to the
+    area. cancel my appointment"), so a move the model read into it is a cancellation."""
+    return changes_a_visit(text) == "switch:cancel" and not _MOVE_VERB.search(text)
+
+
 def changes_a_visit(text: str) -> str | None:
     """``switch:cancel`` / ``switch:reschedule`` for a message about a visit already booked ("I need to
     cancel my extraction", "change the time of my cleaning appointment", "Can I caancel my

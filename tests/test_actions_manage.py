@@ -6,6 +6,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
+from rasa_sdk.executor import CollectingDispatcher
 from sqlalchemy import select
 
 from actions.manage import (ActionListAppointments, AskAppointmentId, AskConfirmCancel,
@@ -166,3 +167,28 @@ async def test_reschedule_offers_the_same_dentist_and_moves_the_visit(gw, engine
     assert turn.responses == ["utter_rescheduled"]
     with session_scope(engine) as s:
         assert s.get(Appointment, visit.id).starts_at == decode_choice(choices[0])[0]
+
+
+@pytest.mark.parametrize("text, cancels", [
+    ("Hello there! I just moved to the area. cancel my appointment", True),
+    ("I need to cancel my consultation", True),
+    ("can I move my appointment instead of cancelling it?", False),
+    ("I'd like to reschedule my appointment", False),
+])
+async def test_a_cancellation_the_model_took_for_a_move_cancels(gw, settings, text, cancels):
+    """The words over the model: "cancel my appointment" in a first message the model classed as a
+    move ends the move form at once and starts the cancel form; a message that also asks to move
+    stays a move."""
+    from actions.manage import ActionFinishReschedule
+
+    chat = Chat(metadata={"token": mint("patient", 1, settings=settings)})
+    chat.active_loop = "reschedule_form"
+    chat.say(text, "reschedule_appointment")
+    turn = await chat.run(ValidateRescheduleForm())
+    assert (turn.slots().get("outcome") == "cancel") is cancels, turn.events
+    if not cancels:
+        return
+    assert turn.responses == [] and turn.slots().get("requested_slot") is None
+    finish = await ActionFinishReschedule().run(CollectingDispatcher(), chat.tracker(), {})
+    assert [e["name"] for e in finish if e["event"] == "followup"] == ["cancel_form"], finish
+    assert {"event": "slot", "timestamp": None, "name": "outcome", "value": None} in finish
