@@ -250,7 +250,7 @@ def test_visit_moved_to_another_dentist(cache, booking, db_url):
 
 @pytest.mark.parametrize("how", ["cancel", "delete", "complete"])
 def test_cancel_delete_and_status_changes(cache, booking, db_url, how):
-    svc = service_ids(cache.engine)[0]
+    svc = service_ids(cache.engine)[2]  # a filling: it holds its dentist
     slot = first_slot(booking, svc)
     appt = book(booking, db_url, svc, slot)
     pump(cache, db_url)
@@ -487,7 +487,7 @@ def test_date_override_and_clinic_closure(cache, booking, db_url, settings):
 
 
 def test_slot_holds_hide_a_slot_from_everyone_but_its_holder(cache, booking, db_url):
-    svc = service_ids(cache.engine)[0]
+    svc = service_ids(cache.engine)[2]  # a filling: it holds its dentist
     slot = first_slot(booking, svc)
     held = booking.hold(holder="chat-1", dentist_id=slot.dentist_id, service_id=svc, starts_at=slot.starts_at)
     assert held.outcome is Outcome.HELD, held
