@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, Mapping
 
-from bot.availability import DentistSchedule, iter_free_slots, merge_intervals
+from bot.availability import NO_HOLDS, DentistSchedule, iter_free_slots, merge_intervals
 from bot.resources import Resources
 
 from .catalogue import Catalogue, DentistInfo, ServiceInfo
@@ -23,7 +23,6 @@ EDGE_MARGIN = timedelta(days=1)  # the end of the loaded horizon that queries ma
 
 
 SCHEDULE_FIELDS = tuple(f.name for f in fields(DentistSchedule))
-_NO_HOLDS = datetime.max.replace(tzinfo=UTC)  # as "now": every hold has expired
 
 
 class FrozenSchedule(DentistSchedule):
@@ -59,7 +58,7 @@ class FrozenSchedule(DentistSchedule):
             hi = datetime.combine(day + timedelta(days=1), datetime.min.time(), tz).astimezone(UTC)
             found = tuple((sl.starts_at, sl.dentist_id, sl.ends_at, sl) for sl in iter_free_slots(
                 self, duration, lo, hi, tz=tz, step=step, buffer_before=buffer_before, buffer_after=buffer_after,
-                now=_NO_HOLDS, holder=None))
+                now=NO_HOLDS, holder=None))
             self._days[key] = found  # a racing writer computes the same tuple
         return found
 

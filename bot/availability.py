@@ -25,6 +25,7 @@ from .models import Appointment, ClinicClosure, DateOverride, Dentist, Service, 
 
 UTC = timezone.utc
 Interval = tuple[datetime, datetime]
+NO_HOLDS = datetime.max.replace(tzinfo=UTC)  # as "now": every hold has expired, so none blocks
 
 
 @dataclass(frozen=True, order=True)

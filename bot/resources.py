@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from .availability import DentistSchedule, Hold, Interval, _overlaps, local_block, merge_intervals
+from .availability import NO_HOLDS, DentistSchedule, Hold, Interval, _overlaps, local_block
 from .models import Appointment, Hygienist, HygienistTimeOff, HygienistWorkingHours, Operatory, SlotHold
 
 DENTIST, HYGIENIST = "dentist", "hygienist"  # services.performed_by
@@ -70,7 +70,7 @@ class Resources:
         if hit is not None and hit[0] is diary:
             return hit[1]
         needs, buffers = key[0], key[1]
-        view = self.view(needs, tz=tz, now=None, holder=None, buffers=buffers, with_holds=False)
+        view = self.view(needs, tz=tz, now=NO_HOLDS, holder=None, buffers=buffers)
         out = tuple(r for r in rows if view.fits(r[0], r[2]))
         self._fits[memo_key] = (diary, out)  # a racing reader computes the same tuple
         return out
@@ -85,7 +85,7 @@ class Resources:
 
     def view(self, needs: Needs, *, tz: ZoneInfo, now: datetime | None, holder: str | None,
              buffers: tuple[timedelta, timedelta] = (timedelta(0), timedelta(0)),
-             ignore: int | None = None, with_holds: bool = True) -> "PoolView":
+             ignore: int | None = None) -> "PoolView":
         """The pools ``needs`` asks for, with each member's blocked intervals merged once (``ignore``:
         a visit being moved, whose own time does not block it)."""
         prepared = []
@@ -94,7 +94,7 @@ class Resources:
             for rid, diary in members.items():
                 if ignore is not None and ignore in diary.busy:
                     diary = replace(diary, busy={k: v for k, v in diary.busy.items() if k != ignore})
-                blocked = diary.blocked(now=now, holder=holder) if with_holds else _no_holds(diary)
+                blocked = diary.blocked(now=now, holder=holder)
                 rows.append((rid, diary, blocked, [e for _, e in blocked]))
             prepared.append((column, column == "hygienist_id", rows))
         return PoolView(prepared, tz, buffers)
@@ -176,11 +176,6 @@ class PoolView:
     def fits(self, starts_at: datetime, ends_at: datetime) -> bool:
         """Whether every pool has a free member for a visit at [starts_at, ends_at)."""
         return not self.pools or self.pick(starts_at, ends_at, self.held(starts_at, ends_at)) is not None
-
-
-def _no_holds(diary: DentistSchedule) -> list[Interval]:
-    base = getattr(diary, "_base", None)  # a FrozenSchedule merges its time off and visits once
-    return base if base is not None else merge_intervals(sorted([*diary.time_off.values(), *diary.busy.values()]))
 
 
 def on_duty(schedule: DentistSchedule) -> DentistSchedule:
