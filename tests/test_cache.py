@@ -119,6 +119,20 @@ def free_for_visit_patient(booking: BookingService, db_url: str, appt: int, serv
     return movable[skip]
 
 
+def move_in_sql(db_url: str, appt: int, slot) -> None:
+    """Move visit ``appt`` to ``slot`` as a direct SQL writer would: the dentist, the time and a
+    chair free then (the visit's own chair may be taken at the new time; the database refuses a
+    double-booked chair)."""
+    sql(db_url, "UPDATE appointments a SET starts_at = %s, ends_at = %s, dentist_id = %s, operatory_id = ("
+                " SELECT o.id FROM operatories o, services sv WHERE sv.id = a.service_id AND o.active"
+                " AND NOT EXISTS (SELECT 1 FROM appointments b WHERE b.operatory_id = o.id AND b.id <> a.id"
+                "  AND b.status <> 'cancelled' AND tstzrange(b.held_from, b.held_until) && tstzrange("
+                "  %s - make_interval(mins => sv.buffer_before_minutes),"
+                "  %s + make_interval(mins => sv.buffer_after_minutes)))"
+                " ORDER BY o.id LIMIT 1) WHERE a.id = %s",
+        slot.starts_at, slot.ends_at, slot.dentist_id, slot.starts_at, slot.ends_at, appt)
+
+
 def book(booking: BookingService, db_url: str, service_id: int, slot) -> int:
     """Book ``slot`` for the first patient free then (one patient is never in two chairs at once,
     and the seed's visits move with the clock)."""
@@ -226,8 +240,7 @@ def test_update_moves_the_visit(cache, booking, db_url):
     appt = book(booking, db_url, svc, slot)
     later = free_for_visit_patient(booking, db_url, appt, svc, skip=40)
     pump(cache, db_url)
-    sql(db_url, "UPDATE appointments SET starts_at = %s, ends_at = %s, dentist_id = %s WHERE id = %s",
-        later.starts_at, later.ends_at, later.dentist_id, appt)
+    move_in_sql(db_url, appt, later)
     assert pump(cache, db_url) == 1
     assert slot in cache.free_slots(svc, booking.now(), booking.now() + WINDOW)
     assert later not in cache.free_slots(svc, booking.now(), booking.now() + WINDOW)
@@ -241,8 +254,7 @@ def test_visit_moved_to_another_dentist(cache, booking, db_url):
     appt = book(booking, db_url, svc, slot)
     pump(cache, db_url)
     target = free_for_visit_patient(booking, db_url, appt, svc, dentist_id=chen)
-    sql(db_url, "UPDATE appointments SET dentist_id = %s, starts_at = %s, ends_at = %s WHERE id = %s",
-        chen, target.starts_at, target.ends_at, appt)
+    move_in_sql(db_url, appt, target)
     pump(cache, db_url)
     assert appt not in cache.schedules()[alvarez].busy and appt in cache.schedules()[chen].busy
     assert_matches_sql(cache, booking)
