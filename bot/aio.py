@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 async def cancel_and_wait(*tasks: asyncio.Task | None, every: float = 1.0) -> None:
@@ -22,3 +28,38 @@ async def cancel_and_wait(*tasks: asyncio.Task | None, every: float = 1.0) -> No
     for task in tasks:
         if task is not None and not task.cancelled():
             task.exception()
+
+
+async def in_thread(fn: Callable[..., T], *args) -> T:
+    """``fn(*args)`` in a thread (blocking work: SQLAlchemy, smtplib). A cancellation (shutdown)
+    waits for the call to end first: a thread cannot be stopped, and what it uses (an engine) is
+    disposed right after the task that awaited it."""
+    running = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+    try:
+        return await asyncio.shield(running)
+    except asyncio.CancelledError:
+        while not running.done():  # cancel_and_wait cancels again every second: keep waiting
+            try:
+                await asyncio.wait({running})
+            except asyncio.CancelledError:
+                pass
+        if not running.cancelled() and running.exception() is not None:
+            log.warning("%s failed at shutdown: %s", getattr(fn, "__qualname__", fn), running.exception())
+        raise
+
+
+async def repeat(step: Callable[[], Awaitable[object]], wake: asyncio.Event, every: float, what: str) -> None:
+    """Run ``step`` now, then whenever ``wake`` is set and at least every ``every`` seconds, until
+    cancelled. A failing step is logged and run again next round (the database may be restarting)."""
+    while True:
+        wake.clear()
+        try:
+            await step()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("%s failed: %s", what, exc)
+        try:
+            await asyncio.wait_for(wake.wait(), every)
+        except TimeoutError:
+            pass

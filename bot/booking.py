@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from enum import Enum
-from typing import Callable
+from typing import Any, Callable
 
 from sqlalchemy import delete, func, select, text
 from sqlalchemy.exc import DBAPIError
@@ -80,10 +80,14 @@ class Outcome(str, Enum):
     UNAVAILABLE = "unavailable"
     NOT_VERIFIED = "not_verified"  # a chat's phone number, not yet proved with a code
     TOO_LATE = "too_late"      # inside the cancellation notice: only the front desk may change it
+    WAITLISTED = "waitlisted"  # on the waitlist (bot/waitlist.py)
+    WITHDRAWN = "withdrawn"    # off the waitlist
+    DECLINED = "declined"      # a waitlist offer turned down
+    OFFER_GONE = "offer_gone"  # a waitlist offer someone else took, or whose hold ran out
 
 
 SUCCESS = {Outcome.BOOKED, Outcome.RESCHEDULED, Outcome.CANCELLED, Outcome.UPDATED, Outcome.LISTED,
-           Outcome.FOUND, Outcome.HELD, Outcome.RELEASED}
+           Outcome.FOUND, Outcome.HELD, Outcome.RELEASED, Outcome.WAITLISTED, Outcome.WITHDRAWN, Outcome.DECLINED}
 
 
 @dataclass(frozen=True)
@@ -126,6 +130,8 @@ class Result:
     hold_expires_at: datetime | None = None
     replayed: bool = False                # a repeated idempotency key: the first result again
     earliest: datetime | None = None      # too_soon: the earliest bookable instant
+    entry: Any = None                     # a waitlist entry (bot.waitlist.EntryView)
+    offer: Any = None                     # a waitlist offer (bot.waitlist.OfferView)
 
     @property
     def ok(self) -> bool:

@@ -29,11 +29,15 @@ APPOINTMENT_UPDATED = "appointment_updated"
 APPOINTMENT_DELETED = "appointment_deleted"
 AVAILABILITY_CHANGED = "availability_changed"
 REMINDER_SENT = "reminder_sent"  # a visit's reminder went out (sql/009, bot/reminders.py)
+WAITLIST_CHANGED = "waitlist_changed"  # a waitlist entry was added or changed status (sql/010)
+WAITLIST_OFFER = "waitlist_offer"  # a freed slot offered to one waiting patient, or that offer decided
 
 APPOINTMENT_EVENTS = frozenset({APPOINTMENT_CREATED, APPOINTMENT_UPDATED, APPOINTMENT_DELETED})
 # what the triggers write into realtime_events (and its CHECK allows), in this order in the docs
 OUTBOX_EVENTS = (APPOINTMENT_CREATED, APPOINTMENT_UPDATED, APPOINTMENT_DELETED, AVAILABILITY_CHANGED,
-                 REMINDER_SENT)
+                 REMINDER_SENT, WAITLIST_CHANGED, WAITLIST_OFFER)
+# events for people, never for the action server (it has nothing to do with them)
+PEOPLE_ONLY_EVENTS = frozenset({REMINDER_SENT, WAITLIST_CHANGED, WAITLIST_OFFER})
 
 # A message of the sync service itself, never an outbox row: the client must reload its data.
 RESYNC_REQUIRED = "resync_required"
@@ -133,6 +137,53 @@ class ReminderSentEvent(_Event):
     appointment_id: int
     kind: str  # day_before
     channel: Literal["sms", "email"]
+
+
+class WaitlistEntryRow(TypedDict):
+    """A ``waitlist_entries`` row without its conversation id."""
+
+    id: int
+    patient_id: int
+    service_id: int
+    dentist_id: int | None  # None: any dentist
+    earliest: str
+    latest: str
+    status: Literal["waiting", "offered", "booked", "expired", "withdrawn"]
+    created_at: str
+    appointment_id: int | None  # the visit to move earlier; None: a new booking
+
+
+class WaitlistChangedEvent(_Event):
+    """``waitlist_changed``: routed to admins, the entry's dentist (when it names one) and its
+    patient."""
+
+    op: Literal["insert", "update", "delete"]
+    entry: WaitlistEntryRow
+
+
+class WaitlistOfferRow(TypedDict):
+    """A ``waitlist_offers`` row without its hold's name."""
+
+    id: int
+    entry_id: int
+    patient_id: int
+    service_id: int
+    dentist_id: int
+    starts_at: str
+    ends_at: str
+    expires_at: str  # the offer (and its hold) ends then
+    status: Literal["open", "accepted", "gone", "declined", "expired"]
+    appointment_id: int | None  # the visit it became, once accepted
+    created_at: str
+    decided_at: str | None
+
+
+class WaitlistOfferEvent(_Event):
+    """``waitlist_offer``: to the patient offered only (not admins, not the dentist): a new
+    ``open`` offer, then its end (``accepted``, ``gone``: someone else took it, ``declined``,
+    ``expired``)."""
+
+    offer: WaitlistOfferRow
 
 
 class ResyncRequired(TypedDict):

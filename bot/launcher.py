@@ -90,8 +90,7 @@ def plan(settings: Settings, database_url: str) -> list[Service]:
         shared_locks = bool(settings.redis_url) and (ROOT / "endpoints.redis.yml").exists()
         endpoints = "endpoints.redis.yml" if shared_locks else "endpoints.yml"
         env = rasa_env(settings, database_url)
-        if settings.rasa_api_token:
-            env["RASA_API_TOKEN"] = settings.rasa_api_token
+        env["RASA_API_TOKEN"] = settings.resolved_rasa_api_token  # the API answers only with it
         # Several Sanic workers (processes) on the one port, each with its own model: turns of
         # different conversations run in parallel. Rasa allows it only with a shared lock store.
         env["SANIC_WORKERS"] = str(settings.rasa_workers if shared_locks else 1)

@@ -178,6 +178,47 @@ class SlotHold(Base):
     held_until: Mapped[datetime] = mapped_column(server_default=FetchedValue(), server_onupdate=FetchedValue())
 
 
+class WaitlistEntry(Base):
+    """A patient waiting for an earlier slot (sql/010); ``dentist_id`` None: any dentist."""
+
+    __tablename__ = "waitlist_entries"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"))
+    service_id: Mapped[int] = mapped_column(ForeignKey("services.id"))
+    dentist_id: Mapped[int | None] = mapped_column(ForeignKey("dentists.id"))
+    earliest: Mapped[datetime]
+    latest: Mapped[datetime]
+    status: Mapped[str] = mapped_column(Text, default="waiting")
+    created_at: Mapped[datetime] = mapped_column(server_default="now()")
+    appointment_id: Mapped[int | None] = mapped_column(ForeignKey("appointments.id"))
+    conversation_id: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(server_default="now()")
+
+
+class WaitlistOffer(Base):
+    """One freed slot offered to one waitlist entry (sql/010)."""
+
+    __tablename__ = "waitlist_offers"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    entry_id: Mapped[int] = mapped_column(ForeignKey("waitlist_entries.id"))
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"))
+    service_id: Mapped[int] = mapped_column(ForeignKey("services.id"))
+    dentist_id: Mapped[int] = mapped_column(ForeignKey("dentists.id"))
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime]
+    holder: Mapped[str] = mapped_column(Text)
+    expires_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(Text, default="open")
+    appointment_id: Mapped[int | None] = mapped_column(ForeignKey("appointments.id"))
+    created_at: Mapped[datetime] = mapped_column(server_default="now()")
+    decided_at: Mapped[datetime | None]
+    chat_told_at: Mapped[datetime | None]
+
+    entry: Mapped[WaitlistEntry] = relationship(lazy="joined", innerjoin=True)
+
+
 class ChatBooking(Base):
     """A visit booked by an anonymous chat: its conversation may manage it (sql/005)."""
 

@@ -98,6 +98,16 @@ class Settings(BaseSettings):
     reminder_poll_seconds: float = Field(default=60.0, ge=1, le=3600)
     reminder_retry_minutes: int = Field(default=10, ge=1, le=24 * 60)
     reminder_max_attempts: int = Field(default=3, ge=1, le=20)
+    # the waitlist (bot/waitlist.py, run by the sync service): freed time is offered to at most
+    # WAITLIST_OFFER_TO waiting patients at once (the earliest requests first), held for them for
+    # HOLD_MINUTES; the worker looks at once after a change and every WAITLIST_POLL_SECONDS; a
+    # patient keeps at most WAITLIST_ENTRIES_PER_PATIENT waiting requests
+    waitlist_offer_to: int = Field(default=3, ge=1, le=50)
+    waitlist_poll_seconds: float = Field(default=30.0, ge=1, le=3600)
+    waitlist_entries_per_patient: int = Field(default=3, ge=1, le=20)
+    # where the sync service reaches Rasa's HTTP API to tell a waiting patient's chat of an offer
+    # (trigger_intent); empty: http://127.0.0.1:RASA_PORT
+    rasa_url: str = ""
 
     # sync service limits
     # Sockets open at once on one node per identity a token names (its role and `sub`: every token
@@ -119,8 +129,9 @@ class Settings(BaseSettings):
     # behind its own proxy on another host changes RASA_HOST (with a warning at start-up).
     rasa_host: str = "127.0.0.1"
     actions_host: str = "127.0.0.1"
-    # Rasa's HTTP API (trackers, models, /model/parse) is off unless this token is set; then it
-    # answers only requests with ?token=<it>
+    # Rasa's HTTP API (trackers, models, trigger_intent) answers only requests with ?token=<it>;
+    # unset: a token derived from JWT_SECRET, known to the sync service alone (it tells a waiting
+    # patient's chat of a freed slot through it)
     rasa_api_token: str | None = None
     # what Rasa sends the action server on every call (Authorization: Bearer ...); derived from
     # JWT_SECRET when unset, so both processes of one installation agree without more set-up
@@ -237,6 +248,16 @@ class Settings(BaseSettings):
     @property
     def resolved_actions_token(self) -> str:
         return self.actions_token or self.derived_secret("action-server")
+
+    @property
+    def resolved_rasa_api_token(self) -> str:
+        """Rasa's HTTP API token: RASA_API_TOKEN, or one derived from JWT_SECRET, so the sync
+        service can tell a waiting patient's chat of a freed slot (Rasa's trigger_intent)."""
+        return self.rasa_api_token or self.derived_secret("rasa-api")
+
+    @property
+    def resolved_rasa_url(self) -> str:
+        return (self.rasa_url or f"http://127.0.0.1:{self.rasa_port}").rstrip("/")
 
     @property
     def resolved_chat_origins(self) -> list[str]:

@@ -1,7 +1,7 @@
 """Build the aiohttp application: Socket.IO server, hub, outbox listener, REST, lifecycle.
 
-Resources live in ``app.cleanup_ctx`` (the replay pool, the listener task, the hold sweeper and
-the reminder worker) and
+Resources live in ``app.cleanup_ctx`` (the replay pool, the listener task, the hold sweeper, the
+reminder worker and the waitlist worker) and
 ``on_shutdown`` (disconnecting clients), so ``python -m sync`` and tests share one
 wiring. With ``REDIS_URL`` set, python-socketio's ``AsyncRedisManager`` is the client
 manager; outbox events are still fanned out by each node to its own clients (see
@@ -23,7 +23,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from bot.settings import Settings, get_settings, libpq_url
 
-from . import api, holds, keys, login, patient_signin, reminders, rest, staff, web as pages
+from . import api, holds, keys, login, patient_signin, reminders, rest, staff, waitlist, web as pages
 from .handlers import SocketHandlers
 from .hub import Hub
 from .listener import OutboxListener
@@ -61,10 +61,12 @@ def create_app(settings: Settings | None = None, *, node_id: str | None = None,
     app[keys.HUB] = hub = Hub(sio.eio, stats)
 
     app[keys.REMINDER_WAKE] = wake = asyncio.Event()
+    app[keys.WAITLIST_WAKE] = waitlist_wake = asyncio.Event()
 
-    def on_events(batch, started: float) -> None:  # the listener's batch: to clients, and a nudge
+    def on_events(batch, started: float) -> None:  # the listener's batch: to clients, and nudges
         hub.dispatch(batch, started)
         reminders.wake_on(batch, wake)
+        waitlist.wake_on(batch, waitlist_wake)
 
     dsn = _dsn(settings)
     app[keys.LISTENER] = listener = OutboxListener(dsn, on_events, **(listener_options or {}))
@@ -86,6 +88,7 @@ def create_app(settings: Settings | None = None, *, node_id: str | None = None,
     app.cleanup_ctx.append(_database)
     holds.setup(app)  # after _database: the sweeper uses its pool
     reminders.setup(app)  # after api's engine: the worker and its notifier use it
+    waitlist.setup(app)  # after api's booking service: the worker uses it
     app.on_shutdown.append(_disconnect_clients)
     return app
 

@@ -26,3 +26,4 @@ POOL = web.AppKey("pool", AsyncConnectionPool)
 HANDLERS = web.AppKey("handlers", SocketHandlers)
 ENGINE = web.AppKey("api_engine", Engine)  # SQLAlchemy: the REST API and staff sessions (sync.api)
 REMINDER_WAKE = web.AppKey("reminder_wake", asyncio.Event)  # set: a visit changed, look for reminders now
+WAITLIST_WAKE = web.AppKey("waitlist_wake", asyncio.Event)  # set: time may be free, offer it now

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from bot.events import REMINDER_SENT
+from bot.events import PEOPLE_ONLY_EVENTS, WAITLIST_OFFER
 from bot.tokens import Identity
 
 from . import outbox
@@ -80,11 +80,14 @@ def view_for(who: Identity, ev: OutboxEvent) -> str | None:
     was — ``previous`` — and ``moved_away``, nothing of what it became); whoever sees it only
     after gets ``entered`` (the visit as it now is, without ``previous``: until then it was
     someone else's). Admin and service tokens, and whoever sees it on both sides, get the
-    whole event. A ``reminder_sent`` is for people (admins, the visit's dentist and patient), not
-    for the action server, which has nothing to do with it.
+    whole event. A ``reminder_sent`` or ``waitlist_changed`` is for people (admins, the dentist and
+    patient it names), not for the action server, which has nothing to do with it; a
+    ``waitlist_offer`` is for the patient offered alone.
     """
-    if ev.type == REMINDER_SENT and who.role == "service":
+    if ev.type in PEOPLE_ONLY_EVENTS and who.role == "service":
         return None
+    if ev.type == WAITLIST_OFFER:  # the offered patient's alone
+        return outbox.FULL if who.role == "patient" and who.patient_id == ev.patient_id else None
     if ev.is_availability or who.role in ("admin", "service"):
         return outbox.FULL
     if who.role == "dentist":

@@ -72,7 +72,7 @@ def js_event_names(source: str) -> tuple[set[str], set[str]]:
 
 def js_event_literals(source: str) -> set[str]:
     """Every string in the script that looks like an event name (a typo hides nowhere)."""
-    return set(re.findall(r"[\"']((?:appointment|availability|resync|reminder)_\w+)[\"']", source))
+    return set(re.findall(r"[\"']((?:appointment|availability|resync|reminder|waitlist)_\w+)[\"']", source))
 
 
 def sql_scripts() -> list[str]:
@@ -97,9 +97,9 @@ def test_realtime_js_handles_exactly_the_client_events():
 
 
 def test_the_vocabulary_is_consistent():
-    others = {events.AVAILABILITY_CHANGED, events.REMINDER_SENT}
+    others = {events.AVAILABILITY_CHANGED, events.REMINDER_SENT, events.WAITLIST_CHANGED, events.WAITLIST_OFFER}
     assert events.APPOINTMENT_EVENTS | others == set(events.OUTBOX_EVENTS)
-    assert len(set(events.CLIENT_EVENTS)) == len(events.CLIENT_EVENTS) == 6
+    assert len(set(events.CLIENT_EVENTS)) == len(events.CLIENT_EVENTS) == 8
     assert events.RESYNC_REQUIRED not in events.OUTBOX_EVENTS
 
 
@@ -128,7 +128,8 @@ def test_the_checks_catch_a_name_added_or_dropped(change):
     elif change == "drop the function":
         edited = [*scripts, "DROP TRIGGER appointments_outbox ON appointments;\n"
                             "DROP FUNCTION appointments_outbox_v2();\n"]
-        assert trigger_event_types(edited) == {events.AVAILABILITY_CHANGED, events.REMINDER_SENT}
+        assert trigger_event_types(edited) == {events.AVAILABILITY_CHANGED, events.REMINDER_SENT,
+                                               events.WAITLIST_CHANGED, events.WAITLIST_OFFER}
     elif change == "add a JS handler":
         edited = source.replace('reminder_sent: "onReminderSent"',
                                 'reminder_sent: "onReminderSent",\n    visit_moved: "onVisitMoved"')
@@ -184,6 +185,35 @@ def test_events_have_the_shapes_the_vocabulary_names(db_url):
     assert "previous" not in bodies[0] and "previous" not in bodies[2]
     for body in bodies[3:]:
         _fits(body, events.AvailabilityEvent)
+
+
+def test_waitlist_events_have_the_shapes_the_vocabulary_names(db_url):
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO dentists (id, full_name) VALUES (1, 'Dr A');"
+                     "INSERT INTO patients (id, full_name) VALUES (1, 'P1');"
+                     "INSERT INTO services (id, name, duration_minutes, price_cents) VALUES (1, 'S', 30, 100)")
+        (start,) = conn.execute("SELECT coalesce(max(id), 0) FROM realtime_events").fetchone()
+        (entry,) = conn.execute("INSERT INTO waitlist_entries (patient_id, service_id, earliest, latest,"
+                                " conversation_id) VALUES (1, 1, '2030-01-07Z', '2030-01-09Z', 'chat-secret')"
+                                " RETURNING id").fetchone()
+        conn.execute("UPDATE waitlist_entries SET status = 'offered' WHERE id = %s", (entry,))
+        conn.execute("INSERT INTO waitlist_offers (entry_id, patient_id, service_id, dentist_id, starts_at, ends_at,"
+                     " holder, expires_at) VALUES (%s, 1, 1, 1, '2030-01-08 15:00Z', '2030-01-08 15:30Z',"
+                     " 'waitlist:secret', '2030-01-07 12:05Z')", (entry,))
+        conn.execute("UPDATE waitlist_offers SET chat_told_at = now()")  # not a status change: no event
+        conn.execute("UPDATE waitlist_offers SET status = 'gone'")
+        rows = [(r[1], r[2], r[3]) for r in conn.execute(FETCH_AFTER, (start, 100)).fetchall()]
+        bodies = _bodies(conn, start)
+    assert rows == [(events.WAITLIST_CHANGED, None, 1), (events.WAITLIST_CHANGED, None, 1),
+                    (events.WAITLIST_OFFER, None, 1), (events.WAITLIST_OFFER, None, 1)]
+    for body in bodies[:2]:
+        _fits(body, events.WaitlistChangedEvent)
+        _fits(body["entry"], events.WaitlistEntryRow)
+    for body in bodies[2:]:
+        _fits(body, events.WaitlistOfferEvent)
+        _fits(body["offer"], events.WaitlistOfferRow)
+    assert [b["offer"]["status"] for b in bodies[2:]] == ["open", "gone"]
+    assert "secret" not in json.dumps(bodies)  # neither the chat nor the hold is named
 
 
 # --- the safe mark ----------------------------------------------------------------------------------

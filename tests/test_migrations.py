@@ -20,7 +20,7 @@ from bot.migrate import SQL_DIR, MigrationError, migrate
 
 MIGRATIONS = ["001_schema.sql", "002_outbox.sql", "003_scheduling_rules.sql", "004_catalogue_events.sql",
               "005_chat_ownership.sql", "006_verification.sql", "007_staff_accounts.sql",
-              "008_chairs_and_hygienists.sql", "009_reminders.sql"]
+              "008_chairs_and_hygienists.sql", "009_reminders.sql", "010_waitlist.sql"]
 
 # table -> column -> type, "?" when NULL is allowed
 COLUMNS = {
@@ -80,6 +80,15 @@ COLUMNS = {
     "reminders": {"id": "bigint", "appointment_id": "bigint", "kind": "text", "channel": "text", "status": "text",
                   "attempts": "smallint", "notification_id": "bigint?", "created_at": "timestamptz",
                   "claimed_at": "timestamptz", "sent_at": "timestamptz?"},
+    # the waitlist (010): who waits for what, and each freed slot offered to each of them
+    "waitlist_entries": {"id": "bigint", "patient_id": "bigint", "service_id": "bigint", "dentist_id": "bigint?",
+                         "earliest": "timestamptz", "latest": "timestamptz", "status": "text",
+                         "created_at": "timestamptz", "appointment_id": "bigint?", "conversation_id": "text?",
+                         "updated_at": "timestamptz"},
+    "waitlist_offers": {"id": "bigint", "entry_id": "bigint", "patient_id": "bigint", "service_id": "bigint",
+                        "dentist_id": "bigint", "starts_at": "timestamptz", "ends_at": "timestamptz",
+                        "holder": "text", "expires_at": "timestamptz", "status": "text", "appointment_id": "bigint?",
+                        "created_at": "timestamptz", "decided_at": "timestamptz?", "chat_told_at": "timestamptz?"},
     "schema_migrations": {"version": "text", "name": "text", "checksum": "text", "applied_at": "timestamptz"},
 }
 
@@ -195,7 +204,8 @@ CONSTRAINTS = {
     ("realtime_events", "realtime_events_pkey"): "PRIMARY KEY (id)",
     ("realtime_events", "realtime_events_type_check"):
         "CHECK ((type = ANY (ARRAY['appointment_created'::text, 'appointment_updated'::text,"
-        " 'appointment_deleted'::text, 'availability_changed'::text, 'reminder_sent'::text])))",
+        " 'appointment_deleted'::text, 'availability_changed'::text, 'reminder_sent'::text,"
+        " 'waitlist_changed'::text, 'waitlist_offer'::text])))",
     ("notifications", "notifications_body_check"):
         "CHECK (((length(body) >= 1) AND (length(body) <= 10000)))",
     ("notifications", "notifications_channel_check"):
@@ -279,6 +289,41 @@ CONSTRAINTS = {
         "CHECK ((status = ANY (ARRAY['claimed'::text, 'sent'::text, 'failed'::text])))",
     ("reminders", "reminders_attempts_check"): "CHECK ((attempts >= 1))",
     ("reminders", "reminders_check"): "CHECK (((status = 'sent'::text) = (sent_at IS NOT NULL)))",
+    # the waitlist (010): an offer of one slot to one entry, once
+    ("waitlist_entries", "waitlist_entries_pkey"): "PRIMARY KEY (id)",
+    ("waitlist_entries", "waitlist_entries_patient_id_fkey"):
+        "FOREIGN KEY (patient_id) REFERENCES patients(id) ON DELETE CASCADE",
+    ("waitlist_entries", "waitlist_entries_service_id_fkey"):
+        "FOREIGN KEY (service_id) REFERENCES services(id) ON DELETE CASCADE",
+    ("waitlist_entries", "waitlist_entries_dentist_id_fkey"):
+        "FOREIGN KEY (dentist_id) REFERENCES dentists(id) ON DELETE CASCADE",
+    ("waitlist_entries", "waitlist_entries_appointment_id_fkey"):
+        "FOREIGN KEY (appointment_id) REFERENCES appointments(id) ON DELETE SET NULL",
+    ("waitlist_entries", "waitlist_entries_status_check"):
+        "CHECK ((status = ANY (ARRAY['waiting'::text, 'offered'::text, 'booked'::text, 'expired'::text,"
+        " 'withdrawn'::text])))",
+    ("waitlist_entries", "waitlist_entries_conversation_id_check"):
+        "CHECK (((length(conversation_id) >= 1) AND (length(conversation_id) <= 200)))",
+    ("waitlist_entries", "waitlist_entries_check"): "CHECK ((latest > earliest))",
+    ("waitlist_offers", "waitlist_offers_pkey"): "PRIMARY KEY (id)",
+    ("waitlist_offers", "waitlist_offers_entry_id_fkey"):
+        "FOREIGN KEY (entry_id) REFERENCES waitlist_entries(id) ON DELETE CASCADE",
+    ("waitlist_offers", "waitlist_offers_patient_id_fkey"):
+        "FOREIGN KEY (patient_id) REFERENCES patients(id) ON DELETE CASCADE",
+    ("waitlist_offers", "waitlist_offers_service_id_fkey"):
+        "FOREIGN KEY (service_id) REFERENCES services(id) ON DELETE CASCADE",
+    ("waitlist_offers", "waitlist_offers_dentist_id_fkey"):
+        "FOREIGN KEY (dentist_id) REFERENCES dentists(id) ON DELETE CASCADE",
+    ("waitlist_offers", "waitlist_offers_appointment_id_fkey"):
+        "FOREIGN KEY (appointment_id) REFERENCES appointments(id) ON DELETE SET NULL",
+    ("waitlist_offers", "waitlist_offers_holder_check"):
+        "CHECK (((length(holder) >= 1) AND (length(holder) <= 200)))",
+    ("waitlist_offers", "waitlist_offers_status_check"):
+        "CHECK ((status = ANY (ARRAY['open'::text, 'accepted'::text, 'gone'::text, 'declined'::text,"
+        " 'expired'::text])))",
+    ("waitlist_offers", "waitlist_offers_check"): "CHECK ((ends_at > starts_at))",
+    ("waitlist_offers", "waitlist_offers_entry_id_dentist_id_starts_at_key"):
+        "UNIQUE (entry_id, dentist_id, starts_at)",
 }
 
 # Indexes other than those of the constraints above.
@@ -298,6 +343,8 @@ INDEXES = {
     ("appointments", "appointments_operatory_idx"), ("appointments", "appointments_hygienist_idx"),
     ("hygienist_working_hours", "hygienist_working_hours_idx"), ("hygienist_time_off", "hygienist_time_off_idx"),
     ("reminders", "reminders_unsent_idx"),
+    ("waitlist_entries", "waitlist_entries_waiting_idx"), ("waitlist_entries", "waitlist_entries_one_per_visit"),
+    ("waitlist_offers", "waitlist_offers_open_idx"), ("waitlist_offers", "waitlist_offers_holder_idx"),
 }
 
 OUTBOX = ("AFTER", "DELETE INSERT UPDATE")  # every change, whoever makes it, writes one event
@@ -321,11 +368,15 @@ TRIGGERS = {
     ("services", "services_outbox"): ("catalogue_outbox_v1", *OUTBOX),
     # reminder_sent when a reminder becomes sent (009)
     ("reminders", "reminders_outbox"): ("reminders_outbox_v1", "AFTER", "INSERT UPDATE"),
+    # waitlist_changed and waitlist_offer (010)
+    ("waitlist_entries", "waitlist_entries_outbox"): ("waitlist_entries_outbox_v1", *OUTBOX),
+    ("waitlist_offers", "waitlist_offers_outbox"): ("waitlist_offers_outbox_v1", "AFTER", "INSERT UPDATE"),
 }
 
 # availability_outbox_v1 (002) was replaced by _v2 in 003, _v2 and appointments_outbox_v1 by 008's, and dropped
 FUNCTIONS = {"touch_updated_at_v1", "realtime_publish_v1", "appointments_outbox_v2", "availability_outbox_v3",
-             "catalogue_outbox_v1", "held_range_v1", "reminders_outbox_v1"}
+             "catalogue_outbox_v1", "held_range_v1", "reminders_outbox_v1", "waitlist_entries_outbox_v1",
+             "waitlist_offers_outbox_v1"}
 
 _TYPES = {"timestamp with time zone": "timestamptz", "time without time zone": "time"}
 

@@ -3,8 +3,8 @@
  * Socket.IO client, /static/vendor/socket.io.min.js, loaded first as the global `io`).
  *
  *   const sync = realtimeSync({url, token}, {onAppointmentCreated, onAppointmentUpdated,
- *       onAppointmentDeleted, onAvailabilityChanged, onReminderSent, onResyncRequired, onConnectionChange,
- *       onError});
+ *       onAppointmentDeleted, onAvailabilityChanged, onReminderSent, onWaitlistChanged, onWaitlistOffer,
+ *       onResyncRequired, onConnectionChange, onError});
  *   const sub = subscribeAppointments(userId, role, {onAppointmentCreated, ...});  // sub.unsubscribe()
  *   const av = subscribeAvailability(dentistId, {onAvailabilityChanged});
  *
@@ -21,7 +21,9 @@
     appointment_updated: "onAppointmentUpdated",
     appointment_deleted: "onAppointmentDeleted",
     availability_changed: "onAvailabilityChanged",
-    reminder_sent: "onReminderSent"
+    reminder_sent: "onReminderSent",
+    waitlist_changed: "onWaitlistChanged",
+    waitlist_offer: "onWaitlistOffer"
   };
   var shared = null;        // the connection subscribeAppointments / subscribeAvailability share
   var defaults = {};        // set by configure()
