@@ -334,14 +334,13 @@ class AvailabilityCache(SlotQueries):
             if service is None and row.get("service_id") is not None:
                 self.request_refresh(None)  # a service newer than the cache: reload everything
             interval = buffered(parse_ts(row["starts_at"]), parse_ts(row["ends_at"]), service)
-            if row.get("hygienist_id") is not None:
-                pass  # a hygienist's visit does not hold its dentist (sql/008)
-            elif dentist_id in schedules:
-                busy = dict(schedules[dentist_id].busy)
-                busy[appt_id] = interval
-                schedules[dentist_id] = schedules[dentist_id].evolve(busy=busy)
-            else:
-                orphans[dentist_id] = {**orphans.get(dentist_id, {}), appt_id: interval}
+            if row.get("hygienist_id") is None:  # a hygienist's visit does not hold its dentist (sql/008)
+                if dentist_id in schedules:
+                    busy = dict(schedules[dentist_id].busy)
+                    busy[appt_id] = interval
+                    schedules[dentist_id] = schedules[dentist_id].evolve(busy=busy)
+                else:
+                    orphans[dentist_id] = {**orphans.get(dentist_id, {}), appt_id: interval}
             self._where[appt_id] = dentist_id
         self._state = replace(state, schedules=schedules, orphans=orphans, resources=resources)
 

@@ -14,6 +14,8 @@ from datetime import timedelta
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from .jsonable import json_dict
+
 _COUNTS = text("""
     SELECT p.id, p.full_name,
            count(*) FILTER (WHERE a.status = 'no_show') AS no_shows,
@@ -36,8 +38,7 @@ class Attendance:
     late_cancels: int
 
     def as_dict(self) -> dict:
-        return {"patient_id": self.patient_id, "patient_name": self.patient_name, "no_shows": self.no_shows,
-                "late_cancels": self.late_cancels}
+        return json_dict(self)
 
 
 def counts(session: Session, notice: timedelta, *, patient_id: int | None = None) -> list[Attendance]:

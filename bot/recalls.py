@@ -15,6 +15,8 @@ from datetime import datetime
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from .jsonable import json_dict
+
 _DUE = text("""
     WITH last AS (
         SELECT DISTINCT ON (a.patient_id, a.service_id) a.patient_id, a.service_id, a.starts_at
@@ -44,9 +46,7 @@ class Due:
     due_at: datetime
 
     def as_dict(self) -> dict:
-        return {"patient_id": self.patient_id, "patient_name": self.patient_name, "service_id": self.service_id,
-                "service_name": self.service_name, "last_visit": self.last_visit.isoformat(),
-                "due_at": self.due_at.isoformat()}
+        return json_dict(self)
 
 
 def due(session: Session, now: datetime, tz_name: str, *, patient_id: int | None = None,

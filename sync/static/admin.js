@@ -62,34 +62,39 @@
     function recallsSoon() { clearTimeout(recallTimer); recallTimer = setTimeout(recalls, 500); }
     function recalls() {
       attendance();
-      C.api("GET", "/api/recalls").then(function (data) {
-        var list = h("ul", {class: "appts", "aria-label": "Patients due for a recall"});
-        data.due.forEach(function (d) {
-          list.appendChild(h("li", {"data-patient": d.patient_id},
-            h("div", {class: "appt-head"},
-              h("span", {class: "appt-who"}, d.patient_name),
-              h("span", {class: "appt-service"}, d.service_name),
-              h("span", {class: "appt-time"}, "due since " + C.day(d.due_at) + " (last visit " + C.day(d.last_visit) + ")"))));
-        });
-        recallsCard.replaceChildren(h("h2", {}, "Recalls due"),
-          data.due.length ? list : h("p", {class: "empty"}, "Nobody is due."));
-      }).catch(function (err) { C.notify("Could not load the recall list: " + err.message, "error"); });
+      listCard(recallsCard, {url: "/api/recalls", key: "due", title: "Recalls due",
+        label: "Patients due for a recall", empty: "Nobody is due.", failed: "Could not load the recall list",
+        row: function (d) {
+          return [d.service_name, "due since " + C.day(d.due_at) + " (last visit " + C.day(d.last_visit) + ")"];
+        }});
     }
 
     // no-shows and late cancellations per patient (the cancellation policy's counts)
     function attendance() {
-      C.api("GET", "/api/attendance").then(function (data) {
-        var list = h("ul", {class: "appts", "aria-label": "No-shows and late cancellations"});
-        data.patients.forEach(function (p) {
-          list.appendChild(h("li", {"data-patient": p.patient_id},
+      listCard(attendanceCard, {url: "/api/attendance", key: "patients", title: "No-shows and late cancellations",
+        label: "No-shows and late cancellations", empty: "Nobody has missed a visit.", failed: "Could not load attendance",
+        row: function (p) {
+          return [p.no_shows + " no-show" + (p.no_shows === 1 ? "" : "s"),
+                  p.late_cancels + " late cancellation" + (p.late_cancels === 1 ? "" : "s")];
+        }});
+    }
+
+    // a card listing one patient a line (what list.key of GET list.url holds): their name and
+    // the two texts list.row gives, or list.empty when there is nobody
+    function listCard(card, list) {
+      C.api("GET", list.url).then(function (data) {
+        var items = data[list.key];
+        var ul = h("ul", {class: "appts", "aria-label": list.label});
+        items.forEach(function (item) {
+          var texts = list.row(item);
+          ul.appendChild(h("li", {"data-patient": item.patient_id},
             h("div", {class: "appt-head"},
-              h("span", {class: "appt-who"}, p.patient_name),
-              h("span", {class: "appt-service"}, p.no_shows + " no-show" + (p.no_shows === 1 ? "" : "s")),
-              h("span", {class: "appt-time"}, p.late_cancels + " late cancellation" + (p.late_cancels === 1 ? "" : "s")))));
+              h("span", {class: "appt-who"}, item.patient_name),
+              h("span", {class: "appt-service"}, texts[0]),
+              h("span", {class: "appt-time"}, texts[1]))));
         });
-        attendanceCard.replaceChildren(h("h2", {}, "No-shows and late cancellations"),
-          data.patients.length ? list : h("p", {class: "empty"}, "Nobody has missed a visit."));
-      }).catch(function (err) { C.notify("Could not load attendance: " + err.message, "error"); });
+        card.replaceChildren(h("h2", {}, list.title), items.length ? ul : h("p", {class: "empty"}, list.empty));
+      }).catch(function (err) { C.notify(list.failed + ": " + err.message, "error"); });
     }
 
     var timer = null;

@@ -178,7 +178,8 @@
 
   /**
    * The appointments of one user: role "admin" (all), "dentist" (that dentist's diary) or
-   * "patient" (that patient's visits). Returns {ready: Promise<ack>, unsubscribe()}.
+   * "patient" (that patient's visits), with the reminders sent for them (onReminderSent).
+   * Returns {ready: Promise<ack>, unsubscribe()}.
    */
   function subscribeAppointments(userId, role, callbacks) {
     var conn = sharedConnection();
@@ -190,7 +191,12 @@
       var key = role + "_id";
       request = {topic: "appointments"};
       request[key] = Number(userId);
-      filter = function (type, event) { return type !== "availability_changed" && involves(event, key, Number(userId)); };
+      // a reminder names only its visit (appointment_id): the service sends it to that visit's
+      // dentist and patient (and admins) alone, so on their own connection every one is theirs
+      filter = function (type, event) {
+        if (type === "reminder_sent") return true;
+        return type !== "availability_changed" && involves(event, key, Number(userId));
+      };
     } else {
       throw new Error("subscribeAppointments: role must be admin, dentist or patient");
     }

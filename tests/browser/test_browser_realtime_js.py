@@ -74,6 +74,34 @@ async def test_legacy_helpers_filter_by_user_and_refuse_others(browser, settings
     await clinic.close()
 
 
+async def test_legacy_helpers_pass_the_reminders_of_the_users_visits(browser, settings, db_url):
+    """subscribeAppointments as a dentist and as a patient calls onReminderSent for their visits'
+    reminders (the event names only appointment_id), and never for someone else's."""
+    clinic = await Clinic.open(db_url)  # dentists 1-2, patients 1-2
+    async with running(settings) as server:
+        pages = {}
+        for role in ("dentist", "patient"):
+            page, errors = await blank_page(browser, server.url)
+            ack = await page.evaluate("""async ([role, token]) => {
+                Realtime.configure({token});
+                return await subscribeAppointments(1, role, {
+                    onReminderSent: (ev) => window.got.push([ev.type, ev.appointment_id, ev.kind, ev.channel])}).ready;
+            }""", [role, mint(role, 1, settings=settings)])
+            assert ack == {"ok": True, "channel": f"appointments:{role}:1"}
+            pages[role] = page, errors
+        theirs = await clinic.book(dentist=2, patient=2)
+        mine = await clinic.book(dentist=1, patient=1)
+        for visit in (theirs, mine):
+            await clinic.conn.execute(
+                "INSERT INTO reminders (appointment_id, kind, channel, status, sent_at)"
+                " VALUES (%s, 'day_before', 'sms', 'sent', now())", (visit,))
+        for role, (page, errors) in pages.items():
+            await page.wait_for_function("window.got.length >= 1")
+            assert await page.evaluate("window.got") == [["reminder_sent", mine, "day_before", "sms"]], role
+            assert errors == []
+    await clinic.close()
+
+
 async def test_subscribe_availability_for_one_dentist(browser, settings, db_url):
     clinic = await Clinic.open(db_url)
     async with running(settings) as server:
