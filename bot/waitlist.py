@@ -40,6 +40,7 @@ from sqlalchemy.engine import Engine
 from .availability import Slot
 from .booking import BookingService, ChatOrigin, Outcome, Result, _guard
 from .db import session_scope
+from .jsonable import json_dict
 from .models import Appointment, Dentist, Patient, Service, WaitlistEntry, WaitlistOffer
 from .tokens import Identity
 
@@ -73,7 +74,7 @@ class EntryView:
                    e.appointment_id)
 
     def as_dict(self) -> dict:
-        return _jsonable(self.__dict__)
+        return json_dict(self)
 
 
 @dataclass(frozen=True)
@@ -92,11 +93,7 @@ class OfferView:
     appointment_id: int | None  # the visit it became (accepted), or the visit it would move
 
     def as_dict(self) -> dict:
-        return _jsonable(self.__dict__)
-
-
-def _jsonable(values: dict) -> dict:
-    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in values.items()}
+        return json_dict(self)
 
 
 @dataclass(frozen=True)
