@@ -398,12 +398,14 @@ class Waitlist:
             s.expunge_all()
         made: list[int] = []
         grouped: set[int] = set()
-        for i, entry in enumerate(waiting):
+        for entry in waiting:
             if entry.id in grouped:
                 continue
             for slot in self._candidates(entry):
-                group = [entry] + [o for o in waiting[i + 1:]
-                                   if o.id not in grouped and self._fits(o, slot, entry.service_id)]
+                # every waiting request it suits, in the fair order: also those before this one
+                # that found nothing earlier in this pass (the time may have been freed meanwhile)
+                group = [o for o in waiting if o.id not in grouped
+                         and (o is entry or self._fits(o, slot, entry.service_id))]
                 group = group[:self.settings.waitlist_offer_to]
                 offers = self._make_offer(slot, entry.service_id, group)
                 if offers is None:  # taken meanwhile: try the entry's next slot

@@ -87,19 +87,30 @@ def test_rasa_and_the_action_server_listen_on_loopback_only(stack):
 
 
 @pytest.mark.parametrize("method, path, body", [
-    ("GET", "/status", None), ("GET", "/domain", None), ("GET", "/version", None),
+    ("GET", "/status", None), ("GET", "/domain", None),
     ("GET", "/conversations/{victim}/tracker", None),
     ("POST", "/conversations/{victim}/tracker/events",
      [{"event": "slot", "name": "authenticated", "value": True}, {"event": "slot", "name": "patient_id", "value": 1}]),
     ("POST", "/model/parse", {"text": "hi"}),
     ("PUT", "/model", {"model_file": "/tmp/other.tar.gz"}),
 ])
-async def test_rasas_http_api_is_not_served(stack, method, path, body):
+async def test_rasas_http_api_answers_nothing_without_its_token(stack, method, path, body):
+    """Rasa's HTTP API is served (the sync service tells waiting patients' chats of freed slots
+    through trigger_intent), but only with RASA_API_TOKEN, derived from JWT_SECRET when unset:
+    no token, a wrong one or the actions' token get 401 and nothing else."""
     victim = conversation()
     await stack.say(victim, "hi", {"token": mint("patient", 1, settings=stack.settings)})
-    status, _, answer = await http(method, stack.url("rasa") + path.format(victim=victim), json=body)
-    assert status == 404, (status, answer[:300])
-    assert "patient" not in answer.lower() and "token" not in answer.lower()
+    for params in ({}, {"token": "wrong" * 8}, {"token": stack.settings.resolved_actions_token}):
+        status, _, answer = await http(method, stack.url("rasa") + path.format(victim=victim), json=body,
+                                       params=params)
+        assert status == 401, (status, answer[:300])
+        assert "patient" not in answer.lower() and "slot" not in answer.lower()
+
+
+async def test_rasas_version_is_all_it_says_without_a_token(stack):
+    """Rasa serves GET /version to anyone (no auth in Rasa itself): the version, nothing else."""
+    status, _, answer = await http("GET", stack.url("rasa") + "/version")
+    assert status == 200 and set(json.loads(answer)) == {"version", "minimum_compatible_version"}
 
 
 async def test_cors_names_the_clinics_origins_and_never_echoes_a_strangers(stack):
