@@ -212,3 +212,24 @@ def test_join_refuses_what_cannot_be_waited_for(clinic, booking, waitlist):
     assert waitlist.withdraw(patient(2), first.entry.id).outcome is Outcome.NOT_FOUND
     assert waitlist.withdraw(me, first.entry.id).outcome is Outcome.WITHDRAWN
     assert [e.id for e in waitlist.entries(me)] == []
+
+
+def test_a_pass_that_straddles_the_change_still_offers_the_earlier_request_first(clinic, booking, settings):
+    """The time is freed while a pass is between two requests: the earlier one, already passed
+    over, is offered it too, and first (the fair order holds across a concurrent change)."""
+    slot, visit = taken_slot(booking)
+
+    class Straddling(Waitlist):
+        looked: list[int] = []
+
+        def _candidates(self, entry, slots):
+            self.looked.append(entry.id)
+            if len(self.looked) == 1:  # right after the first request found nothing, the time frees
+                assert booking.cancel(ADMIN, visit).outcome is Outcome.CANCELLED
+            return super()._candidates(entry, slots)
+
+    waitlist = Straddling(booking)
+    # any dentist, then Dr Chen: the pass reads their free time separately, before and after the change
+    first, second = wait_for(waitlist, 1, slot), wait_for(waitlist, 2, slot, dentist=1)
+    offered = waitlist.run_once().offered
+    assert [waitlist.offer(ADMIN, o).entry_id for o in offered] == [first.id, second.id]
