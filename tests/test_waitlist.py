@@ -233,3 +233,18 @@ def test_a_pass_that_straddles_the_change_still_offers_the_earlier_request_first
     first, second = wait_for(waitlist, 1, slot), wait_for(waitlist, 2, slot, dentist=1)
     offered = waitlist.run_once().offered
     assert [waitlist.offer(ADMIN, o).entry_id for o in offered] == [first.id, second.id]
+
+
+def test_hours_that_widen_are_offered_to_the_waiting(clinic, booking, waitlist, settings):
+    """A request for an evening time no one works: when Dr Chen stays late that day (a date
+    override, written in SQL), the new time is offered."""
+    day = (datetime.now(settings.tz) + timedelta(days=3)).date()
+    evening = datetime.combine(day, datetime.min.time().replace(hour=19), settings.tz)
+    joined = waitlist.join(patient(1), patient_id=1, service_id=FILLING, dentist_id=1, earliest=evening,
+                           latest=evening + timedelta(minutes=1))
+    assert joined.outcome is Outcome.WAITLISTED
+    assert waitlist.run_once().offered == []
+    clinic.execute("INSERT INTO date_overrides (dentist_id, on_date, start_time, end_time)"
+                   " VALUES (1, %s, '08:00', '21:00')", (day,))
+    (offer,) = waitlist.run_once().offered
+    assert waitlist.offer(patient(1), offer).starts_at == evening
