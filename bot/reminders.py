@@ -1,10 +1,14 @@
-"""Reminders of upcoming visits: an email with an ``.ics`` file and an SMS, once per visit.
+"""Reminders of upcoming visits: an email with an ``.ics`` file and an SMS, once per visit and time.
 
 ``ReminderWorker.run_once`` finds every pending or confirmed visit (never a cancelled one) that
 starts within ``REMINDER_HOURS`` and has no reminder of its kind and channel yet, claims each by
 ``INSERT INTO reminders ... ON CONFLICT DO NOTHING`` (the table's UNIQUE key), sends it through
 the ``Notifier`` (so it is recorded in ``notifications``) and marks the claim ``sent`` with the
 notification's id; that update fires ``reminder_sent`` into the outbox (sql/009).
+
+A claim names the time it reminds of (``visit_starts_at``; the UNIQUE key is the visit, kind,
+channel and that time, sql/011): a visit moved after its reminder went out is reminded of again,
+at its new time; one that keeps its time, never twice.
 
 **The claim rows are the worker's stored position.** A new worker (a restarted sync service,
 another node) reads them and sends nothing that was sent. A claim is one transaction that
@@ -43,8 +47,8 @@ PRODID = "-//Bright Smile Dental//reminders//EN"
 # New claims: every live visit in the window whose patient has the channel's address, that has
 # no row of this kind and channel yet. ON CONFLICT: a concurrent worker's claim wins, quietly.
 _CLAIM_NEW = text("""
-    INSERT INTO reminders (appointment_id, kind, channel)
-    SELECT a.id, :kind, c.channel
+    INSERT INTO reminders (appointment_id, kind, channel, visit_starts_at)
+    SELECT a.id, :kind, c.channel, a.starts_at
       FROM appointments a
       JOIN patients p ON p.id = a.patient_id
      CROSS JOIN LATERAL (VALUES ('email', p.email), ('sms', p.phone)) AS c(channel, address)
@@ -52,9 +56,10 @@ _CLAIM_NEW = text("""
        AND a.starts_at > now() AND a.starts_at <= now() + make_interval(hours => :hours)
        AND c.address IS NOT NULL AND c.address <> ''
        AND NOT EXISTS (SELECT 1 FROM reminders r
-                        WHERE r.appointment_id = a.id AND r.kind = :kind AND r.channel = c.channel)
+                        WHERE r.appointment_id = a.id AND r.kind = :kind AND r.channel = c.channel
+                          AND r.visit_starts_at = a.starts_at)
      ORDER BY a.starts_at, a.id, c.channel
-    ON CONFLICT (appointment_id, kind, channel) DO NOTHING
+    ON CONFLICT (appointment_id, kind, channel, visit_starts_at) DO NOTHING
     RETURNING id
 """)
 
@@ -76,7 +81,7 @@ _DETAILS = text("""
       JOIN patients p ON p.id = a.patient_id
       JOIN dentists d ON d.id = a.dentist_id
       JOIN services s ON s.id = a.service_id
-     WHERE r.id = :id AND r.status = 'claimed'
+     WHERE r.id = :id AND r.status = 'claimed' AND a.starts_at = r.visit_starts_at
        AND a.status IN ('pending', 'confirmed') AND a.starts_at > now()
 """)
 
@@ -177,7 +182,7 @@ class ReminderWorker:
     def _send(self, reminder_id: int, result: RunResult) -> None:
         with session_scope(self.engine) as session:
             row = session.execute(_DETAILS, {"id": reminder_id}).one_or_none()
-            if row is None:  # cancelled (or moved into the past) since the claim: never sent
+            if row is None:  # cancelled or moved since the claim: never sent (a moved one is claimed anew)
                 session.execute(text("DELETE FROM reminders WHERE id = :id AND status <> 'sent'"),
                                 {"id": reminder_id})
                 result.dropped.append(reminder_id)

@@ -20,7 +20,8 @@ from bot.migrate import SQL_DIR, MigrationError, migrate
 
 MIGRATIONS = ["001_schema.sql", "002_outbox.sql", "003_scheduling_rules.sql", "004_catalogue_events.sql",
               "005_chat_ownership.sql", "006_verification.sql", "007_staff_accounts.sql",
-              "008_chairs_and_hygienists.sql", "009_reminders.sql", "010_waitlist.sql"]
+              "008_chairs_and_hygienists.sql", "009_reminders.sql", "010_waitlist.sql",
+              "011_reminder_per_time.sql"]
 
 # table -> column -> type, "?" when NULL is allowed
 COLUMNS = {
@@ -79,7 +80,7 @@ COLUMNS = {
     # reminders of upcoming visits (009): one row per visit, kind and channel
     "reminders": {"id": "bigint", "appointment_id": "bigint", "kind": "text", "channel": "text", "status": "text",
                   "attempts": "smallint", "notification_id": "bigint?", "created_at": "timestamptz",
-                  "claimed_at": "timestamptz", "sent_at": "timestamptz?"},
+                  "claimed_at": "timestamptz", "sent_at": "timestamptz?", "visit_starts_at": "timestamptz"},
     # the waitlist (010): who waits for what, and each freed slot offered to each of them
     "waitlist_entries": {"id": "bigint", "patient_id": "bigint", "service_id": "bigint", "dentist_id": "bigint?",
                          "earliest": "timestamptz", "latest": "timestamptz", "status": "text",
@@ -276,9 +277,10 @@ CONSTRAINTS = {
         " 'disabled'::text])))",
     ("staff_sign_ins", "staff_sign_ins_client_check"): "CHECK ((length(client) <= 100))",
     ("staff_sign_ins", "staff_sign_ins_check"): "CHECK ((success = (reason = 'ok'::text)))",
-    # exactly one reminder per visit, kind and channel, whoever sends it (009)
+    # exactly one reminder per visit, kind, channel and time, whoever sends it (009, 011)
     ("reminders", "reminders_pkey"): "PRIMARY KEY (id)",
-    ("reminders", "reminders_appointment_id_kind_channel_key"): "UNIQUE (appointment_id, kind, channel)",
+    ("reminders", "reminders_appointment_id_kind_channel_visit_starts_at_key"):
+        "UNIQUE (appointment_id, kind, channel, visit_starts_at)",
     ("reminders", "reminders_appointment_id_fkey"):
         "FOREIGN KEY (appointment_id) REFERENCES appointments(id) ON DELETE CASCADE",
     ("reminders", "reminders_notification_id_fkey"):
@@ -368,6 +370,8 @@ TRIGGERS = {
     ("services", "services_outbox"): ("catalogue_outbox_v1", *OUTBOX),
     # reminder_sent when a reminder becomes sent (009)
     ("reminders", "reminders_outbox"): ("reminders_outbox_v1", "AFTER", "INSERT UPDATE"),
+    # a reminder names the time it reminds of; a row written without it takes the visit's (011)
+    ("reminders", "reminders_visit_time"): ("reminders_visit_time_v1", "BEFORE", "INSERT"),
     # waitlist_changed and waitlist_offer (010)
     ("waitlist_entries", "waitlist_entries_outbox"): ("waitlist_entries_outbox_v1", *OUTBOX),
     ("waitlist_offers", "waitlist_offers_outbox"): ("waitlist_offers_outbox_v1", "AFTER", "INSERT UPDATE"),
@@ -376,7 +380,7 @@ TRIGGERS = {
 # availability_outbox_v1 (002) was replaced by _v2 in 003, _v2 and appointments_outbox_v1 by 008's, and dropped
 FUNCTIONS = {"touch_updated_at_v1", "realtime_publish_v1", "appointments_outbox_v2", "availability_outbox_v3",
              "catalogue_outbox_v1", "held_range_v1", "reminders_outbox_v1", "waitlist_entries_outbox_v1",
-             "waitlist_offers_outbox_v1"}
+             "waitlist_offers_outbox_v1", "reminders_visit_time_v1"}
 
 _TYPES = {"timestamp with time zone": "timestamptz", "time without time zone": "time"}
 

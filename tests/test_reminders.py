@@ -150,6 +150,36 @@ def test_a_cancelled_visit_and_one_outside_the_window_get_nothing(clinic, engine
         assert [m["To"] for m in smtp.messages] == ["li@example.com"]
 
 
+def test_a_visit_moved_after_its_reminder_is_reminded_of_its_new_time_once(clinic, engine, settings):
+    with servers(settings) as (smtp, sms, s):
+        visit, start, _ = book(clinic, hours=3)
+        assert len(worker(engine, s).run_once().sent) == 2
+        assert worker(engine, s).run_once().sent == []  # the same time: never twice
+        moved = start + timedelta(hours=5)
+        clinic.execute("UPDATE appointments SET starts_at = %s, ends_at = %s WHERE id = %s",
+                       (moved, moved + timedelta(minutes=30), visit))
+        assert len(worker(engine, s).run_once().sent) == 2  # its new time
+        assert worker(engine, s).run_once().sent == []
+        assert [r["visit_starts_at"] for r in reminders(engine)] == [start, start, moved, moved]
+        assert len(smtp.messages) == len(sms.received) == 2  # one email and one SMS for each time
+
+
+def test_a_visit_moved_after_its_claim_is_reminded_of_the_new_time_only(clinic, engine, settings):
+    with servers(settings) as (smtp, sms, s):
+        visit, start, _ = book(clinic, hours=3)
+        w = worker(engine, s)
+        claimed = w.claim()
+        moved = start + timedelta(hours=1)
+        clinic.execute("UPDATE appointments SET starts_at = %s, ends_at = %s WHERE id = %s",
+                       (moved, moved + timedelta(minutes=30), visit))
+        result = RunResult()
+        for reminder_id in claimed:
+            w._send(reminder_id, result)
+        assert result.dropped == claimed and smtp.messages == []  # not of the old time
+        assert len(w.run_once().sent) == 2
+        assert [r["visit_starts_at"] for r in reminders(engine)] == [moved, moved]
+
+
 def test_a_visit_cancelled_after_its_claim_is_not_sent(clinic, engine, settings):
     with servers(settings) as (smtp, sms, s):
         visit, _, _ = book(clinic, hours=3)
