@@ -464,6 +464,25 @@ class BookingService:
         return self._after_write(Outcome.CANCELLED, appointment_id)
 
     @_guard
+    def confirm(self, actor: Identity, appointment_id: int) -> Result:
+        """The patient (or staff) confirms a pending visit: the staff's rules (a cancelled visit is
+        never reopened, ``sync.api``), and only while it is ahead. Confirming a confirmed visit
+        changes nothing and answers the same (no write, so no event)."""
+        with session_scope(self.engine) as s:
+            appt = self._visit(s, actor, appointment_id)
+            if isinstance(appt, Result):
+                return appt
+            if appt.status == "cancelled":
+                return Result(Outcome.ALREADY_CANCELLED, "That visit was cancelled; book a new one.",
+                              appointment=AppointmentView.of(appt))
+            if appt.status not in ("pending", "confirmed") or appt.starts_at <= self.now():
+                return Result(Outcome.NOT_ALLOWED, "That visit has begun or is over.",
+                              appointment=AppointmentView.of(appt))
+            if appt.status == "pending":
+                appt.status = "confirmed"
+        return self._after_write(Outcome.UPDATED, appointment_id)
+
+    @_guard
     def set_status(self, actor: Identity, appointment_id: int, status: str) -> Result:
         """Staff change a visit's status (admin, or the dentist of that visit)."""
         if status not in STATUSES:
