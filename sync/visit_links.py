@@ -38,7 +38,9 @@ from .web import page
 
 log = logging.getLogger(__name__)
 
-NO_STORE = {"Cache-Control": "no-store"}
+# same-origin: a form POST then names our Origin (under no-referrer a browser sends "Origin: null"),
+# and the token in the address is still never sent to another site
+HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "same-origin"}
 LIVE = ("pending", "confirmed")
 
 
@@ -114,7 +116,7 @@ def _render(request: web.Request, token: str, visit: AppointmentView, answer: An
         f'<p>Status: <span id="visit-status" class="badge s-{e(visit.status)}">{e(state)}</span></p>'
         f'{notice}<div class="appt-actions">{"".join(buttons)}</div>'
         f'<p class="hint">To move it, or for anything else, call {e(settings.clinic_phone)}.</p></section>')
-    return page(request, "visit.html", answer.status if answer else 200, content=content, headers=NO_STORE)
+    return page(request, "visit.html", answer.status if answer else 200, content=content, headers=HEADERS)
 
 
 def _refused_page(request: web.Request, refused: Refused) -> web.Response:
@@ -122,7 +124,7 @@ def _refused_page(request: web.Request, refused: Refused) -> web.Response:
     content = (f'<section class="card signin" id="visit-refused"><h2>{html.escape(refused.title)}</h2>'
                f'<p id="visit-message" class="error" role="alert">{html.escape(str(refused))}</p>'
                f'<p class="hint">To confirm, move or cancel a visit, call {html.escape(phone)}.</p></section>')
-    return page(request, "visit.html", refused.status, content=content, headers=NO_STORE)
+    return page(request, "visit.html", refused.status, content=content, headers=HEADERS)
 
 
 def _answered(fn):
