@@ -19,7 +19,7 @@ from icalendar import Calendar
 from bot import events, links
 from bot.notify import notifier_from
 from bot.reminders import ReminderWorker
-from bot.tokens import mint
+from bot.tokens import TokenError, mint, verify
 from tests.notify_servers import SmsProvider, SmtpServer
 from tests.sync_helpers import Recorder, serve, token
 
@@ -284,3 +284,19 @@ async def test_a_tampered_or_wrong_purpose_feed_token_is_404(clinic, settings):
             assert status == 404 and "VEVENT" not in text, name
         events_, _ = await feed_of(f"{url}/feeds/{genuine}.ics")
         assert len(events_) == 1
+
+
+async def test_neither_a_link_nor_a_feed_token_signs_in(clinic, settings):
+    visit, start = book(clinic, hours=72)
+    for tok in (link_token(settings, visit, 1, start), links.feed_token("patient", 1, settings)):
+        with pytest.raises(TokenError, match="signature"):
+            verify(tok, settings=settings)
+    # even one signed with the JWT key itself: it names a purpose, so it is no login
+    claims = {"role": "patient", "sub": "patient:1", "patient_id": 1, "exp": int(start.timestamp()),
+              "aud": links.VISIT_PURPOSE}
+    with pytest.raises(TokenError, match="audience"):
+        verify(jwt.encode(claims, settings.jwt_secret, algorithm="HS256"), settings=settings)
+    async with serve(settings) as (url, app):
+        async with aiohttp.ClientSession() as http, http.get(
+                f"{url}/api/appointments", headers={"Authorization": f"Bearer {link_token(settings, visit, 1, start)}"}) as r:
+            assert r.status == 401
