@@ -1,4 +1,6 @@
-"""Reminders of upcoming visits: an email with an ``.ics`` file and an SMS, once per visit.
+"""Reminders of upcoming visits: an email with an ``.ics`` file and an SMS, once per visit, each
+with the visit's signed link to confirm or cancel it (``bot.links``; ``sync.visit_links`` serves it).
+``calendar_of`` builds the VEVENTs of the attachment and of the calendar feeds (``sync.feeds``).
 
 ``ReminderWorker.run_once`` finds every pending or confirmed visit (never a cancelled one) that
 starts within ``REMINDER_HOURS`` and has no reminder of its kind and channel yet, claims each by
