@@ -456,18 +456,31 @@ class BookingService:
     @_guard
     def cancel(self, actor: Identity, appointment_id: int) -> Result:
         with session_scope(self.engine) as s:
-            appt = self._visit(s, actor, appointment_id)
+            appt = self._uncancelled(s, actor, appointment_id, "That visit was already cancelled.")
             if isinstance(appt, Result):
                 return appt
-            if appt.status == "cancelled":
-                return Result(Outcome.ALREADY_CANCELLED, "That visit was already cancelled.",
-                              appointment=AppointmentView.of(appt))
             if appt.status in ("completed", "no_show"):
                 return Result(Outcome.NOT_ALLOWED, "That visit is in the past and cannot be cancelled.")
             if late := self._too_late(actor, appt):
                 return late
             appt.status = "cancelled"
         return self._after_write(Outcome.CANCELLED, appointment_id)
+
+    @_guard
+    def confirm(self, actor: Identity, appointment_id: int) -> Result:
+        """The patient (or staff) confirms a pending visit: the staff's rules (a cancelled visit is
+        never reopened, ``sync.api``), and only while it is ahead. Confirming a confirmed visit
+        changes nothing and answers the same (no write, so no event)."""
+        with session_scope(self.engine) as s:
+            appt = self._uncancelled(s, actor, appointment_id, "That visit was cancelled; book a new one.")
+            if isinstance(appt, Result):
+                return appt
+            if appt.status not in ("pending", "confirmed") or appt.starts_at <= self.now():
+                return Result(Outcome.NOT_ALLOWED, "That visit has begun or is over.",
+                              appointment=AppointmentView.of(appt))
+            if appt.status == "pending":
+                appt.status = "confirmed"
+        return self._after_write(Outcome.UPDATED, appointment_id)
 
     @_guard
     def set_status(self, actor: Identity, appointment_id: int, status: str) -> Result:
@@ -524,6 +537,14 @@ class BookingService:
             q = select(Appointment).where(Appointment.id == appointment_id)
             appt = s.scalars(q.with_for_update(of=Appointment) if lock else q).one_or_none()
         return self._check_access(actor, appt) or appt
+
+    def _uncancelled(self, s: Session, actor: Identity, appointment_id: int, cancelled: str) -> Appointment | Result:
+        """The visit (locked) if ``actor`` may act on it and it is not cancelled; else the refusal
+        (``already_cancelled`` with the visit and the message ``cancelled``)."""
+        appt = self._visit(s, actor, appointment_id)
+        if not isinstance(appt, Result) and appt.status == "cancelled":
+            return Result(Outcome.ALREADY_CANCELLED, cancelled, appointment=AppointmentView.of(appt))
+        return appt
 
     def _too_late(self, actor: Identity, appt: Appointment) -> Result | None:
         """The cancellation policy: a patient changes a visit themselves only up to

@@ -1,4 +1,6 @@
-"""Reminders of upcoming visits: an email with an ``.ics`` file and an SMS, once per visit and time.
+"""Reminders of upcoming visits: an email with an ``.ics`` file and an SMS, once per visit and time,
+each with the visit's signed link to confirm or cancel it (``bot.links``; ``sync.visit_links`` serves
+it). ``calendar_of`` builds the VEVENTs of the attachment and of the calendar feeds (``sync.feeds``).
 
 ``ReminderWorker.run_once`` finds every pending or confirmed visit (never a cancelled one) that
 starts within ``REMINDER_HOURS`` and has no reminder of its kind and channel yet, claims each by
@@ -27,6 +29,7 @@ dropped.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -34,6 +37,7 @@ from icalendar import Calendar, Event
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
+from . import links
 from .db import session_scope
 from .notify import Attachment, Message, Notifier
 from .settings import Settings
@@ -74,7 +78,7 @@ _CLAIM_STALE = text("""
 
 # What one claim sends, if its visit is still live and ahead.
 _DETAILS = text("""
-    SELECT r.channel, a.id, a.starts_at, a.ends_at, p.full_name, p.email, p.phone,
+    SELECT r.channel, a.id, a.patient_id, a.status, a.starts_at, a.ends_at, p.full_name, p.email, p.phone,
            d.full_name AS dentist, s.name AS service
       FROM reminders r
       JOIN appointments a ON a.id = r.appointment_id
@@ -94,6 +98,8 @@ class Visit:
     patient_name: str
     dentist_name: str
     service_name: str
+    patient_id: int | None = None  # for the signed link in a reminder (bot.links)
+    status: str = "pending"
 
 
 @dataclass
@@ -109,31 +115,66 @@ def when_text(instant: datetime, settings: Settings) -> str:
     return f"{local:%A, %B} {local.day} at {local:%I:%M %p}".replace(" at 0", " at ")
 
 
-def ics_for(visit: Visit, settings: Settings) -> bytes:
-    """One VEVENT for the visit (times in UTC), as an ``.ics`` file's bytes."""
+def first_name(full_name: str) -> str:
+    return (full_name.split() or ["patient"])[0]
+
+
+def for_patient(visit: Visit) -> str:
+    return f"{visit.service_name} with {visit.dentist_name}"
+
+
+def for_dentist(visit: Visit) -> str:
+    """What a dentist's calendar feed says of a visit: the service and the patient's first name
+    only (feeds end up in third-party calendars; docs/scheduling.md)."""
+    return f"{visit.service_name}: {first_name(visit.patient_name)}"
+
+
+def calendar_of(visits: Iterable[Visit], settings: Settings, *,
+                summary: Callable[[Visit], str] = for_patient, description: bool = True) -> bytes:
+    """An ``.ics`` file's bytes: one VEVENT per visit (times in UTC), ``UID``
+    ``appointment-<id>@clinic.invalid`` (so a calendar replaces, never duplicates, a moved visit)."""
     cal = Calendar()
     cal.add("prodid", PRODID)
     cal.add("version", "2.0")
     cal.add("method", "PUBLISH")
-    event = Event()
-    event.add("uid", f"appointment-{visit.appointment_id}@clinic.invalid")
-    event.add("dtstamp", datetime.now(timezone.utc))
-    event.add("dtstart", visit.starts_at.astimezone(timezone.utc))
-    event.add("dtend", visit.ends_at.astimezone(timezone.utc))
-    event.add("summary", f"{visit.service_name} with {visit.dentist_name}")
-    event.add("location", f"{settings.clinic_name}, {settings.clinic_address}")
-    event.add("description", f"To move or cancel it, call {settings.clinic_phone}.")
-    cal.add_component(event)
+    stamp = datetime.now(timezone.utc)
+    for visit in visits:
+        event = Event()
+        event.add("uid", f"appointment-{visit.appointment_id}@clinic.invalid")
+        event.add("dtstamp", stamp)
+        event.add("dtstart", visit.starts_at.astimezone(timezone.utc))
+        event.add("dtend", visit.ends_at.astimezone(timezone.utc))
+        event.add("summary", summary(visit))
+        event.add("status", "CONFIRMED" if visit.status == "confirmed" else "TENTATIVE")
+        event.add("location", f"{settings.clinic_name}, {settings.clinic_address}")
+        if description:
+            event.add("description", f"To move or cancel it, call {settings.clinic_phone}.")
+        cal.add_component(event)
     return cal.to_ical()
+
+
+def ics_for(visit: Visit, settings: Settings) -> bytes:
+    """One visit as an ``.ics`` file's bytes (a reminder's attachment)."""
+    return calendar_of([visit], settings)
+
+
+def link_for(visit: Visit, settings: Settings) -> str | None:
+    """The signed link to confirm or cancel the visit (valid until it starts; bot.links)."""
+    if visit.patient_id is None:
+        return None
+    token = links.visit_token(visit.appointment_id, visit.patient_id, visit.starts_at, settings)
+    return links.visit_url(settings.resolved_public_url, token)
 
 
 def email_for(visit: Visit, recipient: str, settings: Settings) -> Message:
     when = when_text(visit.starts_at, settings)
+    link = link_for(visit, settings)
+    act = (f"To confirm or cancel it, open {link}\nTo move it, call {settings.clinic_phone}."
+           if link else f"To move or cancel it, call {settings.clinic_phone}.")
     body = (f"Hello {visit.patient_name},\n\n"
             f"This is a reminder of your {visit.service_name} with {visit.dentist_name} on {when}.\n\n"
             f"{settings.clinic_name}\n{settings.clinic_address}\n\n"
-            f"To move or cancel it, call {settings.clinic_phone}. "
-            "The attached file adds it to your calendar.\n")
+            f"{act}\nThe attached file adds it to your calendar.\n")
     ics = Attachment("visit.ics", ics_for(visit, settings), "text/calendar")
     return Message("email", recipient, body, subject=f"Reminder: your {visit.service_name} on {when}",
                    kind="reminder", attachments=(ics,))
@@ -141,8 +182,11 @@ def email_for(visit: Visit, recipient: str, settings: Settings) -> Message:
 
 def sms_for(visit: Visit, recipient: str, settings: Settings) -> Message:
     when = when_text(visit.starts_at, settings)
+    link = link_for(visit, settings)
+    act = (f"Confirm or cancel: {link} To move it, call {settings.clinic_phone}."
+           if link else f"To move or cancel it, call {settings.clinic_phone}.")
     body = (f"{settings.clinic_name}: a reminder of your {visit.service_name} with {visit.dentist_name} "
-            f"on {when}. To move or cancel it, call {settings.clinic_phone}.")
+            f"on {when}. {act}")
     return Message("sms", recipient, body, kind="reminder")
 
 
@@ -187,7 +231,8 @@ class ReminderWorker:
                                 {"id": reminder_id})
                 result.dropped.append(reminder_id)
                 return
-        visit = Visit(row.id, row.starts_at, row.ends_at, row.full_name, row.dentist, row.service)
+        visit = Visit(row.id, row.starts_at, row.ends_at, row.full_name, row.dentist, row.service,
+                      row.patient_id, row.status)
         if row.channel == "email":
             message = email_for(visit, row.email, self.settings)
         else:

@@ -108,6 +108,12 @@ class Settings(BaseSettings):
     # where the sync service reaches Rasa's HTTP API to tell a waiting patient's chat of an offer
     # (trigger_intent); empty: http://127.0.0.1:RASA_PORT
     rasa_url: str = ""
+    # where patients and calendar applications reach the sync service (the links in reminders, the
+    # calendar feeds' URLs): e.g. https://book.clinic.example behind a proxy; empty: SYNC_URL, else
+    # http://127.0.0.1:SYNC_PORT (right for development only)
+    public_url: str = ""
+    # how far back a calendar feed reaches (it holds every live visit from then on)
+    feed_past_days: int = Field(default=30, ge=0, le=366)
 
     # sync service limits
     # Sockets open at once on one node per identity a token names (its role and `sub`: every token
@@ -239,6 +245,11 @@ class Settings(BaseSettings):
     @property
     def resolved_sync_url(self) -> str:
         return self.sync_url or f"http://127.0.0.1:{self.sync_port}"
+
+    @property
+    def resolved_public_url(self) -> str:
+        """The base of the URLs a patient or a calendar application follows."""
+        return (self.public_url.strip() or self.resolved_sync_url).rstrip("/")
 
     def derived_secret(self, purpose: str) -> str:
         """A secret for one internal purpose, derived from JWT_SECRET (HMAC-SHA256): services of

@@ -23,7 +23,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from bot.settings import Settings, get_settings, libpq_url
 
-from . import api, holds, keys, login, patient_signin, reminders, rest, staff, waitlist, web as pages
+from . import (api, feeds, holds, keys, login, patient_signin, reminders, rest, staff, visit_links, waitlist,
+               web as pages)
 from .handlers import SocketHandlers
 from .hub import Hub
 from .listener import OutboxListener
@@ -85,6 +86,8 @@ def create_app(settings: Settings | None = None, *, node_id: str | None = None,
     pages.setup(app)
     login.setup(app)
     patient_signin.setup(app)
+    visit_links.setup(app)  # after api: the booking service
+    feeds.setup(app)
     app.cleanup_ctx.append(_database)
     holds.setup(app)  # after _database: the sweeper uses its pool
     reminders.setup(app)  # after api's engine: the worker and its notifier use it

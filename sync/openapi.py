@@ -184,6 +184,10 @@ def document(settings: Settings) -> dict:
             "Trade the texted code for a patient token (Authorization: Bearer)",
             _ok("signed in", _obj(token={"type": "string"}, name={"type": "string"}, expires_in={"type": "integer"})),
             400, 401, 413, 415, 422, 429, 503, body=CodeCheck.model_json_schema(), secured=False)},
+        "/api/feeds/me": {"get": _op(
+            "The caller's private calendar feed URL (a dentist's or a patient's; GET it for text/calendar, "
+            "no credential: the URL is the secret)",
+            _ok("the feed", _obj(url={"type": "string", "format": "uri"})), 401, 404)},
         "/api/services": {"get": _op("Services", _ok("list", _obj(services={"type": "array", "items": any_json})),
                                      401, 503)},
         "/api/operatories": {"get": _op("Chairs (operatories)", _ok("list", _obj(

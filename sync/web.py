@@ -49,11 +49,16 @@ def _render(name: str, config: tuple[tuple[str, str], ...]) -> str:
     return text.replace("<!--config-->", metas.lstrip(), 1)
 
 
-def page(request: web.Request, name: str, status: int = 200) -> web.Response:
-    """One page of ``sync/static``, with the clinic's settings and the security headers."""
+def page(request: web.Request, name: str, status: int = 200, *, content: str | None = None,
+         headers: dict[str, str] | None = None) -> web.Response:
+    """One page of ``sync/static``, with the clinic's settings and the security headers;
+    ``content`` (HTML its caller escaped) replaces the page's ``<!--content-->``."""
     config = tuple(page_config(request.app[keys.SETTINGS]).items())
-    return web.Response(text=_render(name, config), status=status, content_type="text/html", charset="utf-8",
-                        headers=SECURITY_HEADERS)
+    text = _render(name, config)
+    if content is not None:
+        text = text.replace("<!--content-->", content, 1)
+    return web.Response(text=text, status=status, content_type="text/html", charset="utf-8",
+                        headers={**SECURITY_HEADERS, **(headers or {})})
 
 
 def _page(name: str):

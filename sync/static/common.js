@@ -228,6 +228,18 @@
     return h("span", {class: "badge s-" + status, "data-status": status}, STATUS_LABELS[status] || status);
   }
 
+  /** A "Calendar feed" link in the page's navigation: the private .ics URL of the signed-in
+   * dentist or patient (GET /api/feeds/me), for a calendar application to subscribe to. */
+  function feedLink() {
+    var nav = document.querySelector("header.top nav");
+    if (!nav || document.getElementById("feed-link")) return;
+    api("GET", "/api/feeds/me").then(function (feed) {
+      nav.appendChild(h("a", {href: feed.url, id: "feed-link", rel: "nofollow",
+        title: "Subscribe to it in your calendar application; keep it private: it shows your visits"},
+        "Calendar feed"));
+    }).catch(function () { /* no feed for this sign-in: no link */ });
+  }
+
   /** Briefly mark an element as just changed (and keep it visible for assistive tech). */
   function flash(el) {
     el.classList.remove("flash");
@@ -238,5 +250,5 @@
   global.Clinic = {h: h, meta: meta, token: token, claims: claims, signIn: signIn, takeTokenFromUrl: takeTokenFromUrl, api: api, ApiError: ApiError,
                    showConnection: showConnection, notify: notify, day: day, clock: clock, dayKey: dayKey,
                    clinicLocalToIso: clinicLocalToIso, statusBadge: statusBadge, flash: flash, clinicTz: clinicTz,
-                   STATUS_LABELS: STATUS_LABELS};
+                   STATUS_LABELS: STATUS_LABELS, feedLink: feedLink};
 })(window);

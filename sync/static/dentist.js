@@ -8,6 +8,7 @@
 
   function start(claims) {
     var dentistId = claims.dentist_id;
+    C.feedLink();
     var board = h("div", {id: "board"});
     var hoursCard = h("section", {class: "card", id: "hours", "aria-labelledby": "hours-title"});
     var offCard = h("section", {class: "card", id: "time-off", "aria-labelledby": "off-title"});

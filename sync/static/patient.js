@@ -9,6 +9,7 @@
   var TOKEN_KEY = "clinic.token";
 
   function start(claims) {
+    C.feedLink();
     var board = h("div", {id: "board"});
     main.replaceChildren(h("div", {id: "notice", class: "notice", role: "alert"}), board);
     var b = new window.Schedule.Board(board, {columns: null, actions: false, showDentist: true, days: DAYS,
