@@ -36,18 +36,34 @@ def one(engine, sql: str, **params):
         return conn.execute(text(sql), params).scalar_one()
 
 
-async def test_a_waiting_patient_gets_the_freed_time_live_and_books_it(browser, shot, settings, engine):
-    seed(engine, settings)
+def taken_filling(engine, settings):
+    """A filling 40 to 60 days ahead (past the seed's visits), booked by the last patient:
+    (service id, slot, visit id)."""
     filling = one(engine, "SELECT id FROM services WHERE name = 'Filling'")
-    patient, other = one(engine, "SELECT min(id) FROM patients"), one(engine, "SELECT max(id) FROM patients")
-    name = one(engine, "SELECT full_name FROM patients WHERE id = :p", p=patient)
-    # a filling 40 to 60 days ahead (past the seed's visits), booked by someone else
     start = datetime.now(timezone.utc) + timedelta(days=40)
     slot = BookingService(engine, settings).available_slots(filling, start, start + timedelta(days=20), limit=1)[0]
-    dentist = one(engine, "SELECT full_name FROM dentists WHERE id = :d", d=slot.dentist_id)
     visit = one(engine, "INSERT INTO appointments (patient_id, dentist_id, service_id, starts_at, ends_at,"
-                " operatory_id) VALUES (:p, :d, :s, :a, :b, (SELECT min(id) FROM operatories)) RETURNING id",
-                p=other, d=slot.dentist_id, s=filling, a=slot.starts_at, b=slot.ends_at)
+                " operatory_id) VALUES ((SELECT max(id) FROM patients), :d, :s, :a, :b,"
+                " (SELECT min(id) FROM operatories)) RETURNING id",
+                d=slot.dentist_id, s=filling, a=slot.starts_at, b=slot.ends_at)
+    return filling, slot, visit
+
+
+async def wait_for_slot(url: str, tok: str, filling: int, slot) -> int:
+    """Join the waitlist for exactly the slot's time, as the page's own REST call does; the entry id."""
+    status, body = await call("POST", f"{url}/api/waitlist", tok, {
+        "service_id": filling, "dentist_id": slot.dentist_id, "earliest": slot.starts_at.isoformat(),
+        "latest": (slot.starts_at + timedelta(minutes=1)).isoformat()})
+    assert status == 201, body
+    return body["entry"]["id"]
+
+
+async def test_a_waiting_patient_gets_the_freed_time_live_and_books_it(browser, shot, settings, engine):
+    seed(engine, settings)
+    patient = one(engine, "SELECT min(id) FROM patients")
+    name = one(engine, "SELECT full_name FROM patients WHERE id = :p", p=patient)
+    filling, slot, visit = taken_filling(engine, settings)
+    dentist = one(engine, "SELECT full_name FROM dentists WHERE id = :d", d=slot.dentist_id)
     s = settings.model_copy(update={"waitlist_poll_seconds": 3600})  # only a change wakes the worker
     async with running(s) as server:
         tok = mint("patient", patient, settings=s)
@@ -70,12 +86,7 @@ async def test_a_waiting_patient_gets_the_freed_time_live_and_books_it(browser, 
         assert one(engine, "SELECT status FROM waitlist_entries WHERE id = :e", e=joined) == "withdrawn"
         await expect(admin.locator("#waitlist li[data-entry]")).to_have_count(0)
 
-        # waiting for exactly the filling's time (the page's own REST call, with its token)
-        status, body = await call("POST", f"{server.url}/api/waitlist", tok, {
-            "service_id": filling, "dentist_id": slot.dentist_id, "earliest": slot.starts_at.isoformat(),
-            "latest": (slot.starts_at + timedelta(minutes=1)).isoformat()})
-        assert status == 201, body
-        entry = body["entry"]["id"]
+        entry = await wait_for_slot(server.url, tok, filling, slot)  # exactly the filling's time
         await card.locator(f'li[data-entry="{entry}"]').wait_for()  # the page heard waitlist_changed
         await admin.locator(f'#waitlist li[data-entry="{entry}"]', has_text="Filling").wait_for()
         assert await page.locator(".offer").count() == 0
@@ -102,3 +113,32 @@ async def test_a_waiting_patient_gets_the_freed_time_live_and_books_it(browser, 
         await expect(card.locator(".empty")).to_have_text("You are not on the waitlist.")
         await shot(page, "patient-waitlist-booked")
         assert errors == [] and admin_errors == [], (errors, admin_errors)
+
+
+async def test_an_offer_someone_else_took_says_so_on_the_page(browser, settings, engine):
+    """Two patients are offered the same freed time; the other accepts first (over REST): the
+    page's banner says the time was taken, without buttons, and the request waits again."""
+    seed(engine, settings)
+    patient, rival = one(engine, "SELECT min(id) FROM patients"), one(engine, "SELECT min(id) + 1 FROM patients")
+    filling, slot, visit = taken_filling(engine, settings)
+    s = settings.model_copy(update={"waitlist_poll_seconds": 3600})
+    async with running(s) as server:
+        tok, rival_tok = mint("patient", patient, settings=s), mint("patient", rival, settings=s)
+        entry = await wait_for_slot(server.url, tok, filling, slot)
+        await wait_for_slot(server.url, rival_tok, filling, slot)
+        one(engine, "UPDATE appointments SET status = 'cancelled' WHERE id = :v RETURNING id", v=visit)
+
+        async def rivals_offer():
+            return (await call("GET", f"{server.url}/api/waitlist/offers", rival_tok))[1]["offers"]
+
+        (theirs,) = await wait_until(rivals_offer, what="the rival's offer")
+        page, errors = await open_page(browser, f"{server.url}/patient?token={tok}")
+        banner = page.locator('.offer[data-status="open"]')
+        await banner.wait_for()  # read at start from GET /api/waitlist/offers
+        status, _ = await call("POST", f"{server.url}/api/waitlist/offers/{theirs['id']}/accept", rival_tok)
+        assert status == 201
+        gone = page.locator('.offer[data-status="gone"]')
+        await expect(gone).to_have_text("That time was taken by someone else; you stay on the waitlist.")
+        assert await gone.locator("button").count() == 0
+        await page.locator(f'#waitlist li[data-entry="{entry}"][data-status="waiting"]').wait_for()
+        assert errors == [], errors
