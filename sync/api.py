@@ -34,8 +34,9 @@ from bot.db import make_engine, resolve_database_url, session_scope
 from bot.events import safe_mark
 from bot.models import Appointment, Dentist, Hygienist, Operatory, Service, TimeOff, WorkingHours
 from bot.tokens import Identity
+from bot.waitlist import Waitlist
 
-from . import api_rules, keys, openapi
+from . import api_rules, api_waitlist, keys, openapi
 from .api_io import (MAX_RANGE, ApiError, StatusChange, TimeOffIn, WeeklyHours, endpoint, from_result,
                      may_edit, may_edit_dentist, parse_instant, path_id, query_id, read_json, run, staff_only,
                      validated)
@@ -310,6 +311,7 @@ async def _engine(app: web.Application) -> AsyncIterator[None]:
     engine = make_engine(url, pool_size=5, max_overflow=5)
     app[ENGINE] = engine
     app[BOOKING] = BookingService(engine, settings)
+    app[keys.WAITLIST] = Waitlist(app[BOOKING])
     try:
         yield
     finally:
@@ -335,4 +337,5 @@ def setup(app: web.Application) -> None:
     r.add_get("/api/recalls", list_recalls)
     r.add_get("/api/attendance", list_attendance)
     api_rules.add_routes(r)  # date overrides and closures, on the same engine (keys.ENGINE)
+    api_waitlist.add_routes(r)  # the waitlist and its offers (keys.WAITLIST)
 

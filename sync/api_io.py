@@ -148,6 +148,27 @@ class ClosureIn(BaseModel):
         last = self.last_date or self.on_date
         return [self.on_date + timedelta(days=i) for i in range((last - self.on_date).days + 1)]
 
+
+RowId = Annotated[StrictInt, Field(ge=1, le=MAX_ID)]
+
+
+class WaitlistIn(BaseModel):
+    """Ask to be offered a freed time for a service (``bot.waitlist``). The range is clipped to
+    the booking horizon, and for a visit to move earlier it ends at that visit's start."""
+    model_config = ConfigDict(extra="forbid")
+    service_id: RowId
+    dentist_id: RowId | None = Field(default=None, description="one dentist; omit or null: any dentist")
+    earliest: AwareDatetime | None = Field(default=None, description="from this instant; omit: from now")
+    latest: AwareDatetime = Field(description="until this instant (with an offset)")
+    appointment_id: RowId | None = Field(default=None, description="the caller's visit to move earlier")
+    patient_id: RowId | None = Field(default=None, description="admin: the patient; a patient: omit (or their own)")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "WaitlistIn":
+        if self.earliest is not None and self.latest <= self.earliest:
+            raise ValueError("latest must be after earliest")
+        return self
+
 # --- helpers -------------------------------------------------------------------------------------
 
 Handler = Callable[[web.Request, Identity], Awaitable[web.StreamResponse]]
@@ -219,8 +240,15 @@ def from_result(result: Result) -> None:
         Outcome.NOT_ALLOWED: (403, "forbidden"),
         Outcome.INVALID: (422, "validation_error"),
         Outcome.UNAVAILABLE: (503, "unavailable"),
+        Outcome.OFFER_GONE: (409, "offer_gone"),        # a waitlist offer taken by another, or run out
+        Outcome.LIMIT_REACHED: (409, "limit_reached"),  # waitlist requests per patient (not a rate: no 429)
     }.get(result.outcome, (409, "conflict"))
-    raise ApiError(status, code, result.message or result.outcome.value, outcome=result.outcome.value)
+    message = result.message or result.outcome.value
+    extra: dict[str, Any] = {"outcome": result.outcome.value}
+    if status == 422:  # like a body that does not validate: which field, in the message and details
+        extra["details"] = [{"loc": [result.field] if result.field else [], "msg": message, "type": result.outcome.value}]
+        message = f"{result.field}: {message}" if result.field else message
+    raise ApiError(status, code, message, **extra)
 
 
 def may_edit(who: Identity, dentist_id: int) -> bool:

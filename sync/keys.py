@@ -10,6 +10,7 @@ from psycopg_pool import AsyncConnectionPool
 from sqlalchemy.engine import Engine
 
 from bot.settings import Settings
+from bot.waitlist import Waitlist
 
 from .handlers import SocketHandlers
 from .hub import Hub
@@ -25,5 +26,6 @@ LISTENER = web.AppKey("listener", OutboxListener)
 POOL = web.AppKey("pool", AsyncConnectionPool)
 HANDLERS = web.AppKey("handlers", SocketHandlers)
 ENGINE = web.AppKey("api_engine", Engine)  # SQLAlchemy: the REST API and staff sessions (sync.api)
+WAITLIST = web.AppKey("api_waitlist", Waitlist)  # the REST API's waitlist (sync.api_waitlist), on ENGINE
 REMINDER_WAKE = web.AppKey("reminder_wake", asyncio.Event)  # set: a visit changed, look for reminders now
 WAITLIST_WAKE = web.AppKey("waitlist_wake", asyncio.Event)  # set: time may be free, offer it now

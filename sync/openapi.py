@@ -58,10 +58,10 @@ def _obj(**props: dict) -> dict:
 
 @lru_cache
 def _components() -> dict:
-    from .api_io import ClosureIn, DateOverrideIn, HoursBlock, StatusChange, TimeOffIn
+    from .api_io import ClosureIn, DateOverrideIn, HoursBlock, StatusChange, TimeOffIn, WaitlistIn
 
     schemas: dict[str, Any] = {}
-    for model in (StatusChange, HoursBlock, TimeOffIn, DateOverrideIn, ClosureIn):
+    for model in (StatusChange, HoursBlock, TimeOffIn, DateOverrideIn, ClosureIn, WaitlistIn):
         schema = model.model_json_schema(ref_template=REF)
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
@@ -85,7 +85,60 @@ def _components() -> dict:
     schemas["DateOverride"] = _obj(id={"type": "integer"}, dentist_id={"type": "integer"}, on_date=day,
                                    start_time=hhmm, end_time=hhmm, reason=note)
     schemas["Closure"] = _obj(id={"type": "integer"}, on_date=day, reason=note)
+    schemas.update(_waitlist_schemas(ts))
     return schemas
+
+
+def _waitlist_schemas(ts: dict) -> dict:
+    from bot.waitlist import ENTRY_STATUSES, OFFER_STATUSES
+
+    maybe_id, name = {"type": ["integer", "null"]}, {"type": "string"}
+    entry = _obj(id={"type": "integer"}, patient_id={"type": "integer"}, service_id={"type": "integer"},
+                 service_name=name, dentist_id={**maybe_id, "description": "null: any dentist"},
+                 dentist_name={"type": ["string", "null"]}, earliest=ts, latest=ts,
+                 status={"type": "string", "enum": list(ENTRY_STATUSES)}, created_at=ts,
+                 appointment_id={**maybe_id, "description": "the visit to move earlier; null: a new booking"})
+    entry["properties"]["patient_name"] = {"type": "string", "description": "for the clinic's staff only"}
+    offer = _obj(id={"type": "integer"}, entry_id={"type": "integer"}, patient_id={"type": "integer"},
+                 service_id={"type": "integer"}, service_name=name, dentist_id={"type": "integer"},
+                 dentist_name=name, starts_at=ts, ends_at=ts,
+                 expires_at={**ts, "description": "held for the patient until then"},
+                 status={"type": "string", "enum": list(OFFER_STATUSES)},
+                 appointment_id={**maybe_id, "description": "the visit it became, or the visit it would move"})
+    return {"WaitlistEntry": entry, "WaitlistOffer": offer}
+
+
+def _waitlist_paths() -> dict:
+    entry, offer, text = _ref("WaitlistEntry"), _ref("WaitlistOffer"), {"type": "string"}
+    one_entry = _obj(entry=entry, message=text)
+    offer_or_null = {"anyOf": [offer, {"type": "null"}]}
+    return {
+        "/api/waitlist": {
+            "get": _op("Live waitlist requests (waiting or offered): admin all (or patient_id's), dentist those "
+                       "naming them, patient their own",
+                       _ok("list", _obj(entries={"type": "array", "items": entry})), 400, 401, 403, 503,
+                       params=[_id("patient_id", "query")]),
+            "post": _op("Join the waitlist: a patient for themselves, an admin for patient_id (asking again for "
+                        "the same service and visit changes the waiting request)",
+                        _ok("on the waitlist", one_entry), 400, 401, 403, 404, 409, 413, 422, 503,
+                        body=_ref("WaitlistIn"), status="201"),
+        },
+        "/api/waitlist/{id}": {"delete": _op(
+            "Withdraw a waitlist request (the patient's own; admin any)", _ok("withdrawn", one_entry),
+            401, 403, 404, 503, params=[_id()])},
+        "/api/waitlist/offers": {"get": _op(
+            "The patient's open offers, the latest first", _ok("list", _obj(offers={"type": "array", "items": offer})),
+            401, 403, 503)},
+        "/api/waitlist/offers/{id}/accept": {"post": _op(
+            "Take the offered time (the patient offered only): the visit booked, or moved there; 409 offer_gone "
+            "when someone else took it or its hold ran out",
+            {"description": "booked", **_json(_obj(appointment=_ref("Appointment"), outcome=text,
+                                                   offer=offer_or_null, message=text))},
+            401, 403, 404, 409, 503, params=[_id()], status="201")},
+        "/api/waitlist/offers/{id}/decline": {"post": _op(
+            "Turn the offer down (the patient offered only); the request keeps waiting",
+            _ok("declined", _obj(offer=offer_or_null, message=text)), 401, 403, 404, 409, 503, params=[_id()])},
+    }
 
 
 def document(settings: Settings) -> dict:
@@ -167,6 +220,7 @@ def document(settings: Settings) -> dict:
         },
         "/api/closures/{id}": {"delete": _op("Reopen a closed date (admin)", _ok("deleted"),
                                              401, 403, 404, 503, params=[_id()], status="204")},
+        **_waitlist_paths(),
         "/api/session": {"get": {**_op(
             "Who is signed in: a staff session cookie (with the CSRF token its writes send back in "
             "X-CSRF-Token) or a bearer token (csrf_token null)",

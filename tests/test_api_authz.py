@@ -1,18 +1,23 @@
 """The REST API's authorisation matrix: every endpoint × every kind of caller.
 
 Bad tokens are refused with 401 everywhere; a dentist or patient asking about someone else's
-visit (or a dentist about another's time off or date override) gets 404 exactly as for a
-missing one; staff-only writes give 403 to everybody else.
+visit (or a dentist about another's time off or date override, a patient about another's
+waitlist request or offer) gets 404 exactly as for a missing one; staff-only writes give 403 to
+everybody else, and so do a patient's own waitlist offers to everybody but that patient.
 """
 
 from __future__ import annotations
 
 import itertools
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, time, timedelta, timezone
 
 import pytest
 
+from sqlalchemy import text
+
+from bot.booking import BookingService
+from bot.db import make_engine
 from tests.api_helpers import call, seeded_clinic
 from tests.staff_helpers import staff_headers
 
@@ -27,7 +32,47 @@ def a_free_date() -> dict:
     return {"on_date": (FUTURE.date() + timedelta(days=next(_days))).isoformat(), "reason": "x"}
 
 
+def a_request(c, service_id: int = 3, **extra) -> dict:
+    """A waitlist request for the matrix's patient (a filling), for a night nobody works: the
+    service's worker never offers it anything, so its answers leave no trace of their own."""
+    night = datetime.combine(datetime.now(c.settings.tz).date() + timedelta(days=30), time(2), c.settings.tz)
+    return {"service_id": service_id, "earliest": night.isoformat(), "latest": (night + timedelta(hours=1)).isoformat(),
+            "patient_id": c.patient, **extra}
+
+
+_offers = itertools.count(1)
+
+
+def an_offer(c) -> int:
+    """An open waitlist offer to ``c.patient`` of a free consultation, written as the worker writes
+    one (its own time each: only the patient's acceptance books it)."""
+    engine = make_engine(c.settings.database_url, pool_size=1)
+    try:
+        n = next(_offers)
+        start = datetime.now(timezone.utc) + timedelta(days=30 + 2 * (n % 20))  # within the booking horizon
+        slot = BookingService(engine, c.settings).available_slots(2, start, start + timedelta(days=2), limit=1)[0]
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE waitlist_entries SET status = 'withdrawn' WHERE patient_id = :p"
+                              " AND service_id = 2 AND status IN ('waiting', 'offered')"), {"p": c.patient})
+            entry = conn.execute(text(
+                "INSERT INTO waitlist_entries (patient_id, service_id, dentist_id, earliest, latest, status)"
+                " VALUES (:p, 2, :d, :a, :a + interval '1 minute', 'offered') RETURNING id"),
+                {"p": c.patient, "d": slot.dentist_id, "a": slot.starts_at}).scalar_one()
+            return conn.execute(text(
+                "INSERT INTO waitlist_offers (entry_id, patient_id, service_id, dentist_id, starts_at, ends_at,"
+                " holder, expires_at) VALUES (:e, :p, 2, :d, :a, :b, :h, now() + interval '1 hour') RETURNING id"),
+                {"e": entry, "p": c.patient, "d": slot.dentist_id, "a": slot.starts_at, "b": slot.ends_at,
+                 "h": f"waitlist:matrix-{n}"}).scalar_one()
+    finally:
+        engine.dispose()
+
+
 async def make_row(c, kind: str, admin: str) -> int:
+    if kind == "offer":
+        return an_offer(c)
+    if kind == "waitlist":  # the patient's, asked for by the front desk
+        _, made = await call("POST", f"{c.url}/api/waitlist", admin, a_request(c, 1))
+        return made["entry"]["id"]
     if kind == "time-off":
         _, made = await call("POST", f"{c.url}/api/dentists/{c.dentist}/time-off", admin, TIME_OFF)
         return made["time_off"]["id"]
@@ -60,6 +105,12 @@ def endpoints(c) -> list[tuple[str, str, object]]:
         ("GET", "/api/hygienists", None),
         ("GET", "/api/recalls", None),
         ("GET", "/api/attendance", None),
+        ("GET", "/api/waitlist", None),
+        ("POST", "/api/waitlist", a_request(c)),
+        ("DELETE", "/api/waitlist/{new:waitlist}", None),
+        ("GET", "/api/waitlist/offers", None),
+        ("POST", "/api/waitlist/offers/{new:offer}/accept", None),
+        ("POST", "/api/waitlist/offers/{new:offer}/decline", None),
     ]
 
 
@@ -87,6 +138,14 @@ EXPECTED = {
     # who is due for a recall names patients: the front desk's only
     18: dict(admin=200, dentist=403, other_dentist=403, patient=403, other_patient=403, service=403),
     19: dict(admin=200, dentist=403, other_dentist=403, patient=403, other_patient=403, service=403),
+    # the waitlist: each sees their own (a dentist those naming them); a patient joins for themselves
+    20: dict(admin=200, dentist=200, other_dentist=200, patient=200, other_patient=200, service=403),
+    21: dict(admin=201, dentist=403, other_dentist=403, patient=201, other_patient=403, service=403),
+    22: dict(admin=200, dentist=403, other_dentist=403, patient=200, other_patient=404, service=403),
+    # an offer is answered by the patient offered alone
+    23: dict(admin=403, dentist=403, other_dentist=403, patient=200, other_patient=200, service=403),
+    24: dict(admin=403, dentist=403, other_dentist=403, patient=201, other_patient=404, service=403),
+    25: dict(admin=403, dentist=403, other_dentist=403, patient=200, other_patient=404, service=403),
 }
 
 
@@ -163,6 +222,8 @@ async def test_missing_things_are_404_json(settings, engine, db_url):
             ("POST", "/api/dentists/999/date-overrides", a_free_date()),
             ("DELETE", "/api/date-overrides/999", None),
             ("DELETE", "/api/closures/999", None),
+            ("DELETE", "/api/waitlist/999", None),
+            ("POST", "/api/waitlist", a_request(c, patient_id=999)),
             ("GET", "/api/appointments/abc", None),
             ("GET", "/api/nothing-here", None),
         ]:

@@ -1,5 +1,5 @@
 /* /admin: every dentist's appointments for today and the next two weeks, live, with status buttons;
-   today per chair; any dentist's date overrides and the clinic's closures. */
+   today per chair; any dentist's date overrides and the clinic's closures; the waitlist (waitlist.js). */
 (function () {
   "use strict";
   var C = window.Clinic, h = C.h;
@@ -26,6 +26,9 @@
     var closures = window.Rules.Closures(closuresCard, {editable: true});
     var overrides = null;
     closures.load();
+    var waitlist = window.Waitlist.AdminCard(h("section", {class: "card", id: "waitlist"}));  // waitlist.js
+    main.appendChild(waitlist.card);
+    waitlist.load();
 
     Promise.all([C.api("GET", "/api/dentists"), C.api("GET", "/api/operatories")]).then(function (got) {
       var data = got[0];
@@ -47,11 +50,11 @@
         dentists: data.dentists, dentistId: data.dentists.length ? data.dentists[0].id : null,
         title: "A dentist's other hours on a date"});
       overrides.load();
-      window.Schedule.live(b, function () {
+      waitlist.listen(window.Schedule.live(b, function () {
         return C.api("GET", "/api/appointments?from=" + encodeURIComponent(C.dayKey()) + "&to=" + encodeURIComponent(until()));
       }, {onChange: function () { statsSoon(); recallsSoon(); }, onConnect: statsSoon,
           onAvailability: function (ev) { closures.onEvent(ev); overrides.onEvent(ev); },
-          onResync: function () { closures.load(); overrides.load(); }});
+          onResync: function () { closures.load(); overrides.load(); }}));
     }).catch(function (err) {
       if (err.status === 401) C.signIn(main, ["admin"], start, "That token was not accepted: " + err.message);
       else C.notify("Could not load the dentists: " + err.message, "error");

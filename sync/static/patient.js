@@ -1,4 +1,5 @@
-/* /patient: the patient's own upcoming appointments, with their status kept live.
+/* /patient: the patient's own upcoming appointments, with their status kept live, and their
+ * waitlist: requests, and offers of freed time to accept (waitlist.js).
  * Sign-in: a 6-digit code texted to the phone on file (POST /api/patient/sign-in/code, then
  * /verify, which answers with a patient token kept in sessionStorage like any token). */
 (function () {
@@ -11,11 +12,15 @@
   function start(claims) {
     C.feedLink();
     var board = h("div", {id: "board"});
-    main.replaceChildren(h("div", {id: "notice", class: "notice", role: "alert"}), board);
+    var offers = h("div", {id: "offers"});
+    var waitlistCard = h("section", {class: "card", id: "waitlist", "aria-label": "Waitlist"});
+    main.replaceChildren(h("div", {id: "notice", class: "notice", role: "alert"}), offers, board, waitlistCard);
+    var waitlist = window.Waitlist.PatientCard(waitlistCard, offers);
+    waitlist.load();
     var b = new window.Schedule.Board(board, {columns: null, actions: false, showDentist: true, days: DAYS,
                                               title: "Upcoming visits"});
     var until = new Date(Date.now() + (DAYS + 1) * 864e5).toISOString();
-    window.Schedule.live(b, function () {
+    var sync = window.Schedule.live(b, function () {
       return C.api("GET", "/api/appointments?from=" + C.dayKey() + "&to=" + encodeURIComponent(until))
         .catch(function (err) {
           if (err.status === 401) codeSignIn("Your sign-in has ended; please sign in again.");
@@ -25,6 +30,7 @@
       window.clinicSync.close();
       codeSignIn("Your sign-in was not accepted: " + why);
     }});
+    waitlist.listen(sync);  // offers and requests, live
   }
 
   function post(path, body) {
