@@ -6,7 +6,7 @@ import contextlib
 import io
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 import aiohttp
@@ -97,3 +97,14 @@ async def call(method: str, url: str, tok: str | None = None, body=None, *, raw:
                 assert isinstance(payload.get("error"), str) and payload["error"], payload
                 assert isinstance(payload.get("message"), str) and payload["message"], payload
             return resp.status, payload
+
+
+@contextlib.contextmanager
+def waitlist_worker_paused(db_url: str) -> Iterator[None]:
+    """Hold the waitlist worker's pass lock (``bot.waitlist.PASS_LOCK``), so the sync service's
+    worker offers nothing meanwhile: for tests that count what their own requests write."""
+    from bot.waitlist import PASS_LOCK
+
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        assert conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (PASS_LOCK,)) is not None
+        yield

@@ -11,7 +11,7 @@ import psycopg
 from sqlalchemy import text
 
 from bot.booking import BookingService
-from tests.api_helpers import call, seeded_clinic
+from tests.api_helpers import call, seeded_clinic, waitlist_worker_paused
 from tests.polling import wait_until
 from tests.test_api_schemathesis import changed, snapshot
 
@@ -39,6 +39,12 @@ def taken_slot(engine, settings, patient_id: int):
 
 
 async def test_join_list_withdraw_per_role(settings, engine, db_url):
+    # the requests would be offered free time by the worker meanwhile: this test is about the API
+    with waitlist_worker_paused(db_url):
+        await join_list_withdraw_per_role(settings, engine, db_url)
+
+
+async def join_list_withdraw_per_role(settings, engine, db_url):
     async with seeded_clinic(settings, engine, db_url) as c:
         cleaning, filling = service_id(engine, "Cleaning"), service_id(engine, "Filling")
         me, admin = c.tok("patient", c.patient), c.tok("admin")
@@ -104,6 +110,11 @@ async def test_join_list_withdraw_per_role(settings, engine, db_url):
 
 
 async def test_the_limit_and_bad_bodies(settings, engine, db_url):
+    with waitlist_worker_paused(db_url):  # it would offer the requests free time, writing events
+        await the_limit_and_bad_bodies(settings, engine, db_url)
+
+
+async def the_limit_and_bad_bodies(settings, engine, db_url):
     async with seeded_clinic(settings, engine, db_url) as c:
         me = c.tok("patient", c.patient)
         url = f"{c.url}/api/waitlist"

@@ -28,6 +28,8 @@ def valid_bodies(c) -> dict[tuple[str, str], object]:
         ("post", "/api/closures"): {"on_date": day, "last_date": day, "reason": "x"},
         ("post", "/api/patient/sign-in/code"): {"phone": "+12125550101"},
         ("post", "/api/patient/sign-in/verify"): {"attempt": "no-such-attempt", "code": "123456"},
+        ("post", "/api/waitlist"): {"service_id": 1, "patient_id": c.patient, "earliest": SOON.isoformat(),
+                                    "latest": (SOON + timedelta(days=2)).isoformat()},
     }
 
 
