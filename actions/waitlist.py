@@ -31,6 +31,7 @@ from bot.booking import Outcome
 from bot.waitlist import ACCEPTED, EXPIRED, GONE, OPEN, OfferView
 
 from .availability import dentist_of
+from .caller import Caller
 from .booking import announce, previous_value
 from .common import OUTCOME_RESPONSES, entity_values, guarded, holder_of, reset_request
 from .formatting import short_dentist, when_label
@@ -84,21 +85,40 @@ def stop_request(tracker: Tracker, gw: Gateway) -> list[dict]:
     return reset_request()
 
 
-class ActionWaitlistJoin(Action):
-    def name(self) -> str:
-        return "action_waitlist_join"
+class ForAKnownPatient(Action):
+    """An action for the patient this message proves (signed in, or a phone this conversation
+    proved with a code); anyone else hears how to become known, and ``unknown``'s events."""
 
     @guarded
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list[dict]:
-        return await asyncio.to_thread(self.join, dispatcher, tracker)
+        return await asyncio.to_thread(self.checked, dispatcher, tracker)
 
-    def join(self, dispatcher: CollectingDispatcher, tracker: Tracker) -> list[dict]:
+    def checked(self, dispatcher: CollectingDispatcher, tracker: Tracker) -> list[dict]:
         gw = get_gateway()
         who = caller(tracker)
         patient_id = gw.known_patient(who)
         if patient_id is None:
             dispatcher.utter_message(response="utter_waitlist_who")
-            return stop_request(tracker, gw)
+            return self.unknown(tracker, gw)
+        return self.act(dispatcher, tracker, gw, who, patient_id)
+
+    def unknown(self, tracker: Tracker, gw: Gateway) -> list[dict]:
+        return []
+
+    def act(self, dispatcher: CollectingDispatcher, tracker: Tracker, gw: Gateway, who: Caller,
+            patient_id: int) -> list[dict]:
+        raise NotImplementedError
+
+
+class ActionWaitlistJoin(ForAKnownPatient):
+    def name(self) -> str:
+        return "action_waitlist_join"
+
+    def unknown(self, tracker: Tracker, gw: Gateway) -> list[dict]:
+        return stop_request(tracker, gw)
+
+    def act(self, dispatcher: CollectingDispatcher, tracker: Tracker, gw: Gateway, who: Caller,
+            patient_id: int) -> list[dict]:
         catalogue = gw.catalogue()
         visit = self.visit_to_move(gw, tracker, who)
         service = (catalogue.services.get(visit.service_id) if visit is not None
@@ -182,23 +202,14 @@ class ActionWaitlistGone(Action):
         return []  # the slot keeps the offer: a "yes" now hears that it is gone
 
 
-class ActionWaitlistAccept(Action):
+class ActionWaitlistAccept(ForAKnownPatient):
     """Yes to the offer: book it (or move the visit there); the first acceptance wins."""
 
     def name(self) -> str:
         return "action_waitlist_accept"
 
-    @guarded
-    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list[dict]:
-        return await asyncio.to_thread(self.accept, dispatcher, tracker)
-
-    def accept(self, dispatcher: CollectingDispatcher, tracker: Tracker) -> list[dict]:
-        gw = get_gateway()
-        who = caller(tracker)
-        patient_id = gw.known_patient(who)
-        if patient_id is None:
-            dispatcher.utter_message(response="utter_waitlist_who")
-            return []
+    def act(self, dispatcher: CollectingDispatcher, tracker: Tracker, gw: Gateway, who: Caller,
+            patient_id: int) -> list[dict]:
         identity = chat_identity(patient_id, who.conversation_id)
         offer_id = offer_id_in(tracker) or slot_offer_id(tracker)
         if offer_id is None:
@@ -223,23 +234,19 @@ class ActionWaitlistAccept(Action):
         return events
 
 
-class ActionWaitlistDecline(Action):
+class ActionWaitlistDecline(ForAKnownPatient):
     """No to the offer: the time is let go at once; the patient stays on the waitlist."""
 
     def name(self) -> str:
         return "action_waitlist_decline"
 
-    @guarded
-    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list[dict]:
-        gw = get_gateway()
-        who = caller(tracker)
-        patient_id = await asyncio.to_thread(gw.known_patient, who)
+    def act(self, dispatcher: CollectingDispatcher, tracker: Tracker, gw: Gateway, who: Caller,
+            patient_id: int) -> list[dict]:
         offer_id = offer_id_in(tracker) or slot_offer_id(tracker)
-        if patient_id is None or offer_id is None:
-            dispatcher.utter_message(response="utter_waitlist_no_offer" if patient_id else "utter_waitlist_who")
-            return [SlotSet(OFFER_SLOT, None)] if patient_id else []
-        result = await asyncio.to_thread(gw.waitlist.decline, chat_identity(patient_id, who.conversation_id),
-                                         offer_id)
+        if offer_id is None:
+            dispatcher.utter_message(response="utter_waitlist_no_offer")
+            return [SlotSet(OFFER_SLOT, None)]
+        result = gw.waitlist.decline(chat_identity(patient_id, who.conversation_id), offer_id)
         dispatcher.utter_message(response={Outcome.OFFER_GONE: "utter_waitlist_let_go",
                                            Outcome.NOT_FOUND: "utter_waitlist_no_offer"}.get(
             result.outcome, OUTCOME_RESPONSES.get(result.outcome, "utter_sorry_error")))

@@ -53,6 +53,15 @@ async def join(chat: Chat, service: str = "filling", **slots) -> object:
     return await chat.run(ActionWaitlistJoin())
 
 
+async def told_an_offer(gw, chat: Chat, patient_id: int) -> int:
+    """``chat``'s patient waits for a filling, the worker offers a time and tells the chat: its id."""
+    await join(chat)
+    offer_id = offered(gw, patient_id)
+    triggered(chat, OFFER_INTENT, offer_id)
+    assert (await chat.run(ActionWaitlistOffer())).responses == ["utter_waitlist_offer"]
+    return offer_id
+
+
 def offered(gw, *patients: int) -> int:
     """Patients on the waitlist for a filling, one worker pass: the offer id of the first of them
     (all of them share the freed time)."""
@@ -128,10 +137,7 @@ async def test_the_offer_is_told_only_in_the_chat_that_asked(gw, settings):
 
 async def test_yes_books_the_freed_time(gw, settings, db_url):
     ana = signed_in(ANA, settings)
-    await join(ana)
-    offer_id = offered(gw, ANA)
-    triggered(ana, OFFER_INTENT, offer_id)
-    await ana.run(ActionWaitlistOffer())
+    offer_id = await told_an_offer(gw, ana, ANA)
     ana.say("yes", "affirm")
     turn = await ana.run(ActionWaitlistAccept())
     assert turn.responses == ["utter_booked"], turn.responses
@@ -166,10 +172,7 @@ async def test_a_second_yes_hears_it_is_gone_and_stays_on_the_list(gw, settings,
 
 async def test_no_lets_the_time_go(gw, settings, db_url):
     ana = signed_in(ANA, settings)
-    await join(ana)
-    offer_id = offered(gw, ANA)
-    triggered(ana, OFFER_INTENT, offer_id)
-    await ana.run(ActionWaitlistOffer())
+    offer_id = await told_an_offer(gw, ana, ANA)
     ana.say("no", "deny")
     turn = await ana.run(ActionWaitlistDecline())
     assert turn.responses == ["utter_waitlist_declined"] and turn.slots()["waitlist_offer_id"] is None
