@@ -85,9 +85,11 @@ def stop_request(tracker: Tracker, gw: Gateway) -> list[dict]:
     return reset_request()
 
 
-class ForAKnownPatient(Action):
-    """An action for the patient this message proves (signed in, or a phone this conversation
-    proved with a code); anyone else hears how to become known, and ``unknown``'s events."""
+class ForAKnownPatient:
+    """For an action (before ``Action`` in its bases: rasa-sdk registers every ``Action`` subclass,
+    and this one has no name): it acts for the patient this message proves (signed in, or a phone
+    this conversation proved with a code); anyone else hears how to become known, and ``unknown``'s
+    events."""
 
     @guarded
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list[dict]:
@@ -110,7 +112,7 @@ class ForAKnownPatient(Action):
         raise NotImplementedError
 
 
-class ActionWaitlistJoin(ForAKnownPatient):
+class ActionWaitlistJoin(ForAKnownPatient, Action):
     def name(self) -> str:
         return "action_waitlist_join"
 
@@ -202,7 +204,7 @@ class ActionWaitlistGone(Action):
         return []  # the slot keeps the offer: a "yes" now hears that it is gone
 
 
-class ActionWaitlistAccept(ForAKnownPatient):
+class ActionWaitlistAccept(ForAKnownPatient, Action):
     """Yes to the offer: book it (or move the visit there); the first acceptance wins."""
 
     def name(self) -> str:
@@ -234,7 +236,7 @@ class ActionWaitlistAccept(ForAKnownPatient):
         return events
 
 
-class ActionWaitlistDecline(ForAKnownPatient):
+class ActionWaitlistDecline(ForAKnownPatient, Action):
     """No to the offer: the time is let go at once; the patient stays on the waitlist."""
 
     def name(self) -> str:

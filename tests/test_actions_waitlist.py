@@ -213,3 +213,16 @@ def test_the_worker_triggers_the_intents_the_domain_answers():
         assert intent in DOMAIN["intents"] and f"intent: {intent}" in rules
     assert DOMAIN["slots"]["waitlist_offer_id"]["mappings"] == [
         {"type": "from_entity", "entity": "offer_id", "intent": OFFER_INTENT}]
+
+
+def test_the_action_server_registers_every_action_of_the_domain():
+    """rasa-sdk registers every ``Action`` subclass of the package at start-up and refuses one
+    without a name (a base class of actions must not be one)."""
+    from rasa_sdk.executor import ActionExecutor
+
+    from action_kit import DOMAIN
+
+    executor = ActionExecutor()
+    executor.register_package("actions")
+    custom = {a for a in DOMAIN["actions"]}
+    assert custom <= set(executor.actions), custom - set(executor.actions)
