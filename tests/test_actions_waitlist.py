@@ -21,6 +21,8 @@ TZ = ZoneInfo("America/New_York")
 NOW = datetime(2027, 3, 1, 8, 0, tzinfo=TZ)
 ANA, BEN, CAL = 20, 21, 22  # seeded patients
 ADMIN = Identity(role="admin", sub="admin")
+DOMAIN_FORM_SLOTS = ("service", "dentist", "time", "slot_choice", "full_name", "phone", "confirmed",
+                     "verification_code")
 
 
 @pytest.fixture
@@ -226,3 +228,23 @@ def test_the_action_server_registers_every_action_of_the_domain():
     executor.register_package("actions")
     custom = {a for a in DOMAIN["actions"]}
     assert custom <= set(executor.actions), custom - set(executor.actions)
+
+
+async def test_an_offer_in_the_middle_of_a_form_is_no_answer_to_its_question(gw, settings):
+    """The worker's message carries no token and reads "EXTERNAL: ...": the booking form neither
+    takes it as the name it asked for nor starts asking a signed-in patient for a name."""
+    from actions.asking import latest_text
+    from actions.booking import ValidateBookingForm
+
+    chat = signed_in(ANA, settings)
+    chat.active_loop, chat.slots["authenticated"] = "booking_form", True
+    chat.slots["requested_slot"] = "slot_choice"
+    triggered(chat, OFFER_INTENT, 1)
+    tracker = chat.tracker()
+    assert latest_text(tracker) is None
+    form = ValidateBookingForm()
+    assert form.read_answer(tracker) == {}
+    required = await form.required_slots(list(DOMAIN_FORM_SLOTS), None, tracker, {})
+    assert "full_name" not in required and "phone" not in required
+    chat.slots["authenticated"] = False  # an anonymous chat still gives its name and number
+    assert "full_name" in await form.required_slots(list(DOMAIN_FORM_SLOTS), None, chat.tracker(), {})
