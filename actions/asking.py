@@ -28,7 +28,7 @@ from rasa_sdk.events import EventType, FollowupAction, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from .availability import ActionCheckAvailability
-from .common import changed_this_turn, entity_values, guarded, holder_of, reset_request, unreadable
+from .common import changed_this_turn, entity_values, external, guarded, holder_of, reset_request, unreadable
 from .dates import PastTime, parse_when
 from .formatting import decode_choice, short_dentist, when_label
 from .gateway import Gateway, get_gateway
@@ -56,9 +56,9 @@ CORRECTION = re.compile(r"\b(actually|instead|rather|change|make it|switch|prefe
 
 
 def latest_text(tracker: Tracker) -> str | None:
-    """The text the patient typed this turn (None for a button payload or nothing)."""
+    """The text the patient typed this turn (None for a button payload, an external intent or nothing)."""
     text = tracker.latest_message.get("text")
-    if not isinstance(text, str) or not text.strip() or text.startswith("/"):
+    if not isinstance(text, str) or not text.strip() or text.startswith("/") or external(tracker):
         return None
     return text
 

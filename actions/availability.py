@@ -59,11 +59,16 @@ def find_offer(gw: Gateway, service: ServiceInfo, dentist: DentistInfo | None, w
     return Offer(spread(gw.nearest(service.id, around, dentist_id, count=MAX_OFFERS * 2), MAX_OFFERS), True)
 
 
+# Under every offer of times: none of them is early enough, wait for an earlier one (actions/waitlist.py).
+JOIN_WAITLIST_BUTTON = {"title": "Tell me if an earlier time opens", "payload": "/join_waitlist"}
+
+
 def buttons(gw: Gateway, slots: list[Slot], *, dentist: DentistInfo | None, intent: str = "inform",
             extra: str = "") -> list[dict]:
+    """A button per offered slot, then the waitlist's."""
     names = {d.id: d.full_name for d in gw.catalogue().dentists.values()}
     return [slot_button(s, gw.tz, names, intent=intent, now=gw.now(), show_dentist=dentist is None,
-                        extra=extra) for s in slots]
+                        extra=extra) for s in slots] + [dict(JOIN_WAITLIST_BUTTON)]
 
 
 def for_whom(service: ServiceInfo, dentist: DentistInfo | None) -> str:

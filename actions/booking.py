@@ -23,8 +23,8 @@ from bot.phone import InvalidPhone, normalise_phone
 from .asking import AnswersTheQuestion, escalated_this_turn, latest_text, not_understood
 from .availability import buttons, dentist_of, offer_events, requested_time
 from .catalogue import ServiceInfo
-from .common import (OUTCOME_RESPONSES, RETRY_OUTCOMES, ReadsUnreadableAnswers, changed_this_turn, guarded,
-                     holder_of, log, reset_request, unreadable)
+from .common import (OUTCOME_RESPONSES, RETRY_OUTCOMES, ReadsUnreadableAnswers, changed_this_turn, external,
+                     guarded, holder_of, log, reset_request, unreadable)
 from .dates import PastTime, When, parse_clock, parse_when
 from .formatting import decode_choice, price_label, spread, when_label
 from .offers import load_offer, store_offer
@@ -334,7 +334,9 @@ class ValidateBookingForm(AnswersTheQuestion, ReadsUnreadableAnswers, SlotChoice
         if tracker.get_slot("outcome") in SWITCHES:
             return []
         who = caller(tracker)
-        if who.authenticated:
+        # an external intent (a waitlist offer in the middle of the form) carries no token: the
+        # questions stay those of the patient's last message (the write checks the token again)
+        if who.authenticated or (external(tracker) and tracker.get_slot("authenticated")):
             return [s for s in domain_slots if s not in ("full_name", "phone", "verification_code")]
         if not needs_code_step(get_gateway(), tracker, typed_phone(get_gateway(), tracker)):
             return [s for s in domain_slots if s != "verification_code"]

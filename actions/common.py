@@ -36,9 +36,14 @@ OUTCOME_RESPONSES = {
     Outcome.UNAVAILABLE: "utter_unavailable",
     Outcome.NOT_VERIFIED: "utter_code_needed",
     Outcome.TOO_LATE: "utter_too_late_to_change",
+    # the waitlist (actions/waitlist.py fills in the details)
+    Outcome.WAITLISTED: "utter_waitlist_joined",
+    Outcome.DECLINED: "utter_waitlist_declined",
+    Outcome.OFFER_GONE: "utter_waitlist_offer_gone",
 }
 # HELD / RELEASED answer the slot-hold calls the form makes itself; they are never announced.
-INTERNAL_OUTCOMES = {Outcome.HELD, Outcome.RELEASED}
+# WITHDRAWN: the chat never takes anyone off the waitlist (the patient page does).
+INTERNAL_OUTCOMES = {Outcome.HELD, Outcome.RELEASED, Outcome.WITHDRAWN}
 # Outcomes after which the patient picks another time from the alternatives offered.
 RETRY_OUTCOMES = {Outcome.SLOT_TAKEN, Outcome.OUTSIDE_HOURS, Outcome.IN_PAST, Outcome.TOO_SOON,
                   Outcome.TOO_FAR}
@@ -72,6 +77,15 @@ def guarded(run: Callable[..., Awaitable[list]]) -> Callable[..., Awaitable[list
             return []
 
     return wrapper
+
+
+def external(tracker: Tracker) -> bool:
+    """Whether the latest "message" is an intent another service triggered (Rasa's
+    ``trigger_intent``: the waitlist worker's offers), not something the patient typed. Rasa marks
+    it ``is_external`` in the metadata, which a caller cannot send (rasa_tools/channels.py keeps
+    only the token and the client address of what a channel receives)."""
+    metadata = tracker.latest_message.get("metadata")
+    return isinstance(metadata, dict) and metadata.get("is_external") is True
 
 
 def entity_values(tracker: Tracker, entity: str) -> list[str]:

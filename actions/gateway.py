@@ -22,12 +22,13 @@ from bot.availability import Slot, load_schedules, nearest_slots, service_buffer
 from bot.booking import BookingService, ChatOrigin, Outcome, Result
 from bot import attendance, recalls
 from bot.db import DatabaseError, session_scope
-from bot.models import Patient, Service
+from bot.models import Patient, Service, WaitlistEntry, WaitlistOffer
 from bot.notify import Message, notifier_from
 from bot.otp import CodeResult, Verifier
 from bot.phone import InvalidPhone, normalise_phone
 from bot.settings import Settings
 from bot.tokens import Identity
+from bot.waitlist import OfferView, Waitlist
 
 from .caller import Caller
 from .catalogue import Catalogue, load_catalogue
@@ -102,6 +103,7 @@ class Gateway:
         self.sql_fallbacks = 0
         self.notifier = notifier_from(engine, settings)
         self.verifier = Verifier(engine, settings, self.notifier, clock=clock)
+        self.waitlist = Waitlist(self.booking)
 
     def now(self) -> datetime:
         return self.booking.now()
@@ -165,7 +167,7 @@ class Gateway:
         """The caller's upcoming visits: all of a signed-in patient's, or of the patient whose
         phone this conversation proved with a code lately; else those the database records as
         booked in this conversation (``chat_bookings``)."""
-        patient_id = who.patient_id if who.authenticated else self.verified_patient(who)
+        patient_id = self.known_patient(who)
         if patient_id is not None:
             return self.booking.list_appointments(chat_identity(patient_id), patient_id)
         return self.booking.chat_appointments(who.conversation_id)
@@ -185,6 +187,31 @@ class Gateway:
             return None
         with session_scope(self.booking.engine) as s:
             return s.scalar(select(Patient.id).where(Patient.phone == phone))
+
+    def known_patient(self, who: Caller) -> int | None:
+        """The patient this message proves: signed in with its token, or the phone this conversation
+        typed a code back for lately; None for an anonymous chat."""
+        if who.authenticated and who.patient_id is not None:
+            return who.patient_id
+        return self.verified_patient(who)
+
+    # --- the waitlist (bot/waitlist.py) -------------------------------------------------------
+
+    def chat_offer(self, who: Caller, offer_id: object) -> OfferView | None:
+        """A waitlist offer as this conversation may see it: only one made for a request joined in
+        this conversation (the entry's ``conversation_id``, written when a known patient joined
+        here; the sender id is Rasa's, not the caller's), and, when the message carries a token,
+        only that patient's. An external intent (the sync service's ``trigger_intent``) carries no
+        token: the conversation recorded in the database is what identifies its patient then."""
+        if not isinstance(offer_id, int) or isinstance(offer_id, bool) or not who.conversation_id:
+            return None
+        with session_scope(self.booking.engine) as s:
+            patient_id = s.scalar(select(WaitlistEntry.patient_id).join(
+                WaitlistOffer, WaitlistOffer.entry_id == WaitlistEntry.id).where(
+                WaitlistOffer.id == offer_id, WaitlistEntry.conversation_id == who.conversation_id))
+        if patient_id is None or (who.authenticated and who.patient_id != patient_id):
+            return None
+        return self.waitlist.offer(chat_identity(patient_id, who.conversation_id), offer_id)
 
     def too_late_to_change(self, visit) -> bool:
         """Whether the cancellation policy keeps a patient from moving or cancelling ``visit`` now

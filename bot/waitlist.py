@@ -53,6 +53,10 @@ OFFER_STATUSES = (OPEN, ACCEPTED, GONE, DECLINED, EXPIRED)
 LIVE_ENTRY = (WAITING, OFFERED)
 LIVE_VISIT = ("pending", "confirmed")
 PASS_LOCK = "waitlist-pass"
+# The intents the sync service triggers in a waiting chat (sync/waitlist.py) and the assistant
+# answers (domain.yml, actions/waitlist.py): a contract, entity ``offer_id``.
+OFFER_INTENT = "EXTERNAL_waitlist_offer"
+GONE_INTENT = "EXTERNAL_waitlist_gone"
 SLOTS_LOOKED_AT = 40  # free slots read per entry and pass (those already offered to it are skipped)
 
 

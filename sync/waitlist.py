@@ -25,7 +25,7 @@ from aiohttp import web
 from bot.aio import cancel_and_wait, in_thread, repeat
 from bot.events import APPOINTMENT_EVENTS, AVAILABILITY_CHANGED, WAITLIST_CHANGED, WAITLIST_OFFER
 from bot.settings import Settings
-from bot.waitlist import OPEN, ChatNotice, Waitlist
+from bot.waitlist import GONE_INTENT, OFFER_INTENT, OPEN, ChatNotice, Waitlist
 
 from . import api, keys
 from .outbox import OutboxEvent
@@ -33,8 +33,6 @@ from .outbox import OutboxEvent
 log = logging.getLogger(__name__)
 
 WAKING = APPOINTMENT_EVENTS | {AVAILABILITY_CHANGED, WAITLIST_CHANGED, WAITLIST_OFFER}
-OFFER_INTENT = "EXTERNAL_waitlist_offer"
-GONE_INTENT = "EXTERNAL_waitlist_gone"
 RASA_TIMEOUT = aiohttp.ClientTimeout(total=10)
 
 

@@ -19,6 +19,7 @@ from ruamel.yaml import YAML
 
 import psycopg
 
+from actions.availability import JOIN_WAITLIST_BUTTON
 from actions.cache import AvailabilityCache
 from actions.gateway import Gateway, SqlAvailability
 from bot.settings import libpq_url
@@ -99,6 +100,10 @@ class Turn:
         return {e["name"]: e["value"] for e in self.events if e.get("event") == "slot"}
 
     def buttons(self) -> list[dict]:
+        """The choices offered (the waitlist's button under every offer of times aside)."""
+        return [b for b in self.all_buttons() if b["payload"] != JOIN_WAITLIST_BUTTON["payload"]]
+
+    def all_buttons(self) -> list[dict]:
         return [b for m in self.messages for b in m.get("buttons") or []]
 
 

@@ -21,9 +21,11 @@ from bot.stack import Stack
 # The clinic's own tables, parents before children (a restore deletes in the reverse order).
 # Not here: chat_bookings (gone with its visit), Rasa's tracker store (``events``: every test
 # speaks in conversations of its own) and the outbox (``realtime_events``: it only grows).
-# The codes texted in a test go with it, so the hourly code limits start afresh for the next.
+# The codes texted in a test go with it, so the hourly code limits start afresh for the next; so do
+# its waitlist requests, or the sync service's worker would go on holding freed time for them.
 CLINIC_TABLES = ("dentists", "services", "working_hours", "patients", "time_off", "date_overrides",
-                 "clinic_closures", "appointments", "slot_holds", "notifications", "verification_codes")
+                 "clinic_closures", "appointments", "slot_holds", "waitlist_entries", "waitlist_offers",
+                 "notifications", "verification_codes")
 
 
 @contextmanager

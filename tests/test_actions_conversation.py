@@ -94,7 +94,7 @@ async def test_the_second_try_says_what_was_understood_with_the_offers_as_exampl
     message = turn.messages[0]
     assert "a cleaning with Dr. Chen" in message["so_far"]
     assert starts[0].strftime("%I:%M").lstrip("0") in message["examples"]
-    assert len(message["buttons"]) == len(starts)  # the offers are shown with it, once
+    assert len(message["buttons"]) == len(starts) + 1  # the offers are shown with it, once (and the waitlist)
     assert (await chat.run(AskSlotChoice())).responses == []
 
 
