@@ -1,8 +1,9 @@
 """The waitlist end to end, through Rasa's REST channel on the whole stack: two signed-in patients
 ask to be told if an earlier filling with Dr Chen opens; the time they want is booked by a third
 patient, whose visit is then cancelled by a direct SQL writer. The sync service's worker offers
-the freed time to both and tells both chats through Rasa's ``trigger_intent``; the first "yes"
-books it, the second hears it is gone — after the worker told that chat so too."""
+the freed time to both and tells both chats through Rasa's ``trigger_intent`` (and the second
+patient's page, a Socket.IO client as /patient is, gets the offer live); the first "yes" books it,
+the second hears it is gone — after the worker told that chat, and that page, so too."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from bot.stack import Stack
 from bot.tokens import mint
 from tests.chat_helpers import buttons, choice_start, rows, slot_buttons, text
 from tests.polling import action_cache_caught_up, wait_until
+from tests.sync_helpers import Recorder
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.usefixtures("trained_model")]
 
@@ -67,6 +69,7 @@ async def test_two_waiting_patients_one_freed_time_the_first_yes_books_it(chat_s
         (ana, chats[ana][0], "waiting"), (ben, chats[ben][0], "waiting")]
     assert rows(stack, "SELECT count(*) FROM waitlist_offers") == [(0,)]  # nothing earlier is free yet
 
+    page = await Recorder("ben-page").connect(stack.url("sync"), mint("patient", ben, settings=stack.settings))
     rows(stack, "UPDATE appointments SET status = 'cancelled' WHERE id = %s RETURNING id", visit)
     for conversation, _ in chats.values():
         await wait_until(said(stack, conversation, "Good news: a filling with Dr. Chen opened up"), 30)
@@ -79,6 +82,10 @@ async def test_two_waiting_patients_one_freed_time_the_first_yes_books_it(chat_s
     assert rows(stack, "SELECT patient_id, dentist_id, starts_at FROM appointments"
                        " WHERE status <> 'cancelled' AND starts_at = %s", wanted) == [(ana, chen, wanted)]
     await wait_until(said(stack, b_chat, "has been taken by someone else"), 30)
+    await page.wait_for(lambda r: [d["offer"]["status"] for e, d in r.events if e == "waitlist_offer"]
+                        == ["open", "gone"], 30)
+    assert {d["offer"]["patient_id"] for e, d in page.events if e == "waitlist_offer"} == {ben}
+    await page.close()
     late = await stack.say(b_chat, "yes", b_token)
     assert "Sorry, someone else took that time a moment ago. You stay on the waitlist." in text(late), text(late)
     assert rows(stack, "SELECT patient_id FROM appointments WHERE status <> 'cancelled' AND starts_at = %s",
