@@ -296,6 +296,13 @@ RESPONSES: dict[str, Kind] = {
     "utter_booked": Kind.DONE, "utter_cancelled": Kind.DONE, "utter_rescheduled": Kind.DONE,
     "utter_booking_declined": Kind.DEAD_END, "utter_cancel_kept": Kind.DEAD_END,
     "utter_reschedule_kept": Kind.DEAD_END, "utter_no_slots": Kind.DEAD_END,
+    # the waitlist: joined (nothing more now), an offer (a yes/no question), and its ends
+    "utter_waitlist_joined": Kind.DEAD_END, "utter_waitlist_joined_move": Kind.DEAD_END,
+    "utter_waitlist_nothing_earlier": Kind.DEAD_END, "utter_waitlist_which_service": Kind.ASK_SERVICE,
+    "utter_waitlist_offer": Kind.CONFIRM, "utter_waitlist_offer_move": Kind.CONFIRM,
+    "utter_waitlist_already_yours": Kind.DONE, "utter_waitlist_declined": Kind.DEAD_END,
+    "utter_waitlist_no_offer": Kind.INFO, "utter_waitlist_gone": Kind.INFO, "utter_waitlist_expired": Kind.INFO,
+    "utter_waitlist_let_go": Kind.INFO,
     **{name: Kind.ERROR for name in (
         "utter_sorry_error", "utter_default", "utter_please_rephrase", "utter_out_of_scope",
         "utter_invalid_service", "utter_invalid_dentist", "utter_time_not_understood", "utter_time_in_past",
@@ -307,7 +314,9 @@ RESPONSES: dict[str, Kind] = {
         "utter_unavailable", "utter_no_appointments", "utter_no_appointments_anonymous",
         "utter_appointment_not_found", "utter_already_cancelled", "utter_code_wrong", "utter_code_expired",
         "utter_code_locked", "utter_code_too_soon", "utter_code_not_sent", "utter_code_no_phone",
-        "utter_code_number_on_file", "utter_code_not_understood", "utter_code_needed")},
+        "utter_code_number_on_file", "utter_code_not_understood", "utter_code_needed",
+        "utter_waitlist_who", "utter_waitlist_limit", "utter_waitlist_not_found", "utter_waitlist_offer_gone",
+        "utter_waitlist_offer_expired")},
 }
 FAQ_PREFIX = "utter_faq/"  # every clinic answer: INFO
 # "That time isn't free": right after the patient named one of the offers, an error text too.
