@@ -100,6 +100,12 @@ class OfferView:
         return json_dict(self)
 
 
+def _may_act(actor: Identity, patient_id: int) -> bool:
+    """Whether ``actor`` may see or answer a request or offer of ``patient_id``: its patient,
+    admins, the services."""
+    return actor.role in ("admin", "service") or (actor.role == "patient" and actor.patient_id == patient_id)
+
+
 @dataclass(frozen=True)
 class ChatNotice:
     """An offer whose chat has not heard its latest status: ``open`` (tell of the offer) or
@@ -271,7 +277,7 @@ class Waitlist:
         if row is None:
             return None
         view = OfferView(*row)
-        if actor.role in ("admin", "service") or (actor.role == "patient" and actor.patient_id == view.patient_id):
+        if _may_act(actor, view.patient_id):
             return view
         return None
 
@@ -294,10 +300,9 @@ class Waitlist:
             return Result(Outcome.NOT_FOUND, "No such offer.", field="offer_id")
         if view.status != OPEN or view.expires_at <= self.now():
             return self._gone_result(view)
-        with session_scope(self.engine) as s:
-            o = s.get(WaitlistOffer, offer_id)
-            assert o is not None
-            holder, moving = o.holder, o.entry.appointment_id
+        with session_scope(self.engine) as s:  # the hold's name, which no view shows
+            holder = s.scalar(select(WaitlistOffer.holder).where(WaitlistOffer.id == offer_id))
+        moving = view.appointment_id  # an open offer's: the visit its request moves earlier, if any
         if moving is not None:
             result = self.booking.reschedule(actor, moving, view.starts_at, dentist_id=view.dentist_id, holder=holder)
         else:
@@ -381,7 +386,7 @@ class Waitlist:
         entry = s.get(WaitlistEntry, entry_id, with_for_update=True)
         if entry is None:
             return None
-        if actor.role in ("admin", "service") or (actor.role == "patient" and actor.patient_id == entry.patient_id):
+        if _may_act(actor, entry.patient_id):
             return entry
         return None
 
