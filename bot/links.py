@@ -9,8 +9,11 @@ with an ``aud`` claim (PyJWT checks it when no audience is expected).
 * **Visit link** (``visit-link``): ``appointment_id`` and ``patient_id``, expiring when the visit
   starts (``exp``). It lets its holder see that one visit and confirm or cancel it as that
   patient (the booking service's rules: the cancellation notice holds).
-* **Calendar feed** (``calendar-feed``): ``kind`` (``dentist`` or ``patient``) and ``id``, with no
-  expiry (calendar applications keep the URL for years). Changing JWT_SECRET revokes every one.
+* **Calendar feed** (``calendar-feed``): ``kind`` (``dentist`` or ``patient``), ``id`` and ``gen``,
+  the generation of that person's feed URL (``calendar_feeds``, sql/012), with no expiry (calendar
+  applications keep the URL for years). A new link for the person raises the generation, and the
+  feed refuses a token of any other (sync/feeds.py); a token without ``gen`` is generation 0.
+  Changing JWT_SECRET revokes every one.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ class VisitLink:
 class Feed:
     kind: str  # dentist or patient
     id: int
+    generation: int = 0
 
 
 def _sign(purpose: str, claims: dict, settings: Settings) -> str:
@@ -84,17 +88,20 @@ def read_visit_token(token: object, settings: Settings) -> VisitLink:
     return VisitLink(_positive(claims, "appointment_id"), _positive(claims, "patient_id"))
 
 
-def feed_token(kind: str, ident: int, settings: Settings) -> str:
-    if kind not in FEED_KINDS:
-        raise ValueError(f"a feed is a dentist's or a patient's, not {kind!r}")
-    return _sign(FEED_PURPOSE, {"kind": kind, "id": ident}, settings)
+def feed_token(feed: Feed, settings: Settings) -> str:
+    if feed.kind not in FEED_KINDS:
+        raise ValueError(f"a feed is a dentist's or a patient's, not {feed.kind!r}")
+    return _sign(FEED_PURPOSE, {"kind": feed.kind, "id": feed.id, "gen": feed.generation}, settings)
 
 
 def read_feed_token(token: object, settings: Settings) -> Feed:
     claims = _claims(FEED_PURPOSE, token, settings, ["kind", "id"])
     if claims["kind"] not in FEED_KINDS:
         raise LinkError("invalid link: unknown feed kind")
-    return Feed(claims["kind"], _positive(claims, "id"))
+    generation = claims.get("gen", 0)
+    if not isinstance(generation, int) or isinstance(generation, bool) or generation < 0:
+        raise LinkError("invalid link: gen must be a non-negative integer")
+    return Feed(claims["kind"], _positive(claims, "id"), generation)
 
 
 def visit_url(base: str, token: str) -> str:

@@ -325,3 +325,15 @@ class VerificationCode(Base):
     expires_at: Mapped[datetime]
     verified_at: Mapped[datetime | None]
     superseded_at: Mapped[datetime | None]
+
+
+class CalendarFeed(Base):
+    """The generation of one person's calendar feed URL (sql/012; sync/feeds.py): a feed token of
+    another generation is refused. No row: generation 0."""
+
+    __tablename__ = "calendar_feeds"
+
+    kind: Mapped[str] = mapped_column(Text, primary_key=True)  # dentist | patient
+    owner_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    generation: Mapped[int]
+    renewed_at: Mapped[datetime] = mapped_column(server_default="now()")

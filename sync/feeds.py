@@ -1,4 +1,4 @@
-"""Private calendar feeds: ``GET /feeds/<token>.ics`` and ``GET /api/feeds/me``.
+"""Private calendar feeds: ``GET /feeds/<token>.ics``, ``GET /api/feeds/me`` and new URLs.
 
 A feed token (``bot.links``, no expiry) names a dentist or a patient; the feed is an
 ``icalendar`` file of that person's live (pending or confirmed) visits that end after
@@ -6,11 +6,16 @@ A feed token (``bot.links``, no expiry) names a dentist or a patient; the feed i
 A dentist's feed names each visit by its service and the patient's **first name only**: a feed
 is copied into third-party calendars (Google, Apple, Outlook), so it carries no more than the
 dentist needs to recognise the visit. A patient's names the service and the dentist. A forged,
-tampered or wrong-purpose token, or one naming nobody, is 404 (one answer for all).
+tampered or wrong-purpose token, one naming nobody, or one of an earlier generation of that
+person's URL, is 404 (one answer for all).
 
 ``GET /api/feeds/me`` (a dentist's or a patient's credential, as for any ``/api`` call)
 answers ``{"url": ...}`` on ``PUBLIC_URL``, else the host the request came to; an admin or
-service token has no feed (404 ``not_found``).
+service token has no feed (404 ``not_found``). A URL that leaked is replaced by a new one:
+``POST /api/feeds/me/renew`` (the person's own) or ``POST /api/feeds/{dentist|patient}/{id}/renew``
+(the front desk's, for a patient who calls) raise the person's generation in ``calendar_feeds``
+(sql/012) and answer the new URL; every earlier URL of that person is refused from then on, and
+nobody else's changes.
 """
 
 from __future__ import annotations
@@ -20,17 +25,18 @@ import logging
 from datetime import datetime, timedelta, timezone
 
 from aiohttp import web
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert
 
 from bot.booking import AppointmentView
 from bot.db import DatabaseError, session_scope
 from bot.links import Feed, LinkError, feed_token, feed_url, read_feed_token
-from bot.models import Appointment, Dentist, Patient
+from bot.models import Appointment, CalendarFeed, Dentist, Patient
 from bot.reminders import LIVE, Visit, calendar_of, for_dentist, for_patient
 from bot.tokens import Identity
 
 from . import keys
-from .api_io import ApiError, endpoint
+from .api_io import ApiError, endpoint, path_id, run
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +49,39 @@ def _visit(view: AppointmentView) -> Visit:
                  view.service_name, view.patient_id, view.status)
 
 
-def visits(engine, feed: Feed, since: datetime) -> list[Visit] | None:
-    """The feed's visits, or None when it names nobody."""
-    owner, column = (Dentist, Appointment.dentist_id) if feed.kind == "dentist" else (Patient, Appointment.patient_id)
+OWNERS = {"dentist": (Dentist, Appointment.dentist_id), "patient": (Patient, Appointment.patient_id)}
+
+
+def _generation(s, kind: str, ident: int) -> int:
+    return s.scalar(select(CalendarFeed.generation).where(CalendarFeed.kind == kind,
+                                                          CalendarFeed.owner_id == ident)) or 0
+
+
+def current(engine, kind: str, ident: int) -> Feed:
+    """The person's feed as its URL is now."""
     with session_scope(engine) as s:
-        if s.get(owner, feed.id) is None:
+        return Feed(kind, ident, _generation(s, kind, ident))
+
+
+def renew(engine, kind: str, ident: int) -> Feed | None:
+    """The person's feed of the next generation (every earlier URL refused from now), or None
+    when nobody has that id."""
+    with session_scope(engine) as s:
+        if s.get(OWNERS[kind][0], ident) is None:
+            return None
+        upsert = insert(CalendarFeed).values(kind=kind, owner_id=ident, generation=1)
+        generation = s.scalar(upsert.on_conflict_do_update(
+            index_elements=[CalendarFeed.kind, CalendarFeed.owner_id],
+            set_={"generation": CalendarFeed.generation + 1, "renewed_at": func.now()},
+        ).returning(CalendarFeed.generation))
+        return Feed(kind, ident, generation)
+
+
+def visits(engine, feed: Feed, since: datetime) -> list[Visit] | None:
+    """The feed's visits, or None when it names nobody or an earlier generation of its URL."""
+    owner, column = OWNERS[feed.kind]
+    with session_scope(engine) as s:
+        if s.get(owner, feed.id) is None or _generation(s, feed.kind, feed.id) != feed.generation:
             return None
         rows = s.scalars(select(Appointment).where(column == feed.id, Appointment.status.in_(LIVE),
                                                    Appointment.ends_at > since)
@@ -86,19 +120,48 @@ def base_url(request: web.Request) -> str:
     return public or f"{request.scheme}://{request.host}"
 
 
+def _own(who: Identity) -> tuple[str, int]:
+    if who.role == "dentist" and who.dentist_id:
+        return "dentist", who.dentist_id
+    if who.role == "patient" and who.patient_id:
+        return "patient", who.patient_id
+    raise ApiError(404, "not_found", "calendar feeds are a dentist's or a patient's; this token has none")
+
+
+def _url_of(request: web.Request, which: Feed, status: int = 200) -> web.Response:
+    token = feed_token(which, request.app[keys.SETTINGS])
+    return web.json_response({"url": feed_url(base_url(request), token)}, status=status,
+                             headers={"Cache-Control": "no-store"})
+
+
 @endpoint
 async def my_feed(request: web.Request, who: Identity) -> web.Response:
-    if who.role == "dentist" and who.dentist_id:
-        kind, ident = "dentist", who.dentist_id
-    elif who.role == "patient" and who.patient_id:
-        kind, ident = "patient", who.patient_id
-    else:
-        raise ApiError(404, "not_found", "calendar feeds are a dentist's or a patient's; this token has none")
-    token = feed_token(kind, ident, request.app[keys.SETTINGS])
-    return web.json_response({"url": feed_url(base_url(request), token)}, headers={"Cache-Control": "no-store"})
+    return _url_of(request, await run(request, current, request.app[keys.ENGINE], *_own(who)))
+
+
+async def _renewed(request: web.Request, kind: str, ident: int) -> web.Response:
+    which = await run(request, renew, request.app[keys.ENGINE], kind, ident)
+    if which is None:
+        raise ApiError(404, "not_found", f"no such {kind}")
+    log.info("calendar feed of %s %d renewed (generation %d)", kind, ident, which.generation)
+    return _url_of(request, which)
+
+
+@endpoint
+async def renew_my_feed(request: web.Request, who: Identity) -> web.Response:
+    return await _renewed(request, *_own(who))
+
+
+@endpoint
+async def renew_feed(request: web.Request, who: Identity) -> web.Response:
+    if who.role != "admin":
+        raise ApiError(403, "forbidden", "only the front desk renews another person's calendar feed")
+    return await _renewed(request, request.match_info["kind"], path_id(request))
 
 
 def setup(app: web.Application) -> None:
     """After ``sync.api`` (its engine, ``keys.ENGINE``)."""
     app.router.add_get(r"/feeds/{token:[A-Za-z0-9_.-]+}.ics", feed)
     app.router.add_get("/api/feeds/me", my_feed)
+    app.router.add_post("/api/feeds/me/renew", renew_my_feed)
+    app.router.add_post(r"/api/feeds/{kind:dentist|patient}/{id:\d+}/renew", renew_feed)

@@ -241,7 +241,15 @@ def document(settings: Settings) -> dict:
         "/api/feeds/me": {"get": _op(
             "The caller's private calendar feed URL (a dentist's or a patient's; GET it for text/calendar, "
             "no credential: the URL is the secret)",
-            _ok("the feed", _obj(url={"type": "string", "format": "uri"})), 401, 404)},
+            _ok("the feed", _obj(url={"type": "string", "format": "uri"})), 401, 404, 503)},
+        "/api/feeds/me/renew": {"post": _op(
+            "A new URL for the caller's own calendar feed; every earlier URL of it stops working",
+            _ok("the new feed URL", _obj(url={"type": "string", "format": "uri"})), 401, 403, 404, 503)},
+        "/api/feeds/{kind}/{id}/renew": {"post": _op(
+            "A new calendar feed URL for a dentist or a patient (admin); every earlier URL of theirs stops working",
+            _ok("the new feed URL", _obj(url={"type": "string", "format": "uri"})), 401, 403, 404, 503,
+            params=[{"name": "kind", "in": "path", "required": True,
+                     "schema": {"type": "string", "enum": ["dentist", "patient"]}}, _id()])},
         "/api/services": {"get": _op("Services", _ok("list", _obj(services={"type": "array", "items": any_json})),
                                      401, 503)},
         "/api/operatories": {"get": _op("Chairs (operatories)", _ok("list", _obj(

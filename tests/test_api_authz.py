@@ -111,6 +111,10 @@ def endpoints(c) -> list[tuple[str, str, object]]:
         ("GET", "/api/waitlist/offers", None),
         ("POST", "/api/waitlist/offers/{new:offer}/accept", None),
         ("POST", "/api/waitlist/offers/{new:offer}/decline", None),
+        ("GET", "/api/feeds/me", None),
+        ("POST", "/api/feeds/me/renew", None),
+        ("POST", f"/api/feeds/patient/{c.patient}/renew", None),
+        ("POST", f"/api/feeds/dentist/{c.dentist}/renew", None),
     ]
 
 
@@ -146,6 +150,11 @@ EXPECTED = {
     23: dict(admin=403, dentist=403, other_dentist=403, patient=200, other_patient=200, service=403),
     24: dict(admin=403, dentist=403, other_dentist=403, patient=201, other_patient=404, service=403),
     25: dict(admin=403, dentist=403, other_dentist=403, patient=200, other_patient=404, service=403),
+    # a calendar feed is a dentist's or a patient's own; the front desk renews anyone's
+    26: dict(admin=404, dentist=200, other_dentist=200, patient=200, other_patient=200, service=404),
+    27: dict(admin=404, dentist=200, other_dentist=200, patient=200, other_patient=200, service=404),
+    28: dict(admin=200, dentist=403, other_dentist=403, patient=403, other_patient=403, service=403),
+    29: dict(admin=200, dentist=403, other_dentist=403, patient=403, other_patient=403, service=403),
 }
 
 

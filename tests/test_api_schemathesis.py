@@ -145,14 +145,17 @@ PATIENT_WRITES = {
     ("DELETE", "/api/waitlist/{id}"): WAITLIST_TABLES,
     ("POST", "/api/waitlist/offers/{id}/accept"): WAITLIST_TABLES | {"appointments"},
     ("POST", "/api/waitlist/offers/{id}/decline"): WAITLIST_TABLES,
+    ("POST", "/api/feeds/me/renew"): {"calendar_feeds"},  # a new URL of the patient's own feed
 }
 
 
 def patients_own(diff: dict[str, dict[str, list[str]]], allowed: set[str], patient: int) -> bool:
-    """Only ``allowed`` tables changed, and every waitlist request that came or went is ``patient``'s."""
-    rows = diff.get("waitlist_entries", {})
-    return set(diff) <= allowed and all(r.strip("()").split(",")[1] == str(patient)
-                                        for r in rows.get("gone", []) + rows.get("new", []))
+    """Only ``allowed`` tables changed, every waitlist request that came or went is ``patient``'s,
+    and so is every calendar feed renewed."""
+    def rows(table: str) -> list[list[str]]:
+        return [r.strip("()").split(",") for r in diff.get(table, {}).get("gone", []) + diff.get(table, {}).get("new", [])]
+    return (set(diff) <= allowed and all(r[1] == str(patient) for r in rows("waitlist_entries"))
+            and all(r[:2] == ["patient", str(patient)] for r in rows("calendar_feeds")))
 
 
 SELF = "/api/openapi.json"  # schemathesis leaves out the operation that serves the document it loaded

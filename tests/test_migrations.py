@@ -21,7 +21,7 @@ from bot.migrate import SQL_DIR, MigrationError, migrate
 MIGRATIONS = ["001_schema.sql", "002_outbox.sql", "003_scheduling_rules.sql", "004_catalogue_events.sql",
               "005_chat_ownership.sql", "006_verification.sql", "007_staff_accounts.sql",
               "008_chairs_and_hygienists.sql", "009_reminders.sql", "010_waitlist.sql",
-              "011_reminder_per_time.sql"]
+              "011_reminder_per_time.sql", "012_calendar_feeds.sql"]
 
 # table -> column -> type, "?" when NULL is allowed
 COLUMNS = {
@@ -90,6 +90,8 @@ COLUMNS = {
                         "dentist_id": "bigint", "starts_at": "timestamptz", "ends_at": "timestamptz",
                         "holder": "text", "expires_at": "timestamptz", "status": "text", "appointment_id": "bigint?",
                         "created_at": "timestamptz", "decided_at": "timestamptz?", "chat_told_at": "timestamptz?"},
+    # the generation of each person's calendar feed URL (012); no row is generation 0
+    "calendar_feeds": {"kind": "text", "owner_id": "bigint", "generation": "integer", "renewed_at": "timestamptz"},
     "schema_migrations": {"version": "text", "name": "text", "checksum": "text", "applied_at": "timestamptz"},
 }
 
@@ -326,6 +328,11 @@ CONSTRAINTS = {
     ("waitlist_offers", "waitlist_offers_check"): "CHECK ((ends_at > starts_at))",
     ("waitlist_offers", "waitlist_offers_entry_id_dentist_id_starts_at_key"):
         "UNIQUE (entry_id, dentist_id, starts_at)",
+    ("calendar_feeds", "calendar_feeds_pkey"): "PRIMARY KEY (kind, owner_id)",
+    ("calendar_feeds", "calendar_feeds_kind_check"):
+        "CHECK ((kind = ANY (ARRAY['dentist'::text, 'patient'::text])))",
+    ("calendar_feeds", "calendar_feeds_owner_id_check"): "CHECK ((owner_id > 0))",
+    ("calendar_feeds", "calendar_feeds_generation_check"): "CHECK ((generation > 0))",
 }
 
 # Indexes other than those of the constraints above.

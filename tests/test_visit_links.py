@@ -6,6 +6,7 @@ a feed holds exactly its person's live visits."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -157,7 +158,7 @@ def bad_tokens(settings, visit: int, start: datetime) -> dict[str, str]:
         "other purpose": jwt.encode({**claims, "aud": links.FEED_PURPOSE},
                                     settings.derived_secret(links.VISIT_PURPOSE), algorithm="HS256"),
         # a genuine calendar-feed token of the same patient
-        "feed token": links.feed_token("patient", 1, settings),
+        "feed token": links.feed_token(links.Feed("patient", 1), settings),
         "garbage": "not-a-token",
     }
 
@@ -269,7 +270,7 @@ async def test_each_feed_holds_exactly_its_persons_live_visits(clinic, settings)
 async def test_a_tampered_or_wrong_purpose_feed_token_is_404(clinic, settings):
     book(clinic, hours=48)
     book(clinic, hours=50, patient=2)
-    genuine = links.feed_token("patient", 2, settings)
+    genuine = links.feed_token(links.Feed("patient", 2), settings)
     visit_link = links.visit_token(1, 1, datetime.now(timezone.utc) + timedelta(days=2), settings)
     bad = {"tampered": tampered(genuine, id=1),
            "forged": jwt.encode({"kind": "patient", "id": 1, "aud": links.FEED_PURPOSE}, "f" * 40,
@@ -277,7 +278,9 @@ async def test_a_tampered_or_wrong_purpose_feed_token_is_404(clinic, settings):
            "other purpose": jwt.encode({"kind": "patient", "id": 1, "aud": links.VISIT_PURPOSE},
                                        settings.derived_secret(links.FEED_PURPOSE), algorithm="HS256"),
            "visit link": visit_link, "login token": mint("patient", 1, settings=settings),
-           "nobody": links.feed_token("patient", 99, settings)}
+           "a later generation": links.feed_token(links.Feed("patient", 2, 1), settings),
+           "a negative generation": tampered(genuine, gen=-1), "a text generation": tampered(genuine, gen="0"),
+           "nobody": links.feed_token(links.Feed("patient", 99), settings)}
     async with serve(settings) as (url, app):
         for name, tok in bad.items():
             status, text = await fetch(f"{url}/feeds/{tok}.ics")
@@ -286,9 +289,66 @@ async def test_a_tampered_or_wrong_purpose_feed_token_is_404(clinic, settings):
         assert len(events_) == 1
 
 
+async def renew(url: str, tok: str, path: str = "me") -> tuple[int, dict]:
+    async with aiohttp.ClientSession() as http, http.post(f"{url}/api/feeds/{path}/renew",
+                                                          headers={"Authorization": f"Bearer {tok}"}) as r:
+        return r.status, await r.json()
+
+
+async def test_a_new_feed_url_ends_the_old_one_and_no_one_elses(clinic, settings):
+    """A feed URL that leaked (a shared calendar, a forwarded email) is replaced: the person's own
+    new link, or the front desk's for them; each old URL of that person is 404 from then on, the
+    new one works, and other people's URLs are untouched."""
+    book(clinic, hours=48)
+    book(clinic, hours=50, patient=2)
+    # a URL handed out before sql/012 (no gen claim: generation 0)
+    before_migration = jwt.encode({"kind": "patient", "id": 1, "aud": links.FEED_PURPOSE},
+                                  settings.derived_secret(links.FEED_PURPOSE), algorithm="HS256")
+    async with serve(settings) as (url, app):
+        _, first = await my_feed_url(url, token(settings, "patient", 1))
+        _, li = await my_feed_url(url, token(settings, "patient", 2))
+        _, dentist = await my_feed_url(url, token(settings, "dentist", 1))
+        assert (await fetch(f"{url}/feeds/{before_migration}.ics"))[0] == 200
+
+        status, second = await renew(url, token(settings, "patient", 1))
+        assert status == 200 and second["url"] != first["url"]
+        _, asked_again = await my_feed_url(url, token(settings, "patient", 1))
+        assert asked_again == second  # the page shows the new one from now on
+        for old in (first["url"], f"{url}/feeds/{before_migration}.ics"):
+            status, text = await fetch(old)
+            assert status == 404 and "VEVENT" not in text
+        assert len((await feed_of(second["url"]))[0]) == 1
+        assert len((await feed_of(li["url"]))[0]) == 1 and len((await feed_of(dentist["url"]))[0]) == 2
+
+        # the front desk renews for a patient who called, and for a dentist
+        status, third = await renew(url, token(settings, "admin"), "patient/1")
+        assert status == 200 and (await fetch(second["url"]))[0] == 404
+        assert len((await feed_of(third["url"]))[0]) == 1
+        status, _ = await renew(url, token(settings, "admin"), "dentist/1")
+        assert status == 200 and (await fetch(dentist["url"]))[0] == 404
+        status, body = await renew(url, token(settings, "admin"), "patient/99")
+        assert status == 404 and body["error"] == "not_found"
+        # nobody else renews anyone's: not another patient, not a dentist, and an admin has no own feed
+        for who, path in (("patient", "patient/1"), ("dentist", "patient/1"), ("dentist", "dentist/1")):
+            status, body = await renew(url, token(settings, who, 2 if who == "patient" else 1), path)
+            assert status == 403 and body["error"] == "forbidden"
+        assert len((await feed_of(third["url"]))[0]) == 1
+        status, body = await renew(url, token(settings, "admin"))
+        assert status == 404 and body["error"] == "not_found"
+    generations = clinic.execute("SELECT kind, owner_id, generation FROM calendar_feeds ORDER BY 1, 2").fetchall()
+    assert generations == [("dentist", 1, 1), ("patient", 1, 2)]
+
+
+async def test_concurrent_renewals_each_get_a_generation(clinic, settings):
+    async with serve(settings) as (url, app):
+        answers = await asyncio.gather(*(renew(url, token(settings, "patient", 1)) for _ in range(8)))
+        assert {status for status, _ in answers} == {200} and len({body["url"] for _, body in answers}) == 8
+    assert clinic.execute("SELECT generation FROM calendar_feeds").fetchall() == [(8,)]
+
+
 async def test_neither_a_link_nor_a_feed_token_signs_in(clinic, settings):
     visit, start = book(clinic, hours=72)
-    for tok in (link_token(settings, visit, 1, start), links.feed_token("patient", 1, settings)):
+    for tok in (link_token(settings, visit, 1, start), links.feed_token(links.Feed("patient", 1), settings)):
         with pytest.raises(TokenError, match="signature"):
             verify(tok, settings=settings)
     # even one signed with the JWT key itself: it names a purpose, so it is no login

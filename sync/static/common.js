@@ -234,9 +234,25 @@
     var nav = document.querySelector("header.top nav");
     if (!nav || document.getElementById("feed-link")) return;
     api("GET", "/api/feeds/me").then(function (feed) {
-      nav.appendChild(h("a", {href: feed.url, id: "feed-link", rel: "nofollow",
+      var link = h("a", {href: feed.url, id: "feed-link", rel: "nofollow",
         title: "Subscribe to it in your calendar application; keep it private: it shows your visits"},
-        "Calendar feed"));
+        "Calendar feed");
+      // a URL shared by mistake is replaced (POST /api/feeds/me/renew): the old one stops working
+      var renew = h("button", {type: "button", id: "feed-renew", class: "link",
+        title: "Make a new calendar feed URL; calendars subscribed to the old one stop updating"}, "new link");
+      renew.addEventListener("click", function () {
+        if (!window.confirm("Make a new calendar feed link? Calendars subscribed to the current one " +
+                            "stop updating until you subscribe them to the new one.")) return;
+        renew.disabled = true;
+        api("POST", "/api/feeds/me/renew").then(function (fresh) {
+          link.href = fresh.url;
+          notify("A new calendar feed link is ready; the old one no longer works.");
+        }).catch(function (err) {
+          notify("Could not make a new link: " + (err && err.message || "try again"), "error");
+        }).then(function () { renew.disabled = false; });
+      });
+      nav.appendChild(link);
+      nav.appendChild(renew);
     }).catch(function () { /* no feed for this sign-in: no link */ });
   }
 

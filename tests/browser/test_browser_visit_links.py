@@ -59,3 +59,22 @@ async def test_confirm_from_the_link_shows_on_the_dentists_diary_and_both_pages_
         await patient.locator("#feed-link").wait_for()
         assert "/feeds/" in await patient.locator("#feed-link").get_attribute("href")
         assert diary_errors == link_errors == patient_errors == []
+
+
+async def test_a_new_feed_link_replaces_the_old_one_on_the_page(browser, settings, db_url):
+    """"new link" beside "Calendar feed": after the confirmation, the link is the new URL, which
+    works, and the old one is refused."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO patients (id, full_name) VALUES (1, 'Ana Lima')")
+    async with running(settings) as server:
+        page, errors = await open_page(browser, f"{server.url}/patient?token={mint('patient', 1, settings=settings)}")
+        feed = page.locator("#feed-link")
+        await feed.wait_for()
+        old = await feed.get_attribute("href")
+        page.once("dialog", lambda dialog: dialog.accept())
+        await page.click("#feed-renew")
+        await page.wait_for_function("old => document.getElementById('feed-link').href !== old", arg=old)
+        new = await feed.get_attribute("href")
+        assert "no longer works" in await page.locator("#notice").inner_text()
+        assert (await page.request.get(new)).ok and (await page.request.get(old)).status == 404
+        assert errors == []
