@@ -54,7 +54,8 @@
         return C.api("GET", "/api/appointments?from=" + encodeURIComponent(C.dayKey()) + "&to=" + encodeURIComponent(until()));
       }, {onChange: function () { statsSoon(); recallsSoon(); }, onConnect: statsSoon,
           onAvailability: function (ev) { closures.onEvent(ev); overrides.onEvent(ev); },
-          onResync: function () { closures.load(); overrides.load(); }}));
+          onResync: function () { closures.load(); overrides.load(); },
+          onAdvance: function () { closures.load(); overrides.load(); }}));
     }).catch(function (err) {
       if (err.status === 401) C.signIn(main, ["admin"], start, "That token was not accepted: " + err.message);
       else C.notify("Could not load the dentists: " + err.message, "error");

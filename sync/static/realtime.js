@@ -4,7 +4,7 @@
  *
  *   const sync = realtimeSync({url, token}, {onAppointmentCreated, onAppointmentUpdated,
  *       onAppointmentDeleted, onAvailabilityChanged, onReminderSent, onWaitlistChanged, onWaitlistOffer,
- *       onResyncRequired, onConnectionChange, onError});
+ *       onResyncRequired, onAdvance, onConnectionChange, onError});
  *   const sub = subscribeAppointments(userId, role, {onAppointmentCreated, ...});  // sub.unsubscribe()
  *   const av = subscribeAvailability(dentistId, {onAvailabilityChanged});
  *
@@ -146,9 +146,15 @@
      * After reading a snapshot over REST (`last_event_id` of GET /api/appointments): resume from
      * there, not from before it. Never moves backwards.
      */
+    /** The page's snapshot is as of `eventId`: events up to it are already in it, so they are
+     * skipped from now on. Anything read before that snapshot (a card loaded earlier) may lack an
+     * event that is now skipped: onAdvance tells every listener to read its data again. */
     handle.advance = function (eventId) {
       if (typeof eventId === "number" && (handle.lastEventId === null || eventId > handle.lastEventId)) {
+        var before = handle.lastEventId;
         handle.lastEventId = eventId;
+        call(callbacks, "onAdvance", eventId, before);
+        listeners.forEach(function (l) { call(l.callbacks, "onAdvance", eventId, before); });
       }
     };
     handle.addListener = function (listenerCallbacks, filter) {

@@ -157,6 +157,7 @@
       onAppointmentDeleted: function (ev) { if (ev.appointment) board.remove(ev.appointment.id); if (extra.onChange) extra.onChange(ev); },
       onAvailabilityChanged: function (ev) { if (extra.onAvailability) extra.onAvailability(ev); },
       onResyncRequired: function () { reload(); if (extra.onResync) extra.onResync(); },
+      onAdvance: function () { if (extra.onAdvance) extra.onAdvance(); },  // cards read before the snapshot
       onConnectionChange: function (state, detail) {
         C.showConnection(state, detail);
         if (state === "refused") {

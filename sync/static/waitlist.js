@@ -45,7 +45,7 @@
     }
     var soon = debounced(load);
     return {card: card, load: load, listen: function (sync) {
-      sync.addListener({onWaitlistChanged: soon, onResyncRequired: soon});
+      sync.addListener({onWaitlistChanged: soon, onResyncRequired: soon, onAdvance: soon});
     }};
   }
 
@@ -126,6 +126,7 @@
     function answer(o, how) {
       var banner = banners[o.id];
       banner.querySelectorAll("button").forEach(function (b) { b.disabled = true; });
+      banner.dataset.status = "answering";  // our own answer's event must not speak over its reply
       C.api("POST", "/api/waitlist/offers/" + o.id + "/" + how).then(function (data) {
         if (how === "accept") {
           endOffer(o.id, "accepted", "Booked: " + o.service_name + " with " + o.dentist_name + " on " +
@@ -138,6 +139,7 @@
       }).catch(function (err) {
         if (err.code === "offer_gone") endOffer(o.id, "gone", err.message);
         else {
+          banner.dataset.status = "open";
           banner.querySelectorAll("button").forEach(function (b) { b.disabled = false; });
           status.textContent = "That did not work: " + err.message;
         }
@@ -175,8 +177,10 @@
       loadOffers();
     }
     return {load: load, listen: function (sync) {
+      function reload() { loadEntries(); loadOffers(); }
+      // onAdvance: the page's snapshot came after the first read, and skips the events before it
       sync.addListener({onWaitlistOffer: onOffer, onWaitlistChanged: entriesSoon,
-                        onResyncRequired: function () { loadEntries(); loadOffers(); }});
+                        onResyncRequired: reload, onAdvance: reload});
     }};
   }
 

@@ -142,3 +142,40 @@ async def test_an_offer_someone_else_took_says_so_on_the_page(browser, settings,
         assert await gone.locator("button").count() == 0
         await page.locator(f'#waitlist li[data-entry="{entry}"][data-status="waiting"]').wait_for()
         assert errors == [], errors
+
+
+async def test_an_offer_made_between_the_pages_first_reads_still_shows(browser, settings, engine):
+    """The page reads its open offers at once, and its visits (the snapshot the live connection
+    resumes from) when the socket is up. An offer made between the two is in neither the first
+    read nor, being older than the snapshot, the live stream: the page reads its offers again
+    when the snapshot moves the mark. The first read is answered empty here, as if it had come
+    just before the offer."""
+    seed(engine, settings)
+    patient = one(engine, "SELECT min(id) FROM patients")
+    filling, slot, visit = taken_filling(engine, settings)
+    s = settings.model_copy(update={"waitlist_poll_seconds": 3600})
+    async with running(s) as server:
+        tok = mint("patient", patient, settings=s)
+        await wait_for_slot(server.url, tok, filling, slot)
+        one(engine, "UPDATE appointments SET status = 'cancelled' WHERE id = :v RETURNING id", v=visit)
+
+        async def my_offers():
+            return (await call("GET", f"{server.url}/api/waitlist/offers", tok))[1]["offers"]
+
+        (offer,) = await wait_until(my_offers, what="the offer")
+        context = await browser.new_context(viewport={"width": 390, "height": 844}, locale="en-US")
+        page = await context.new_page()
+        errors = await collect_errors(page)
+        reads = []
+
+        async def first_read_before_the_offer(route):
+            reads.append(route.request.url)
+            if len(reads) == 1:
+                await route.fulfill(json={"offers": []})
+            else:
+                await route.continue_()
+
+        await page.route("**/api/waitlist/offers", first_read_before_the_offer)
+        await page.goto(f"{server.url}/patient?token={tok}")
+        await page.locator(f'.offer[data-offer="{offer["id"]}"][data-status="open"]').wait_for(timeout=10_000)
+        assert len(reads) >= 2 and errors == [], (reads, errors)
