@@ -9,9 +9,13 @@ the ``limits`` library's moving window: known numbers or not, so 429 tells nothi
 ``POST /api/patient/sign-in/verify``
 ``{"attempt": "<id>", "code": "123456"}`` → 200 ``{"token", "name", "expires_in"}``: a patient
 token (PATIENT_SIGN_IN_MINUTES) the page sends as ``Authorization: Bearer``, as any client does.
-Refusals: ``invalid_phone`` (422), ``too_many_requests`` (429, ``Retry-After``), ``wrong_code``
-(401, with ``tries_left``), ``code_expired`` (401: expired, or five wrong tries: ask for a new
-one). The attempt id is random and names the code; it proves nothing by itself.
+Refusals: ``invalid_phone`` (422), ``too_many_requests`` (429, ``Retry-After``), and one
+``wrong_code`` (401) for every code that does not sign in: wrong, expired, tried five times, or
+of an attempt for a number not on file, which has no code at all. Telling these apart (say,
+"4 tries left" against "expired") would tell who is a patient: a wrong guess at a number on
+file would answer differently from one at any other number. The attempt id is random and names
+the code; it proves nothing by itself. A client past its hourly count gets 429 before its code
+is even checked, so the count bounds its guesses.
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ PURPOSE = "patient_sign_in"
 VERIFIER = web.AppKey("patient_verifier", Verifier)
 LIMITER = web.AppKey("patient_sign_in_limiter", strategies.MovingWindowRateLimiter)
 SENDING = web.AppKey("patient_sign_in_sending", set)
+NOT_SIGNED_IN = ("That code didn't sign you in. Check the 6 digits; a code lasts {minutes} minutes and 5 tries,"
+                 " then ask for a new one.")
 
 
 def _verifier(request: web.Request) -> Verifier:
@@ -71,12 +77,13 @@ class TooMany(ApiError):
         return answer
 
 
-def _counted(request: web.Request, what: str) -> None:
-    """One more request of ``what`` from this client; 429 past PATIENT_SIGN_IN_PER_CLIENT an hour."""
+def _counted(request: web.Request, what: str, *, count: bool = True) -> None:
+    """One more request of ``what`` from this client (``count=False``: only whether one more is
+    allowed); 429 past PATIENT_SIGN_IN_PER_CLIENT an hour."""
     limit = parse(f"{request.app[keys.SETTINGS].patient_sign_in_per_client}/hour")
     key = client_key(request.remote) or "unknown"
     limiter = request.app[LIMITER]
-    if not limiter.hit(limit, what, key):
+    if not (limiter.hit if count else limiter.test)(limit, what, key):
         reset = limiter.get_window_stats(limit, what, key).reset_time
         raise TooMany(max(1, int(reset - time.time()) + 1))
 
@@ -147,20 +154,18 @@ async def verify_code(request: web.Request) -> web.Response:
     if typed is None:
         raise ApiError(422, "validation_error", "code is the 6 digits from the text message")
     verifier = _verifier(request)
+    _counted(request, "wrong", count=False)  # past the count, no guess is checked at all
     result = await asyncio.to_thread(verifier.check, PURPOSE, attempt, typed)
     if result.outcome is not CodeOutcome.VERIFIED:
         _counted(request, "wrong")  # many attempts' guesses from one place are as many guesses
-    if result.outcome is CodeOutcome.WRONG:
-        raise ApiError(401, "wrong_code", "That code isn't right.", tries_left=result.tries_left)
-    if result.outcome is not CodeOutcome.VERIFIED:
-        raise ApiError(401, "code_expired", "That code has expired or was tried too often; ask for a new one.")
+        raise ApiError(401, "wrong_code", NOT_SIGNED_IN.format(minutes=settings.verification_code_minutes))
 
     def patient():
         with session_scope(verifier.engine) as s:
             return s.execute(select(Patient.id, Patient.full_name).where(Patient.phone == result.recipient)).first()
 
     found = await asyncio.to_thread(patient)
-    if found is None:  # the record changed its number meanwhile
+    if found is None:  # the record changed its number since the right code was typed (no oracle)
         raise ApiError(401, "code_expired", "That number is no longer on file; ask the front desk.")
     minutes = settings.patient_sign_in_minutes
     token = mint("patient", found.id, ttl_minutes=minutes, settings=settings)

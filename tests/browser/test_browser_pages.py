@@ -315,7 +315,7 @@ async def test_a_patient_signs_in_with_the_code_texted_to_their_phone(browser, s
         code = next(w for w in body.replace(".", " ").split() if w.isdigit() and len(w) == 6)
         await page.locator("#code-input").fill("000000" if code != "000000" else "111111")
         await page.locator("#verify-code").click()
-        await expect(page.locator("#signin-error")).to_contain_text("isn't right")
+        await expect(page.locator("#signin-error")).to_contain_text("didn't sign you in")
         await page.locator("#code-input").fill(code)
         await page.locator("#verify-code").click()
         await wait_live(page)
