@@ -7,8 +7,11 @@ lockout (the sessions a sign-in opens: ``bot.staff_sessions``; docs/security.md,
   each further failure after a lock doubles it, up to ``STAFF_LOCKOUT_MAX_SECONDS``. A locked
   account is refused even with the right password, which is then not even checked.
 * An email without an account costs the same hash verification (against a dummy hash), gets the
-  same answer and locks the same way (counted from the sign-in log), so neither the time nor
-  the answer tells which emails have accounts.
+  same answer and locks the same way, so neither the time nor the answer tells which emails have
+  accounts. For that, every email's failures are counted by one rule, from the sign-in log: the
+  failures of the email's key (stripped, lower-cased: what finds the account) in the last
+  ``FAILURE_WINDOW``, since its last success (and an account's last new password). The log
+  stores that key, so "desk@clinic " and "ghost@clinic " count alike.
 * Every attempt is a row of ``staff_sign_ins`` and one log line; neither holds the password.
 """
 
@@ -27,7 +30,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from . import staff_sessions
+from . import feeds, staff_sessions
 from .db import InvalidData, session_scope
 from .models import Dentist, StaffSignIn, StaffUser
 from .notify import is_email_address
@@ -38,7 +41,8 @@ log = logging.getLogger(__name__)
 HASHER = PasswordHasher()  # Argon2id with argon2-cffi's defaults (RFC 9106's second recommendation)
 _DUMMY_HASH = HASHER.hash(secrets.token_urlsafe(18))  # what an unknown email is checked against
 MAX_PASSWORD_CHARS = 1024
-UNKNOWN_EMAIL_WINDOW = timedelta(hours=24)  # failures of an unknown email counted this far back
+FAILURE_WINDOW = timedelta(hours=24)  # failed sign-ins of an email counted this far back
+FAILURES = ("wrong_password", "unknown_email", "disabled")  # an attempt refused while locked is none
 ROLES = ("admin", "dentist")
 
 
@@ -144,7 +148,7 @@ def set_password(engine: Engine, settings: Settings, email: str, password: str) 
         user.password_hash = hash_password(password)
         user.password_changed_at = datetime.now(timezone.utc)
         user.failed_attempts, user.locked_until = 0, None
-        ended = staff_sessions.end_all(s, user.id)
+        ended = _end_access(s, user)
         log.info("staff account %d: new password; %d session(s) ended", user.id, ended)
         return ended
 
@@ -154,9 +158,18 @@ def disable_user(engine: Engine, email: str) -> int:
     with session_scope(engine) as s:
         user = _known(s, email)
         user.active = False
-        ended = staff_sessions.end_all(s, user.id)
+        ended = _end_access(s, user)
         log.info("staff account %d disabled; %d session(s) ended", user.id, ended)
         return ended
+
+
+def _end_access(s: Session, user: StaffUser) -> int:
+    """End what a sign-in of ``user`` handed out: its sessions, and a dentist's calendar feed URL
+    (whoever held the sign-in may have kept it; the dentist's pages show the new one). Returns
+    the sessions ended."""
+    if user.role == "dentist" and user.dentist_id is not None:
+        feeds.renew_in(s, "dentist", user.dentist_id)
+    return staff_sessions.end_all(s, user.id)
 
 
 # --- sign-in -------------------------------------------------------------------------------------
@@ -168,54 +181,56 @@ def _verify(hashed: str, password: str) -> bool:
         return False
 
 
-def _unknown_failures(s: Session, key: str, now: datetime) -> tuple[int, datetime | None]:
+def _failures(s: Session, key: str, since: datetime) -> tuple[int, datetime | None]:
+    """The failed sign-ins of ``key`` after ``since`` and its last success, and the latest one."""
+    mine = func.lower(StaffSignIn.email) == key
+    last_ok = s.scalar(select(func.max(StaffSignIn.at)).where(mine, StaffSignIn.success))
     count, last = s.execute(select(func.count(), func.max(StaffSignIn.at)).where(
-        func.lower(StaffSignIn.email) == key, StaffSignIn.reason == "unknown_email",
-        StaffSignIn.at > now - UNKNOWN_EMAIL_WINDOW)).one()
+        mine, StaffSignIn.reason.in_(FAILURES), StaffSignIn.at > max(since, last_ok or since))).one()
     return int(count), last
 
 
 def authenticate(engine: Engine, settings: Settings, email: object, password: object,
                  client: str | None) -> SignInResult:
     """Check one sign-in attempt, count it towards the lockout and log it."""
-    typed, secret = staff_sessions.clip(email, 320), password if isinstance(password, str) else ""
-    key = typed.strip().lower()
+    secret = password if isinstance(password, str) else ""
+    key = staff_sessions.clip(email, 320).strip().lower()[:320]  # lower() may lengthen it
     now = datetime.now(timezone.utc)
     with session_scope(engine) as s:
         # one attempt per email at a time, so parallel guesses cannot slip past the count
         s.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 7007))"), {"k": "staff:" + key})
         user = _user(s, key, lock=True) if key else None
-        if user is None:
-            failures, last = _unknown_failures(s, key, now)
-            seconds = lock_seconds(failures, settings)
-            locked_until = last + timedelta(seconds=seconds) if seconds and last else None
-        else:
-            failures, locked_until = user.failed_attempts, user.locked_until
+        since = now - FAILURE_WINDOW
+        if user is not None and user.password_changed_at > since:
+            since = user.password_changed_at
+        failures, last = _failures(s, key, since)
+        seconds = lock_seconds(failures, settings)
+        locked_until = last + timedelta(seconds=seconds) if seconds and last else None
         if locked_until is not None and locked_until > now:
             _verify(_DUMMY_HASH, secret)  # the same cost as any other answer
-            return _record(s, typed, user, "locked", client,
+            return _record(s, key, user, "locked", client,
                            SignInResult("locked", retry_after=math.ceil((locked_until - now).total_seconds())))
         right = _verify(user.password_hash if user else _DUMMY_HASH, secret)
         if user is not None and right and user.active:
             user.failed_attempts, user.locked_until = 0, None
             if HASHER.check_needs_rehash(user.password_hash):
                 user.password_hash = hash_password(secret)
-            return _record(s, typed, user, "ok", client, SignInResult("ok", StaffAccount.of(user)))
+            return _record(s, key, user, "ok", client, SignInResult("ok", StaffAccount.of(user)))
         reason = "unknown_email" if user is None else ("disabled" if not user.active else "wrong_password")
         seconds = lock_seconds(failures + 1, settings)
         if user is not None:
             user.failed_attempts = failures + 1
             user.locked_until = now + timedelta(seconds=seconds) if seconds else None
         result = SignInResult("locked", retry_after=seconds) if seconds else SignInResult("refused")
-        return _record(s, typed, user, reason, client, result)
+        return _record(s, key, user, reason, client, result)
 
 
-def _record(s: Session, typed: str, user: StaffUser | None, reason: str, client: str | None,
+def _record(s: Session, key: str, user: StaffUser | None, reason: str, client: str | None,
             result: SignInResult) -> SignInResult:
-    s.add(StaffSignIn(email=typed, user_id=user.id if user else None, success=reason == "ok", reason=reason,
+    s.add(StaffSignIn(email=key, user_id=user.id if user else None, success=reason == "ok", reason=reason,
                       client=staff_sessions.clip(client, 100) or None))
     level = logging.INFO if reason == "ok" else logging.WARNING
-    log.log(level, "staff sign-in %s: email=%r account=%s client=%s%s", reason, typed,
+    log.log(level, "staff sign-in %s: email=%r account=%s client=%s%s", reason, key,
             user.id if user else "-", client or "-",
             f"; locked for {result.retry_after}s" if result.outcome == "locked" else "")
     return result

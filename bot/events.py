@@ -43,8 +43,12 @@ PEOPLE_ONLY_EVENTS = frozenset({REMINDER_SENT, WAITLIST_CHANGED, WAITLIST_OFFER}
 RESYNC_REQUIRED = "resync_required"
 ResyncReason = Literal["outbox_pruned", "since_ahead", "buffer_overflow"]
 
+# Another: the staff session a connection was opened with has ended (sign-out, a new password,
+# the account disabled, its time up); the connection is closed right after it.
+SIGNED_OUT = "signed_out"
+
 # Every name a client of the sync service may receive.
-CLIENT_EVENTS = (*OUTBOX_EVENTS, RESYNC_REQUIRED)
+CLIENT_EVENTS = (*OUTBOX_EVENTS, RESYNC_REQUIRED, SIGNED_OUT)
 
 # The NOTIFY channel the triggers signal on (payload: ``Notification``).
 CHANNEL = "realtime_events"
@@ -184,6 +188,12 @@ class WaitlistOfferEvent(_Event):
     ``expired``)."""
 
     offer: WaitlistOfferRow
+
+
+class SignedOut(TypedDict):
+    """``signed_out``: the connection's staff session ended; sign in again."""
+
+    message: str
 
 
 class ResyncRequired(TypedDict):

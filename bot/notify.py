@@ -17,6 +17,7 @@ delivered is visible, never silently lost. Senders:
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import smtplib
@@ -146,6 +147,8 @@ class HttpSmsSender:
                     raise SendError(f"SMS provider answered {response.status}")
         except urllib.error.HTTPError as exc:
             raise SendError(f"SMS provider answered {exc.code}") from exc
+        except http.client.HTTPException as exc:  # a garbled answer (BadStatusLine, IncompleteRead, ...)
+            raise SendError(f"SMS provider's answer unreadable: {exc!r}") from exc
         except (OSError, ValueError) as exc:
             raise SendError(f"SMS provider unreachable: {exc}") from exc
 
@@ -184,11 +187,12 @@ class Notifier:
             notification_id = row.id
         try:
             sender.deliver(message)
-        except SendError as exc:
+        except Exception as exc:  # noqa: BLE001 (a sender's bug too: never a row left queued)
+            reason = str(exc) if isinstance(exc, SendError) else f"{type(exc).__name__}: {exc}"
             log.error("notification %s (%s to %s) failed: %s", notification_id, message.kind,
-                      message.recipient, exc)
-            self._mark(notification_id, status="failed", error=str(exc)[:500])
-            return Sent(notification_id, "failed", str(exc))
+                      message.recipient, reason, exc_info=not isinstance(exc, SendError))
+            self._mark(notification_id, status="failed", error=reason[:500])
+            return Sent(notification_id, "failed", reason)
         self._mark(notification_id, status="sent", sent_at=datetime.now(timezone.utc))
         return Sent(notification_id, "sent")
 

@@ -88,6 +88,10 @@ def last_code_sent(conn, recipient: str) -> str | None:
     return code_in(row[0]) if row else None
 
 
+# numbers a text to which costs the clinic extra and pays their owner (SMS pumping)
+PAID_TO_RECEIVE = frozenset({phonenumbers.PhoneNumberType.PREMIUM_RATE, phonenumbers.PhoneNumberType.SHARED_COST})
+
+
 def client_key(client: str | None) -> str | None:
     """The address the per-client limit counts: an IPv4 address, or an IPv6 address's /64 (one
     customer's network hands out addresses from it at will)."""
@@ -184,13 +188,16 @@ class Verifier:
 
     def may_text(self, recipient: str) -> bool:
         """Whether ``recipient`` is a number of a region the clinic texts (SMS_REGIONS, else
-        PHONE_REGION): no code goes abroad because a stranger typed a foreign number."""
+        PHONE_REGION), and not a premium-rate or shared-cost one: no code goes abroad, or to a
+        number that earns its owner money per message, because a stranger typed it."""
         try:
-            region = phonenumbers.region_code_for_number(phonenumbers.parse(recipient))
+            number = phonenumbers.parse(recipient)
         except phonenumbers.NumberParseException:
             return False
+        if phonenumbers.number_type(number) in PAID_TO_RECEIVE:
+            return False
         allowed = {r.strip().upper() for r in (self.settings.sms_regions or self.settings.phone_region).split(",")}
-        return region in allowed
+        return phonenumbers.region_code_for_number(number) in allowed
 
     def pending(self, purpose: str, subject: str) -> VerificationCode | None:
         """The code still waiting to be typed back for this subject (live, not locked), if any."""

@@ -198,6 +198,13 @@ class Settings(BaseSettings):
     staff_lockout_base_seconds: int = Field(default=60, gt=0)
     staff_lockout_max_seconds: int = Field(default=3600, gt=0)
     staff_password_min_chars: int = Field(default=12, ge=8, le=128)
+    # failed staff sign-ins from one client address an hour, then 429 before any password is
+    # hashed; and how many sign-ins are hashed at once (as many again wait; beyond: 503 busy)
+    staff_sign_in_failures_per_client: int = Field(default=30, ge=1)
+    staff_sign_ins_at_once: int = Field(default=2, ge=1, le=64)
+    # how often the sync service checks that the staff sessions of its open connections still
+    # hold (a sign-out on this node closes them at once; passwd/disable or another node: by then)
+    staff_session_check_seconds: float = Field(default=5, gt=0, le=3600)
     # the session cookie's Secure flag; unset: on when ENV=production (the pages behind TLS)
     session_cookie_secure: bool | None = None
 

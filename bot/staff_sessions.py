@@ -89,6 +89,17 @@ def lookup(engine: Engine, session_id: object) -> SignedIn | None:
         return _signed_in(user, row)
 
 
+def live(engine: Engine, hashes: set[str]) -> set[str]:
+    """Which of these session hashes still sign someone in (not ended, not expired, the account active)."""
+    if not hashes:
+        return set()
+    now = datetime.now(timezone.utc)
+    with session_scope(engine) as s:
+        return set(s.scalars(select(StaffSessionRow.id_hash).join(StaffUser, StaffUser.id == StaffSessionRow.user_id)
+                             .where(StaffSessionRow.id_hash.in_(hashes), StaffSessionRow.expires_at > now,
+                                    StaffUser.active)))
+
+
 def end(engine: Engine, session_id: object) -> bool:
     """Sign out: the session is deleted (its cookie signs nobody in any more)."""
     if not isinstance(session_id, str) or not 0 < len(session_id) <= MAX_SESSION_ID_CHARS:

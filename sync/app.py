@@ -89,6 +89,7 @@ def create_app(settings: Settings | None = None, *, node_id: str | None = None,
     visit_links.setup(app)  # after api: the booking service
     feeds.setup(app)
     app.cleanup_ctx.append(_database)
+    app.cleanup_ctx.append(staff.watch_sessions)  # after _database: the engine and the handlers
     holds.setup(app)  # after _database: the sweeper uses its pool
     reminders.setup(app)  # after api's engine: the worker and its notifier use it
     waitlist.setup(app)  # after api's booking service: the worker uses it

@@ -25,13 +25,13 @@ import logging
 from datetime import datetime, timedelta, timezone
 
 from aiohttp import web
-from sqlalchemy import func, select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import select
 
 from bot.booking import AppointmentView
 from bot.db import DatabaseError, session_scope
 from bot.links import Feed, LinkError, feed_token, feed_url, read_feed_token
-from bot.models import Appointment, CalendarFeed, Dentist, Patient
+from bot import feeds
+from bot.models import Appointment
 from bot.reminders import LIVE, Visit, calendar_of, for_dentist, for_patient
 from bot.tokens import Identity
 
@@ -49,39 +49,11 @@ def _visit(view: AppointmentView) -> Visit:
                  view.service_name, view.patient_id, view.status)
 
 
-OWNERS = {"dentist": (Dentist, Appointment.dentist_id), "patient": (Patient, Appointment.patient_id)}
-
-
-def _generation(s, kind: str, ident: int) -> int:
-    return s.scalar(select(CalendarFeed.generation).where(CalendarFeed.kind == kind,
-                                                          CalendarFeed.owner_id == ident)) or 0
-
-
-def current(engine, kind: str, ident: int) -> Feed:
-    """The person's feed as its URL is now."""
-    with session_scope(engine) as s:
-        return Feed(kind, ident, _generation(s, kind, ident))
-
-
-def renew(engine, kind: str, ident: int) -> Feed | None:
-    """The person's feed of the next generation (every earlier URL refused from now), or None
-    when nobody has that id."""
-    with session_scope(engine) as s:
-        if s.get(OWNERS[kind][0], ident) is None:
-            return None
-        upsert = insert(CalendarFeed).values(kind=kind, owner_id=ident, generation=1)
-        generation = s.scalar(upsert.on_conflict_do_update(
-            index_elements=[CalendarFeed.kind, CalendarFeed.owner_id],
-            set_={"generation": CalendarFeed.generation + 1, "renewed_at": func.now()},
-        ).returning(CalendarFeed.generation))
-        return Feed(kind, ident, generation)
-
-
 def visits(engine, feed: Feed, since: datetime) -> list[Visit] | None:
     """The feed's visits, or None when it names nobody or an earlier generation of its URL."""
-    owner, column = OWNERS[feed.kind]
+    owner, column = feeds.OWNERS[feed.kind]
     with session_scope(engine) as s:
-        if s.get(owner, feed.id) is None or _generation(s, feed.kind, feed.id) != feed.generation:
+        if s.get(owner, feed.id) is None or feeds.generation_of(s, feed.kind, feed.id) != feed.generation:
             return None
         rows = s.scalars(select(Appointment).where(column == feed.id, Appointment.status.in_(LIVE),
                                                    Appointment.ends_at > since)
@@ -136,11 +108,11 @@ def _url_of(request: web.Request, which: Feed, status: int = 200) -> web.Respons
 
 @endpoint
 async def my_feed(request: web.Request, who: Identity) -> web.Response:
-    return _url_of(request, await run(request, current, request.app[keys.ENGINE], *_own(who)))
+    return _url_of(request, await run(request, feeds.current, request.app[keys.ENGINE], *_own(who)))
 
 
 async def _renewed(request: web.Request, kind: str, ident: int) -> web.Response:
-    which = await run(request, renew, request.app[keys.ENGINE], kind, ident)
+    which = await run(request, feeds.renew, request.app[keys.ENGINE], kind, ident)
     if which is None:
         raise ApiError(404, "not_found", f"no such {kind}")
     log.info("calendar feed of %s %d renewed (generation %d)", kind, ident, which.generation)

@@ -19,7 +19,7 @@ import socketio
 from psycopg_pool import AsyncConnectionPool
 
 from bot.aio import cancel_and_wait
-from bot.events import RESYNC_REQUIRED, ResyncReason, ResyncRequired
+from bot.events import RESYNC_REQUIRED, SIGNED_OUT, ResyncReason, ResyncRequired
 from bot.settings import Settings
 from bot.tokens import MISSING_TOKEN, Identity, TokenError
 
@@ -46,7 +46,10 @@ class SocketHandlers:
         self._tasks: set[asyncio.Task] = set()
         # the identity a handshake's staff session cookie proves (sync.staff.socket_identity), set by
         # sync.app: a callable, so this module needs neither the database nor the cookie's rules
-        self.cookie_identity: Callable[[dict], Awaitable[Identity | None]] | None = None
+        self.cookie_identity: Callable[[dict], Awaitable[tuple[Identity, str] | None]] | None = None
+        # sid -> the hash of the staff session a connection was opened with (sync.staff closes
+        # it when that session ends)
+        self.cookie_sessions: dict[str, str] = {}
 
     def register(self) -> None:
         self.sio.on("connect", self.connect)
@@ -69,7 +72,7 @@ class SocketHandlers:
             auth = {}
         if not isinstance(auth, dict):
             raise socketio.exceptions.ConnectionRefusedError(MISSING_TOKEN)
-        who = await self._identify(auth.get("token"), environ if isinstance(environ, dict) else {})
+        who, session = await self._identify(auth.get("token"), environ if isinstance(environ, dict) else {})
         since = auth.get("since")
         if since is not None and (isinstance(since, bool) or not isinstance(since, int) or since < 0):
             raise socketio.exceptions.ConnectionRefusedError("invalid since: expected a non-negative integer")
@@ -83,26 +86,28 @@ class SocketHandlers:
         eio_sid = self.sio.manager.eio_sid_from_sid(sid, "/")
         client = Client(sid, eio_sid, who, last_id=bound if since is None else since)
         self.hub.add(client)  # pending: live events are buffered from here on
+        if session is not None:
+            self.cookie_sessions[sid] = session
         task = asyncio.get_running_loop().create_task(self._start(client, since, bound))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         log.info("connect %s %s since=%s", sid, who.sub, since)
 
-    async def _identify(self, token: Any, environ: dict) -> Identity:
+    async def _identify(self, token: Any, environ: dict) -> tuple[Identity, str | None]:
         """A token in ``auth`` when there is one; else the staff session cookie of the handshake
-        (read once: it is then dropped from the connection's environ)."""
+        (read once: it is then dropped from the connection's environ), with its session's hash."""
         if (token is None or token == "") and self.cookie_identity is not None:
             try:
-                who = await self.cookie_identity(environ)
+                signed = await self.cookie_identity(environ)
             except Exception as exc:  # sync.staff.SessionRefused: its message is the reason
                 raise socketio.exceptions.ConnectionRefusedError(str(exc)) from None
             finally:
                 environ.pop("HTTP_COOKIE", None)
-            if who is not None:
-                return who
+            if signed is not None:
+                return signed
         environ.pop("HTTP_COOKIE", None)
         try:
-            return identify(token, self.settings)
+            return identify(token, self.settings), None
         except TokenError as exc:
             raise socketio.exceptions.ConnectionRefusedError(str(exc)) from None
 
@@ -166,8 +171,18 @@ class SocketHandlers:
         if self._sent_by_client(sid):
             return await self.unknown("disconnect", sid)
         client = self.hub.remove(sid)
+        self.cookie_sessions.pop(sid, None)
         if client is not None:
             log.info("disconnect %s %s (%s)", sid, client.who.sub, reason)
+
+    async def sign_out(self, sid: str, message: str) -> None:
+        """The connection's staff session ended: say so (``signed_out``), then close it."""
+        self.cookie_sessions.pop(sid, None)
+        client = self.hub.remove(sid)
+        if client is not None:
+            self.hub.send(client, SIGNED_OUT, {"message": message})
+            log.info("signed out %s %s: its staff session ended", sid, client.who.sub)
+        await self.sio.disconnect(sid)
 
     # -- subscriptions ----------------------------------------------------------------
     async def subscribe(self, sid: str, *args: Any) -> dict:

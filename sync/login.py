@@ -7,6 +7,14 @@ or not: ``bot.accounts``) ``429 locked`` with ``Retry-After``. On success the ``
 cookie is set (HttpOnly, SameSite=Strict, Path=/, Secure per ``SESSION_COOKIE_SECURE``) and
 the answer names the page to go to (``next`` when it is a local path, else the role's page).
 ``POST /logout`` is a cookie-signed write like any other (``X-CSRF-Token``; ``sync.staff``).
+
+A flood of sign-ins must not stall the service: each one hashes a password with Argon2 (64 MiB,
+tens of milliseconds of a core) in a worker thread that holds a database connection. So a client
+past ``STAFF_SIGN_IN_FAILURES_PER_CLIENT`` failed sign-ins an hour gets ``429
+too_many_requests`` before anything is hashed, and at most ``STAFF_SIGN_INS_AT_ONCE`` sign-ins
+are checked at a time with as many again waiting; beyond that, ``503 busy`` with
+``Retry-After: 1`` at once (``sync.throttle``). The account's own lockout (``bot.accounts``)
+still counts every guess at it, from wherever.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from . import keys, staff
 from .api_io import ApiError, read_json
 from .origins import foreign_origin
 from .rest import _caller, error
+from .throttle import Gate, PerClient
 from .web import STAFF_PAGES, page
 
 log = logging.getLogger(__name__)
@@ -31,6 +40,8 @@ log = logging.getLogger(__name__)
 LOCAL_PATH = re.compile(r"/(?![/\\])[A-Za-z0-9._~/-]{0,200}")
 NOT_NEXT = ("/login", "/logout")
 NO_STORE = {"Cache-Control": "no-store"}
+FAILURES = web.AppKey("staff_sign_in_failures", PerClient)
+GATE = web.AppKey("staff_sign_in_gate", Gate)
 
 
 def destination(role: str, wanted: object) -> str:
@@ -38,6 +49,8 @@ def destination(role: str, wanted: object) -> str:
     site: no open redirect), but not another role's page; else their role's page."""
     home = STAFF_PAGES[role]
     if not isinstance(wanted, str) or not LOCAL_PATH.fullmatch(wanted) or wanted.startswith(NOT_NEXT):
+        return home
+    if any(part in (".", "..") for part in wanted.split("/")):  # /dentist/../admin is /admin
         return home
     if wanted in STAFF_PAGES.values() and wanted != home:
         return home
@@ -79,7 +92,15 @@ async def sign_in(request: web.Request) -> web.StreamResponse:
         return exc.response()
     app = request.app
     engine, settings = app[keys.ENGINE], app[keys.SETTINGS]
-    result = await asyncio.to_thread(authenticate, engine, settings, body["email"], body["password"], request.remote)
+    try:
+        app[FAILURES].check("staff", request.remote)  # past its count, this client's guesses cost nothing
+        async with app[GATE].enter():
+            result = await asyncio.to_thread(authenticate, engine, settings, body["email"], body["password"],
+                                             request.remote)
+        if result.outcome != "ok":
+            app[FAILURES].hit("staff", request.remote)
+    except ApiError as exc:  # too many from this client, or too many at once
+        return exc.response()
     if result.outcome == "locked":
         return error(429, "locked", f"too many failed sign-ins; try again in {result.retry_after} seconds",
                      **{"Retry-After": str(result.retry_after)})
@@ -116,6 +137,7 @@ async def sign_out(request: web.Request) -> web.StreamResponse:
         return exc.response()
     await asyncio.to_thread(staff_sessions.end, request.app[keys.ENGINE], request.cookies.get(staff.COOKIE))
     log.info("staff sign-out: account %d", session.user_id)
+    await staff.close_ended_sockets(request.app)  # this node's connections of that sign-in, at once
     return _forget_cookie(web.json_response({"redirect": "/login"}, headers=NO_STORE), request)
 
 
@@ -142,6 +164,10 @@ async def session_info(request: web.Request) -> web.Response:
 
 
 def setup(app: web.Application) -> None:
+    settings = app[keys.SETTINGS]
+    app[FAILURES] = PerClient(settings.staff_sign_in_failures_per_client,
+                              "Too many failed sign-ins from here; try again later.")
+    app[GATE] = Gate(settings.staff_sign_ins_at_once, settings.staff_sign_ins_at_once)
     app.router.add_get("/login", login_page)
     app.router.add_post("/login", sign_in)
     app.router.add_post("/logout", sign_out)

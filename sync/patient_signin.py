@@ -23,28 +23,27 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-import time
 
 from aiohttp import web
-from limits import parse, storage, strategies
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
 
 from bot.db import DatabaseUnavailable, session_scope
 from bot.models import Patient
 from bot.notify import notifier_from
-from bot.otp import CodeOutcome, Verifier, client_key, code_in
+from bot.otp import CodeOutcome, Verifier, code_in
 from bot.phone import InvalidPhone, normalise_phone
 from bot.tokens import mint
 
 from . import keys
 from .api_io import ApiError, read_json, text, validated
+from .throttle import PerClient
 
 log = logging.getLogger(__name__)
 
 PURPOSE = "patient_sign_in"
 VERIFIER = web.AppKey("patient_verifier", Verifier)
-LIMITER = web.AppKey("patient_sign_in_limiter", strategies.MovingWindowRateLimiter)
+LIMITER = web.AppKey("patient_sign_in_limiter", PerClient)
 SENDING = web.AppKey("patient_sign_in_sending", set)
 NOT_SIGNED_IN = ("That code didn't sign you in. Check the 6 digits; a code lasts {minutes} minutes and 5 tries,"
                  " then ask for a new one.")
@@ -59,33 +58,18 @@ async def _verifier_ctx(app: web.Application):
     the per-client counter, and the codes being sent (finished before the app stops)."""
     settings, engine = app[keys.SETTINGS], app[keys.ENGINE]
     app[VERIFIER] = Verifier(engine, settings, notifier_from(engine, settings))
-    app[LIMITER] = strategies.MovingWindowRateLimiter(storage.MemoryStorage())
+    app[LIMITER] = PerClient(settings.patient_sign_in_per_client)
     app[SENDING] = set()
     yield
     if app[SENDING]:
         await asyncio.wait(app[SENDING], timeout=settings.notify_timeout_seconds)
 
 
-class TooMany(ApiError):
-    def __init__(self, retry_after: int):
-        super().__init__(429, "too_many_requests", "Too many sign-in requests from here; try again later.")
-        self.retry_after = retry_after
-
-    def response(self) -> web.Response:
-        answer = super().response()
-        answer.headers["Retry-After"] = str(self.retry_after)
-        return answer
-
-
 def _counted(request: web.Request, what: str, *, count: bool = True) -> None:
     """One more request of ``what`` from this client (``count=False``: only whether one more is
     allowed); 429 past PATIENT_SIGN_IN_PER_CLIENT an hour."""
-    limit = parse(f"{request.app[keys.SETTINGS].patient_sign_in_per_client}/hour")
-    key = client_key(request.remote) or "unknown"
     limiter = request.app[LIMITER]
-    if not (limiter.hit if count else limiter.test)(limit, what, key):
-        reset = limiter.get_window_stats(limit, what, key).reset_time
-        raise TooMany(max(1, int(reset - time.time()) + 1))
+    (limiter.hit if count else limiter.check)(what, request.remote)
 
 
 class CodeRequest(BaseModel):

@@ -25,6 +25,7 @@ from http.cookies import CookieError, SimpleCookie
 from aiohttp import web
 
 from bot import staff_sessions
+from bot.aio import cancel_and_wait, repeat
 from bot.db import DatabaseError
 from bot.settings import Settings
 from bot.staff_sessions import SignedIn
@@ -104,10 +105,11 @@ def _environ_cookie(environ: dict) -> str | None:
     return morsel.value if morsel else None
 
 
-def socket_identity(app: web.Application) -> Callable[[dict], Awaitable[Identity | None]]:
-    """For ``SocketHandlers``: the identity a connect's cookie proves (None: no cookie at all);
-    raises ``SessionRefused`` for a cookie that signs nobody in or an origin not allowed."""
-    async def identity(environ: dict) -> Identity | None:
+def socket_identity(app: web.Application) -> Callable[[dict], Awaitable[tuple[Identity, str] | None]]:
+    """For ``SocketHandlers``: the identity a connect's cookie proves and its session's hash
+    (None: no cookie at all); raises ``SessionRefused`` for a cookie that signs nobody in or an
+    origin not allowed."""
+    async def identity(environ: dict) -> tuple[Identity, str] | None:
         session_id = _environ_cookie(environ)
         if session_id is None:
             return None
@@ -118,6 +120,39 @@ def socket_identity(app: web.Application) -> Callable[[dict], Awaitable[Identity
         session = await signed_in(app, session_id)
         if session is None:
             raise SessionRefused(401, "invalid_session", "the sign-in has ended or is not valid; sign in again")
-        return session.identity
+        return session.identity, staff_sessions.digest(session_id)
 
     return identity
+
+
+ENDED = "your sign-in has ended; sign in again"
+
+
+async def close_ended_sockets(app: web.Application) -> int:
+    """Close every Socket.IO connection opened with a staff session that no longer signs anyone
+    in (ended, expired, its account disabled), telling it ``signed_out`` first. How many."""
+    handlers = app[keys.HANDLERS]
+    opened = set(handlers.cookie_sessions.values())
+    if not opened:
+        return 0
+    live = await asyncio.to_thread(staff_sessions.live, app[keys.ENGINE], opened)
+    ended = [sid for sid, hashed in list(handlers.cookie_sessions.items()) if hashed not in live]
+    for sid in ended:
+        await handlers.sign_out(sid, ENDED)
+    return len(ended)
+
+
+async def watch_sessions(app: web.Application):
+    """``cleanup_ctx``: every STAFF_SESSION_CHECK_SECONDS, close the connections whose sign-in
+    ended elsewhere (``python -m bot user passwd|disable``, a sign-out on another node, expiry)."""
+    async def check() -> None:
+        closed = await close_ended_sockets(app)
+        if closed:
+            log.info("closed %d connection(s) whose staff sign-in ended", closed)
+
+    task = asyncio.get_running_loop().create_task(
+        repeat(check, asyncio.Event(), app[keys.SETTINGS].staff_session_check_seconds, "staff session check"))
+    try:
+        yield
+    finally:
+        await cancel_and_wait(task)

@@ -72,7 +72,7 @@ def js_event_names(source: str) -> tuple[set[str], set[str]]:
 
 def js_event_literals(source: str) -> set[str]:
     """Every string in the script that looks like an event name (a typo hides nowhere)."""
-    return set(re.findall(r"[\"']((?:appointment|availability|resync|reminder|waitlist)_\w+)[\"']", source))
+    return set(re.findall(r"[\"']((?:appointment|availability|resync|reminder|waitlist|signed)_\w+)[\"']", source))
 
 
 def sql_scripts() -> list[str]:
@@ -91,7 +91,7 @@ def test_realtime_js_handles_exactly_the_client_events():
     source = REALTIME_JS.read_text(encoding="utf-8")
     table, registered = js_event_names(source)
     assert table == set(events.OUTBOX_EVENTS)
-    assert registered == {events.RESYNC_REQUIRED}
+    assert registered == {events.RESYNC_REQUIRED, events.SIGNED_OUT}
     for script in sorted((ROOT / "sync" / "static").glob("*.js")):
         assert js_event_literals(script.read_text(encoding="utf-8")) <= set(events.CLIENT_EVENTS), script.name
 
@@ -99,7 +99,7 @@ def test_realtime_js_handles_exactly_the_client_events():
 def test_the_vocabulary_is_consistent():
     others = {events.AVAILABILITY_CHANGED, events.REMINDER_SENT, events.WAITLIST_CHANGED, events.WAITLIST_OFFER}
     assert events.APPOINTMENT_EVENTS | others == set(events.OUTBOX_EVENTS)
-    assert len(set(events.CLIENT_EVENTS)) == len(events.CLIENT_EVENTS) == 8
+    assert len(set(events.CLIENT_EVENTS)) == len(events.CLIENT_EVENTS) == 9
     assert events.RESYNC_REQUIRED not in events.OUTBOX_EVENTS
 
 
@@ -138,7 +138,7 @@ def test_the_checks_catch_a_name_added_or_dropped(change):
         edited = source.replace('    appointment_deleted: "onAppointmentDeleted",\n', "")
         assert js_event_names(edited)[0] == vocabulary - {"appointment_deleted"}
         edited = source.replace('socket.on("resync_required"', 'socket.on("resync")')
-        assert js_event_names(edited)[1] == {"resync"}
+        assert js_event_names(edited)[1] == {"resync", events.SIGNED_OUT}
     else:
         edited = source.replace('return type !== "availability_changed";', 'return type !== "availability_change";')
         assert edited != source and "availability_change" in js_event_literals(edited)

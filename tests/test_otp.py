@@ -172,6 +172,14 @@ def test_no_code_goes_abroad_unless_its_region_is_listed(verifier, inbox, settin
     assert verifier.send("chat", "conv-1", "+442079460958").outcome is CodeOutcome.SENT
 
 
+def test_no_code_goes_to_a_premium_rate_number(verifier, inbox):
+    """+1 900 numbers earn their owner money per text: a flood of them would cost the clinic
+    (SMS pumping), so none is sent, even in a region the clinic texts."""
+    assert verifier.send("chat", "conv-1", "+19005550123").outcome is CodeOutcome.NOT_ALLOWED
+    assert inbox.bodies == []
+    assert verifier.send("chat", "conv-2", "+12125550123").outcome is CodeOutcome.SENT
+
+
 def test_an_ipv6_network_counts_as_one_client(verifier, settings, clock):
     for i in range(settings.verification_codes_per_client):
         clock.advance(seconds=31)

@@ -115,8 +115,10 @@ def test_the_lock_doubles_with_each_failure_after_it_and_a_right_password_clears
     account(engine, settings, "desk@clinic.example")
 
     def lock_passes() -> None:  # the clock moves on past the lock (rather than waiting for it)
-        with engine.begin() as conn:
-            conn.exec_driver_sql("UPDATE staff_users SET locked_until = now() - interval '1 second'")
+        with engine.begin() as conn:  # the lock is counted from the sign-in log
+            conn.exec_driver_sql("UPDATE staff_sign_ins SET at = at - interval '101 seconds'")
+            conn.exec_driver_sql("UPDATE staff_users SET password_changed_at = password_changed_at"
+                                 " - interval '101 seconds'")
 
     attempt = lambda pw: authenticate(engine, settings, "desk@clinic.example", pw, "10.0.0.9")  # noqa: E731
     assert attempt("nope").outcome == "refused"
@@ -167,3 +169,20 @@ def test_passwd_and_disable_in_process_end_sessions(engine, settings):
     second, _ = staff_sessions.create(engine, settings, user)
     assert disable_user(engine, "DESK@clinic.example") == 1
     assert staff_sessions.lookup(engine, second) is None
+
+
+def test_failures_older_than_a_day_count_for_nobody_known_or_not(db_url, engine, settings):
+    """One rule for every email: four failures, a day passes, four more: neither the account nor
+    an unknown email is locked (the account's count once never decayed, an unknown email's did,
+    which told them apart)."""
+    account(engine, settings, "desk@clinic.example")
+    for email in ("desk@clinic.example", "ghost@clinic.example"):
+        for _ in range(4):
+            assert authenticate(engine, settings, email, "nope", "10.0.0.9").outcome == "refused"
+    with engine.begin() as conn:  # a day and a minute pass
+        conn.exec_driver_sql("UPDATE staff_sign_ins SET at = at - interval '1 day 1 minute'")
+        conn.exec_driver_sql("UPDATE staff_users SET password_changed_at = password_changed_at"
+                             " - interval '1 day 1 minute'")
+    for email in ("desk@clinic.example", "ghost@clinic.example"):
+        assert [authenticate(engine, settings, email, "nope", "10.0.0.9").outcome for _ in range(5)] == \
+            ["refused"] * 4 + ["locked"], email

@@ -76,6 +76,13 @@ async def test_next_never_leads_off_the_site(clinic, wanted):
         assert signed.status == (303 if form else 200) and goto == "/admin", (wanted, form, goto)
 
 
+@pytest.mark.parametrize("wanted", ["/dentist/../admin", "/./admin", "/x/..//admin"])
+async def test_next_never_leads_to_another_roles_page_through_dot_segments(clinic, wanted):
+    """The browser resolves dot segments: /dentist/../admin is /admin, not the dentist's page."""
+    signed = await login(clinic.url, "doc@clinic.example", next_path=wanted)
+    assert signed.status == 200 and signed.body["redirect"] == "/dentist", (wanted, signed.body)
+
+
 async def test_next_keeps_a_local_path(clinic):
     signed = await login(clinic.url, "desk@clinic.example", next_path="/admin")
     assert signed.body["redirect"] == "/admin"
@@ -188,3 +195,26 @@ async def test_a_typed_token_wins_over_the_cookie_on_a_socket(clinic):
         assert [s["channelName"] for s in body["subscriptions"]] == [f"appointments:patient:{clinic.patient}"]
     finally:
         await rec.close()
+
+
+async def test_a_socket_of_a_sign_in_ended_elsewhere_is_closed_within_the_check(settings, engine, db_url):
+    """`python -m bot user disable` (another process, no request to this node) and `passwd`: the
+    sync service's check closes the connections opened with those sessions, telling them
+    ``signed_out`` first; a connection by token, or of another person, stays."""
+    s = settings.model_copy(update={"staff_session_check_seconds": 0.2})
+    async with seeded_clinic(s, engine, db_url) as c:
+        account(engine, s, "doc@clinic.example", "dentist", c.dentist)
+        account(engine, s, "desk@clinic.example")
+        doc, desk = await login(c.url, "doc@clinic.example"), await login(c.url, "desk@clinic.example")
+        doc_socket = await Recorder("doc").connect(c.url, None, headers=doc.cookie_header)
+        desk_socket = await Recorder("desk").connect(c.url, None, headers=desk.cookie_header)
+        by_token = await Recorder("token").connect(c.url, c.tok("dentist", c.dentist))
+        try:
+            assert disable_user(engine, "doc@clinic.example") == 1
+            await doc_socket.wait_for(lambda r: not r.sio.connected, timeout=5)
+            assert [name for name, _ in doc_socket.events] == ["signed_out"]
+            assert desk_socket.sio.connected and by_token.sio.connected
+            assert (await call("GET", f"{c.url}/api/session", headers=desk.cookie_header))[0] == 200
+        finally:
+            for rec in (doc_socket, desk_socket, by_token):
+                await rec.close()

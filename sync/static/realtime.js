@@ -84,6 +84,7 @@
       call(callbacks, "onConnect");
     });
     socket.on("disconnect", function (reason) {
+      if (state === "refused") return;  // signed out: the reason is already told
       setState(closed ? "closed" : "reconnecting", reason);
     });
     socket.on("connect_error", function (err) {
@@ -114,6 +115,12 @@
           if (!l.filter || l.filter(type, event)) call(l.callbacks, EVENTS[type], event);
         });
       });
+    });
+    // the staff session this connection was opened with ended (signed out, disabled, expired):
+    // the service closes the connection; it stays closed until the person signs in again
+    socket.on("signed_out", function (info) {
+      closed = true;
+      setState("refused", (info && info.message) || "your sign-in has ended; sign in again");
     });
     socket.on("resync_required", function (info) {
       if (info && typeof info.lastId === "number") handle.lastEventId = info.lastId;

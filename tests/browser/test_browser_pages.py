@@ -12,7 +12,7 @@ from browser_helpers import collect_errors, running
 from playwright.async_api import expect
 from sqlalchemy import text
 
-from bot.accounts import add_user
+from bot.accounts import add_user, disable_user
 from bot.booking import BookingService, Outcome
 from bot.seed import seed
 from bot.settings import Settings
@@ -326,3 +326,24 @@ async def test_a_patient_signs_in_with_the_code_texted_to_their_phone(browser, s
         await expect(page.locator("#who-name")).to_have_text("Emma Johnson")  # the name, not patient:1
         await shot(page, "patient-signed-in-by-code")
         assert [e for e in errors if "401" not in e] == []
+
+
+async def test_a_page_signed_in_by_cookie_stops_when_the_account_is_disabled(browser, settings, engine):
+    """The front desk signed in at /login; the account is disabled from the command line: the
+    live connection is closed within the service's check and the page says the sign-in ended."""
+    seed(engine, settings)
+    s = settings.model_copy(update={"staff_session_check_seconds": 0.2})
+    await asyncio.to_thread(add_user, engine, s, "desk@clinic.example", "admin", PASSWORD, full_name="Ana Front")
+    async with running(s) as server:
+        page, errors = await open_page(browser, f"{server.url}/login?next=/admin")
+        await page.fill("#email", "desk@clinic.example")
+        await page.fill("#password", PASSWORD)
+        await page.click("#sign-in")
+        await page.wait_for_url(f"{server.url}/admin")
+        await wait_live(page)
+        assert errors == []
+        await asyncio.to_thread(disable_user, engine, "desk@clinic.example")
+        await page.wait_for_selector('#connection[data-state="refused"]', timeout=10_000)
+        assert "sign-in has ended" in await page.locator("#notice").inner_text()
+        # a request the page made meanwhile is refused as it should be; nothing else went wrong
+        assert all("401 (Unauthorized)" in e for e in errors), errors
