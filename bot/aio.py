@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import TypeVar
 
 log = logging.getLogger(__name__)
@@ -63,3 +64,15 @@ async def repeat(step: Callable[[], Awaitable[object]], wake: asyncio.Event, eve
             await asyncio.wait_for(wake.wait(), every)
         except TimeoutError:
             pass
+
+
+@asynccontextmanager
+async def repeating(step: Callable[[], Awaitable[object]], wake: asyncio.Event, every: float,
+                    what: str) -> AsyncIterator[asyncio.Task]:
+    """``repeat`` as a background task for the body of the ``async with`` (an aiohttp
+    ``cleanup_ctx``'s life), cancelled and awaited when it ends."""
+    task = asyncio.get_running_loop().create_task(repeat(step, wake, every, what), name=what)
+    try:
+        yield task
+    finally:
+        await cancel_and_wait(task)

@@ -64,10 +64,13 @@ def create_app(settings: Settings | None = None, *, node_id: str | None = None,
     app[keys.REMINDER_WAKE] = wake = asyncio.Event()
     app[keys.WAITLIST_WAKE] = waitlist_wake = asyncio.Event()
 
+    nudges = ((reminders.WAKING, wake), (waitlist.WAKING, waitlist_wake))
+
     def on_events(batch, started: float) -> None:  # the listener's batch: to clients, and nudges
         hub.dispatch(batch, started)
-        reminders.wake_on(batch, wake)
-        waitlist.wake_on(batch, waitlist_wake)
+        for waking, event in nudges:
+            if any(ev.type in waking for ev in batch):
+                event.set()
 
     dsn = _dsn(settings)
     app[keys.LISTENER] = listener = OutboxListener(dsn, on_events, **(listener_options or {}))

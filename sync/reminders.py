@@ -7,27 +7,22 @@ SQLAlchemy and smtplib). Every node may run it: the claim rows make each reminde
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from bot.aio import cancel_and_wait, in_thread, repeat
+from bot.aio import in_thread, repeating
 from bot.events import APPOINTMENT_EVENTS
 from bot.notify import notifier_from
 from bot.reminders import ReminderWorker
 
 from . import keys
-from .outbox import OutboxEvent
 
 log = logging.getLogger(__name__)
 
 
-def wake_on(events: Iterable[OutboxEvent], wake: asyncio.Event) -> None:
-    """The listener's batch: a visit changed, so a reminder may be due now."""
-    if any(ev.type in APPOINTMENT_EVENTS for ev in events):
-        wake.set()
+WAKING = APPOINTMENT_EVENTS  # in the listener's batch: a visit changed, so a reminder may be due now
 
 
 def setup(app: web.Application) -> None:
@@ -39,12 +34,8 @@ def setup(app: web.Application) -> None:
             yield
             return
         worker = ReminderWorker(engine, notifier_from(engine, settings), settings)
-        task = asyncio.get_running_loop().create_task(
-            repeat(lambda: in_thread(worker.run_once), app[keys.REMINDER_WAKE], settings.reminder_poll_seconds,
-                   "reminder pass"), name="reminders")
-        try:
+        async with repeating(lambda: in_thread(worker.run_once), app[keys.REMINDER_WAKE],
+                             settings.reminder_poll_seconds, "reminder pass"):
             yield
-        finally:
-            await cancel_and_wait(task)
 
     app.cleanup_ctx.append(ctx)

@@ -25,7 +25,7 @@ from http.cookies import CookieError, SimpleCookie
 from aiohttp import web
 
 from bot import staff_sessions
-from bot.aio import cancel_and_wait, repeat
+from bot.aio import repeating
 from bot.db import DatabaseError
 from bot.settings import Settings
 from bot.staff_sessions import SignedIn
@@ -150,9 +150,6 @@ async def watch_sessions(app: web.Application):
         if closed:
             log.info("closed %d connection(s) whose staff sign-in ended", closed)
 
-    task = asyncio.get_running_loop().create_task(
-        repeat(check, asyncio.Event(), app[keys.SETTINGS].staff_session_check_seconds, "staff session check"))
-    try:
+    async with repeating(check, asyncio.Event(), app[keys.SETTINGS].staff_session_check_seconds,
+                         "staff session check"):
         yield
-    finally:
-        await cancel_and_wait(task)

@@ -17,29 +17,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
 
-from bot.aio import cancel_and_wait, in_thread, repeat
+from bot.aio import in_thread, repeating
 from bot.events import APPOINTMENT_EVENTS, AVAILABILITY_CHANGED, WAITLIST_CHANGED, WAITLIST_OFFER
 from bot.settings import Settings
 from bot.waitlist import GONE_INTENT, OFFER_INTENT, OPEN, ChatNotice, Waitlist
 
 from . import api, keys
-from .outbox import OutboxEvent
 
 log = logging.getLogger(__name__)
 
+# in the listener's batch: time may have been freed, or an offer decided
 WAKING = APPOINTMENT_EVENTS | {AVAILABILITY_CHANGED, WAITLIST_CHANGED, WAITLIST_OFFER}
 RASA_TIMEOUT = aiohttp.ClientTimeout(total=10)
-
-
-def wake_on(events: Iterable[OutboxEvent], wake: asyncio.Event) -> None:
-    """The listener's batch: time may have been freed, or an offer decided."""
-    if any(ev.type in WAKING for ev in events):
-        wake.set()
 
 
 class RasaTeller:
@@ -83,12 +77,8 @@ def setup(app: web.Application) -> None:
         waitlist = Waitlist(app[api.BOOKING])
         async with aiohttp.ClientSession(timeout=RASA_TIMEOUT) as session:
             teller = RasaTeller(settings, session)
-            task = asyncio.get_running_loop().create_task(
-                repeat(lambda: one_pass(waitlist, teller), app[keys.WAITLIST_WAKE], settings.waitlist_poll_seconds,
-                       "waitlist pass"), name="waitlist")
-            try:
+            async with repeating(lambda: one_pass(waitlist, teller), app[keys.WAITLIST_WAKE],
+                                 settings.waitlist_poll_seconds, "waitlist pass"):
                 yield
-            finally:
-                await cancel_and_wait(task)
 
     app.cleanup_ctx.append(ctx)
