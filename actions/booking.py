@@ -26,7 +26,7 @@ from .catalogue import ServiceInfo
 from .common import (OUTCOME_RESPONSES, RETRY_OUTCOMES, ReadsUnreadableAnswers, changed_this_turn, external,
                      guarded, holder_of, log, reset_request, unreadable)
 from .dates import PastTime, When, parse_clock, parse_when
-from .formatting import decode_choice, price_label, spread, when_label
+from .formatting import decode_choice, performer, price_label, spread, when_label
 from .offers import load_offer, store_offer
 from .resolver import Pick, resolve_pick
 from .understanding import NEGATED, changes_a_visit, dentist_in, phone_in, reads_as_name, service_in, strip_name
@@ -64,7 +64,7 @@ def announce(dispatcher: CollectingDispatcher, gw: Gateway, result: Result) -> N
     appt = result.appointment
     details: dict[str, Any] = {}
     if appt is not None:
-        details = {"service": appt.service_name, "dentist": appt.dentist_name, "id": appt.id,
+        details = {"service": appt.service_name, "dentist": performer(appt), "id": appt.id,
                    "when": when_label(appt.starts_at, gw.tz, now=gw.now())}
     if result.outcome in (Outcome.LIMIT_REACHED, Outcome.TOO_LATE):
         details["phone"] = gw.settings.clinic_phone

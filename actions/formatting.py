@@ -67,6 +67,14 @@ def short_dentist(full_name: str) -> str:
     return full_name
 
 
+def performer(visit, *, short: bool = False) -> str:
+    """Who the patient will see at a booked visit: its hygienist for a hygienist's service
+    ("Maya Lee, hygienist"), else its dentist (``short``: "Dr. Alvarez")."""
+    if getattr(visit, "hygienist_name", None):
+        return f"{visit.hygienist_name}, hygienist"
+    return short_dentist(visit.dentist_name) if short else visit.dentist_name
+
+
 def spread(slots: list[Slot], count: int = 6, *, tz: ZoneInfo | None = None) -> list[Slot]:
     """At most ``count`` slots with distinct start times, spread evenly over the list, in time order.
 

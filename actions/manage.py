@@ -25,7 +25,7 @@ from .asking import AnswersTheQuestion, escalated_this_turn, not_understood
 from .booking import AskSlotChoice, SlotChoiceMixin, announce, previous_value
 from .caller import Caller
 from .common import RETRY_OUTCOMES, ReadsUnreadableAnswers, changed_this_turn, guarded, reset_request
-from .formatting import decode_choice, short_dentist, when_label
+from .formatting import decode_choice, performer, when_label
 from .gateway import Gateway, get_gateway
 from .offers import store_offer
 from .resolver import resolve_pick
@@ -44,7 +44,7 @@ def own_appointments(gw: Gateway, who: Caller) -> list[AppointmentView] | None:
 
 def describe(gw: Gateway, a: AppointmentView) -> str:
     when = when_label(a.starts_at, gw.tz, now=gw.now())
-    return f"{a.service_name} with {short_dentist(a.dentist_name)}, {when}"
+    return f"{a.service_name} with {performer(a, short=True)}, {when}"
 
 
 def no_visits(dispatcher: CollectingDispatcher, gw: Gateway, who: Caller) -> None:
@@ -329,7 +329,7 @@ class AskConfirmCancel(Action):
             dispatcher.utter_message(response="utter_appointment_not_found")
             return [SlotSet("appointment_id", None)]
         dispatcher.utter_message(response="utter_confirm_cancel", service=visit.service_name,
-                                 dentist=visit.dentist_name,
+                                 dentist=performer(visit),
                                  when=when_label(visit.starts_at, gw.tz, now=gw.now()))
         return []
 

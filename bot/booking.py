@@ -105,11 +105,13 @@ class AppointmentView:
     notes: str | None
     operatory_id: int | None = None  # the chair it holds (sql/008)
     hygienist_id: int | None = None  # who performs it, for a hygienist's service
+    hygienist_name: str | None = None
 
     @classmethod
     def of(cls, a: Appointment) -> "AppointmentView":
         return cls(a.id, a.patient_id, a.patient.full_name, a.dentist_id, a.dentist.full_name, a.service_id,
-                   a.service.name, a.starts_at, a.ends_at, a.status, a.notes, a.operatory_id, a.hygienist_id)
+                   a.service.name, a.starts_at, a.ends_at, a.status, a.notes, a.operatory_id, a.hygienist_id,
+                   a.hygienist.full_name if a.hygienist is not None else None)
 
     def as_dict(self) -> dict:
         d = self.__dict__.copy()

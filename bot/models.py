@@ -139,6 +139,7 @@ class Appointment(Base):
     patient: Mapped[Patient] = relationship(lazy="joined", innerjoin=True)
     dentist: Mapped[Dentist] = relationship(lazy="joined", innerjoin=True)
     service: Mapped[Service] = relationship(lazy="joined", innerjoin=True)
+    hygienist: Mapped[Hygienist | None] = relationship(lazy="joined")
 
 
 class DateOverride(Base):

@@ -75,7 +75,8 @@ def _components() -> dict:
         service_name={"type": "string"}, starts_at=ts, ends_at=ts,
         status={"type": "string", "enum": list(STATUSES)}, notes={"type": ["string", "null"]},
         operatory_id={"type": ["integer", "null"], "description": "the chair it holds"},
-        hygienist_id={"type": ["integer", "null"], "description": "who performs it, for a hygienist's service"})
+        hygienist_id={"type": ["integer", "null"], "description": "who performs it, for a hygienist's service"},
+        hygienist_name={"type": ["string", "null"], "description": "that hygienist's name"})
     schemas["WorkingHours"] = _obj(id={"type": "integer"}, weekday={"type": "integer"},
                                    start_time={"type": "string"}, end_time={"type": "string"})
     schemas["TimeOff"] = _obj(id={"type": "integer"}, dentist_id={"type": "integer"}, starts_at=ts, ends_at=ts,

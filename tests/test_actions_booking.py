@@ -436,3 +436,23 @@ async def test_good_morning_greets_and_asks_no_time(gw):
     turn = await chat.run(ValidateBookingForm())
     assert turn.slots().get("time") is None and not turn.slots().get("time_window")
     assert turn.responses == []
+
+
+async def test_a_cleaning_booked_names_the_hygienist_who_performs_it(gw, engine):
+    """A cleaning is a hygienist's service (the seed): the booking's answer, the list of visits
+    and the cancel question name the hygienist the database assigned, not the dentist of record."""
+    chat = Chat()
+    await fill_until_confirmation(chat, name="Ada Lovelace", phone="+1 212 555 0177")
+    prove_phone(gw, chat, "+12125550177")
+    chat.say("yes", "affirm", confirmed=True)
+    turn = await chat.run(ValidateBookingForm())
+    assert turn.responses == ["utter_booked"]
+    with session_scope(engine) as s:
+        appt = s.scalars(select(Appointment).join(Patient).where(Patient.phone == "+12125550177")).one()
+        hygienist = appt.hygienist.full_name
+        assert appt.service.name == "Cleaning" and appt.hygienist_id is not None
+    (said,) = turn.messages
+    assert said["dentist"] == f"{hygienist}, hygienist"
+    with session_scope(engine) as s:
+        view = AppointmentView.of(s.get(Appointment, appt.id))
+    assert describe(gw, view).startswith(f"Cleaning with {hygienist}, hygienist, ")
