@@ -132,11 +132,12 @@ async def close_ended_sockets(app: web.Application) -> int:
     """Close every Socket.IO connection opened with a staff session that no longer signs anyone
     in (ended, expired, its account disabled), telling it ``signed_out`` first. How many."""
     handlers = app[keys.HANDLERS]
-    opened = set(handlers.cookie_sessions.values())
+    opened = dict(handlers.cookie_sessions)
     if not opened:
         return 0
-    live = await asyncio.to_thread(staff_sessions.live, app[keys.ENGINE], opened)
-    ended = [sid for sid, hashed in list(handlers.cookie_sessions.items()) if hashed not in live]
+    live = await asyncio.to_thread(staff_sessions.live, app[keys.ENGINE], set(opened.values()))
+    # only the connections asked about: one opened while the query ran was not, and is not ended
+    ended = [sid for sid, hashed in opened.items() if hashed not in live and sid in handlers.cookie_sessions]
     for sid in ended:
         await handlers.sign_out(sid, ENDED)
     return len(ended)

@@ -4,12 +4,16 @@ side, and Socket.IO connecting with the cookie into the role's rooms (sync/login
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import threading
 
 import psycopg
 import pytest
 
+from bot import staff_sessions
 from bot.accounts import disable_user
+from sync.staff import close_ended_sockets
 from tests.api_helpers import call, seeded_clinic
 from tests.staff_helpers import account, get, login, stored_text
 from tests.sync_helpers import Recorder, serve
@@ -195,6 +199,40 @@ async def test_a_typed_token_wins_over_the_cookie_on_a_socket(clinic):
         assert [s["channelName"] for s in body["subscriptions"]] == [f"appointments:patient:{clinic.patient}"]
     finally:
         await rec.close()
+
+
+async def test_a_socket_opened_while_the_check_asks_the_database_stays_open(settings, engine, db_url, monkeypatch):
+    """The check asks the database about the connections open when it starts; one that opens
+    while that question is in flight was not asked about, and is not taken for ended."""
+    s = settings.model_copy(update={"staff_session_check_seconds": 3600.0})
+    account(engine, s, "doc@clinic.example")
+    account(engine, s, "desk@clinic.example")
+    asked, answer = threading.Event(), threading.Event()
+    real_live = staff_sessions.live
+
+    def slow_live(engine, hashes):
+        asked.set()
+        answer.wait(10)
+        return real_live(engine, hashes)
+
+    async with serve(s) as (url, app):
+        doc, desk = await login(url, "doc@clinic.example"), await login(url, "desk@clinic.example")
+        doc_socket = await Recorder("doc").connect(url, None, headers=doc.cookie_header)
+        desk_socket = None
+        monkeypatch.setattr(staff_sessions, "live", slow_live)
+        check = asyncio.get_running_loop().create_task(close_ended_sockets(app))
+        try:
+            assert await asyncio.to_thread(asked.wait, 10)
+            desk_socket = await Recorder("desk").connect(url, None, headers=desk.cookie_header)
+            answer.set()
+            assert await check == 0
+            assert doc_socket.sio.connected and desk_socket.sio.connected
+            assert desk_socket.events == []
+        finally:
+            answer.set()
+            for rec in (doc_socket, desk_socket):
+                if rec is not None:
+                    await rec.close()
 
 
 async def test_a_socket_of_a_sign_in_ended_elsewhere_is_closed_within_the_check(settings, engine, db_url):
