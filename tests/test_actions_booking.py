@@ -14,7 +14,8 @@ from sqlalchemy import func, select
 
 from actions.booking import ActionFinishBooking, AskBookingConfirmed, AskSlotChoice, ValidateBookingForm
 from actions.formatting import decode_choice
-from bot.booking import BookingService
+from actions.manage import describe
+from bot.booking import AppointmentView, BookingService
 from bot.db import session_scope
 from bot.models import Appointment, Patient
 from bot.tokens import Identity

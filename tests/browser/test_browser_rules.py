@@ -28,16 +28,19 @@ async def open_page(browser, url: str):
     return page, errors
 
 
-def free_days(svc: BookingService, dentist_id: int, count: int) -> list[date]:
-    """The first ``count`` dates with free consultation time for ``dentist_id``."""
+def free_days(svc: BookingService, dentist_id: int, count: int, free_from: time, free_until: time) -> list[date]:
+    """``count`` dates with free consultation time for ``dentist_id``, the last of them free at both
+    ``free_from`` and ``free_until`` (which hours the seeded visits fill depends on the weekday the
+    tests run: a Tuesday's 10:00 is a seeded filling)."""
     now = datetime.now(timezone.utc)
-    days: list[date] = []
+    by_day: dict[date, set[time]] = {}
     for slot in svc.available_slots(2, now, now + timedelta(days=21), dentist_id=dentist_id):
-        day = slot.starts_at.astimezone(svc.tz).date()
-        if day not in days:
-            days.append(day)
-    assert len(days) >= count, days
-    return days[:count]
+        local = slot.starts_at.astimezone(svc.tz)
+        by_day.setdefault(local.date(), set()).add(local.time())
+    whole = [day for day, times in by_day.items() if {free_from, free_until} <= times]
+    assert whole and len(by_day) >= count, by_day
+    others = [day for day in by_day if day != whole[0]]
+    return [*others[:count - 1], whole[0]]
 
 
 def day_slots(svc: BookingService, dentist_id: int, day: date) -> list[datetime]:
@@ -50,7 +53,7 @@ async def test_closures_and_overrides_set_on_the_pages_reach_each_other_and_the_
                                                                                        engine, db_url):
     seed(engine, settings)
     svc = BookingService(engine, settings)
-    closed, off, short = free_days(svc, 1, 3)
+    closed, off, short = free_days(svc, 1, 3, time(10), time(10, 30))
     async with running(settings) as server:
         admin, admin_errors = await open_page(browser, f"{server.url}/admin?token={mint('admin', settings=settings)}")
         dentist, dentist_errors = await open_page(browser,
