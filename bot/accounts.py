@@ -68,6 +68,7 @@ class SignInResult:
     outcome: Literal["ok", "refused", "locked"]
     account: StaffAccount | None = None
     retry_after: int | None = None  # seconds, when locked
+    session: tuple[str, staff_sessions.SignedIn] | None = None  # (cookie id, who) when asked to open one
 
 
 def hash_password(password: str) -> str:
@@ -191,8 +192,9 @@ def _failures(s: Session, key: str, since: datetime) -> tuple[int, datetime | No
 
 
 def authenticate(engine: Engine, settings: Settings, email: object, password: object,
-                 client: str | None) -> SignInResult:
-    """Check one sign-in attempt, count it towards the lockout and log it."""
+                 client: str | None, *, open_session: bool = False, user_agent: str | None = None) -> SignInResult:
+    """Check one sign-in attempt, count it towards the lockout and log it; with ``open_session``,
+    a right one opens the staff session in the same transaction (see staff_sessions.open_in)."""
     secret = password if isinstance(password, str) else ""
     key = staff_sessions.clip(email, 320).strip().lower()[:320]  # lower() may lengthen it
     now = datetime.now(timezone.utc)
@@ -215,7 +217,9 @@ def authenticate(engine: Engine, settings: Settings, email: object, password: ob
             user.failed_attempts, user.locked_until = 0, None
             if HASHER.check_needs_rehash(user.password_hash):
                 user.password_hash = hash_password(secret)
-            return _record(s, key, user, "ok", client, SignInResult("ok", StaffAccount.of(user)))
+            opened = staff_sessions.open_in(s, settings, user, user_agent=user_agent, client=client) \
+                if open_session else None
+            return _record(s, key, user, "ok", client, SignInResult("ok", StaffAccount.of(user), session=opened))
         reason = "unknown_email" if user is None else ("disabled" if not user.active else "wrong_password")
         seconds = lock_seconds(failures + 1, settings)
         if user is not None:

@@ -169,8 +169,9 @@ class Settings(BaseSettings):
     verification_codes_per_hour: int = Field(default=300, ge=1)
     # regions (ISO codes, comma-separated) whose numbers get texts; empty: PHONE_REGION only
     sms_regions: str = ""
-    # patient-page sign-in requests and wrong codes per client address per hour (counted in the
-    # sync service's memory, known numbers or not, so the answer never tells who is a patient)
+    # patient-page code requests, and typed codes (counted before they are checked), per client
+    # address per hour (in the sync service's memory, known numbers or not, so the answer never
+    # tells who is a patient)
     patient_sign_in_per_client: int = Field(default=20, ge=1)
     # how long a code typed back in a chat lets it act for that phone's patient
     chat_verified_minutes: int = Field(default=60, gt=0, le=24 * 60)

@@ -55,20 +55,28 @@ def _signed_in(user: StaffUser, row: StaffSessionRow) -> SignedIn:
 def create(engine: Engine, settings: Settings, user_id: int, *, user_agent: str | None = None,
            client: str | None = None) -> tuple[str, SignedIn]:
     """A new session for ``user_id``: (the id for the cookie, who it signs in)."""
-    session_id = secrets.token_urlsafe(32)
-    now = datetime.now(timezone.utc)
     with session_scope(engine) as s:
-        s.execute(delete(StaffSessionRow).where(StaffSessionRow.expires_at <= now))  # the expired ones
         user = s.get(StaffUser, user_id)
         if user is None or not user.active:
             raise LookupError(f"no active staff account {user_id}")
-        row = StaffSessionRow(id_hash=digest(session_id), user_id=user_id, csrf_token=secrets.token_urlsafe(32),
-                              created_at=now, last_seen_at=now,
-                              expires_at=now + timedelta(minutes=settings.staff_session_minutes),
-                              user_agent=clip(user_agent, 300) or None, client=clip(client, 100) or None)
-        s.add(row)
-        s.flush()
-        return session_id, _signed_in(user, row)
+        return open_in(s, settings, user, user_agent=user_agent, client=client)
+
+
+def open_in(s: Session, settings: Settings, user: StaffUser, *, user_agent: str | None = None,
+            client: str | None = None) -> tuple[str, SignedIn]:
+    """A new session for ``user``, in the caller's transaction: a sign-in opens it in the one that
+    checked the password with the account's row locked, so a ``user passwd`` either comes first
+    (the old password is refused) or after (and ends this session too)."""
+    session_id = secrets.token_urlsafe(32)
+    now = datetime.now(timezone.utc)
+    s.execute(delete(StaffSessionRow).where(StaffSessionRow.expires_at <= now))  # the expired ones
+    row = StaffSessionRow(id_hash=digest(session_id), user_id=user.id, csrf_token=secrets.token_urlsafe(32),
+                          created_at=now, last_seen_at=now,
+                          expires_at=now + timedelta(minutes=settings.staff_session_minutes),
+                          user_agent=clip(user_agent, 300) or None, client=clip(client, 100) or None)
+    s.add(row)
+    s.flush()
+    return session_id, _signed_in(user, row)
 
 
 def lookup(engine: Engine, session_id: object) -> SignedIn | None:

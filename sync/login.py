@@ -96,7 +96,8 @@ async def sign_in(request: web.Request) -> web.StreamResponse:
         app[FAILURES].check("staff", request.remote)  # past its count, this client's guesses cost nothing
         async with app[GATE].enter():
             result = await asyncio.to_thread(authenticate, engine, settings, body["email"], body["password"],
-                                             request.remote)
+                                             request.remote, open_session=True,
+                                             user_agent=request.headers.get("User-Agent"))
         if result.outcome != "ok":
             app[FAILURES].hit("staff", request.remote)
     except ApiError as exc:  # too many from this client, or too many at once
@@ -104,11 +105,9 @@ async def sign_in(request: web.Request) -> web.StreamResponse:
     if result.outcome == "locked":
         return error(429, "locked", f"too many failed sign-ins; try again in {result.retry_after} seconds",
                      **{"Retry-After": str(result.retry_after)})
-    if result.outcome != "ok" or result.account is None:
+    if result.outcome != "ok" or result.session is None:
         return error(401, "wrong_credentials", "wrong email or password")
-    session_id, session = await asyncio.to_thread(
-        staff_sessions.create, engine, settings, result.account.id,
-        user_agent=request.headers.get("User-Agent"), client=request.remote)
+    session_id, session = result.session
     goto = destination(session.role, body.get("next"))
     if request.content_type == "application/json":
         response: web.StreamResponse = web.json_response(

@@ -65,11 +65,9 @@ async def _verifier_ctx(app: web.Application):
         await asyncio.wait(app[SENDING], timeout=settings.notify_timeout_seconds)
 
 
-def _counted(request: web.Request, what: str, *, count: bool = True) -> None:
-    """One more request of ``what`` from this client (``count=False``: only whether one more is
-    allowed); 429 past PATIENT_SIGN_IN_PER_CLIENT an hour."""
-    limiter = request.app[LIMITER]
-    (limiter.hit if count else limiter.check)(what, request.remote)
+def _counted(request: web.Request, what: str) -> None:
+    """One more request of ``what`` from this client; 429 past PATIENT_SIGN_IN_PER_CLIENT an hour."""
+    request.app[LIMITER].hit(what, request.remote)
 
 
 class CodeRequest(BaseModel):
@@ -138,10 +136,12 @@ async def verify_code(request: web.Request) -> web.Response:
     if typed is None:
         raise ApiError(422, "validation_error", "code is the 6 digits from the text message")
     verifier = _verifier(request)
-    _counted(request, "wrong", count=False)  # past the count, no guess is checked at all
+    # every guess is counted before it is checked (guesses sent at once cannot all pass a count
+    # taken after their answers), and past the count none is checked at all; many attempts'
+    # guesses from one place are as many guesses
+    _counted(request, "guess")
     result = await asyncio.to_thread(verifier.check, PURPOSE, attempt, typed)
     if result.outcome is not CodeOutcome.VERIFIED:
-        _counted(request, "wrong")  # many attempts' guesses from one place are as many guesses
         raise ApiError(401, "wrong_code", NOT_SIGNED_IN.format(minutes=settings.verification_code_minutes))
 
     def patient():
