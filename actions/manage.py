@@ -111,8 +111,9 @@ class AppointmentMixin:
         gw = get_gateway()
         visits = own_appointments(gw, caller(tracker)) or []
         wanted = visit_named(gw, str(value), visits)
-        if wanted is None and changed_this_turn(tracker, "time") and not re.search(r"\d", str(value)):
-            return {"appointment_id": None}  # "make that Wednesday morning": the new time, kept; which visit?
+        if wanted is None and changed_this_turn(tracker, "time") and not POINTS_AT_A_VISIT.search(str(value)):
+            # "make that Wednesday morning", "make that December 10": the new time, kept; which visit?
+            return {"appointment_id": None}
         several = visits_named(gw, str(value), visits) if wanted is None else []
         if len(several) > 1 and tracker.get_slot("requested_slot") == "appointment_id":
             # "friday's" when two visits are on a Friday: which of just those (the question follows)
@@ -130,6 +131,12 @@ class AppointmentMixin:
             announce(dispatcher, gw, Result(Outcome.TOO_LATE, appointment=visit))
             return {"appointment_id": None, "outcome": "none"}
         return {"appointment_id": str(wanted)}
+
+
+# how an answer to "which visit?" points at one: its number ("#12", "12"), "the 10:15 one",
+# "the visit on ...", "friday's". A time without these ("make that December 10") is a new time.
+POINTS_AT_A_VISIT = re.compile(r"^\s*(?:number\s+|no\.?\s*|#)?\d{1,12}\s*$|\b(?:one|visit|appointment)\b|'s\b",
+                              re.IGNORECASE)
 
 
 def visit_named(gw: Gateway, text: str, visits: list[AppointmentView]) -> int | None:

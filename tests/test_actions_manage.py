@@ -192,3 +192,35 @@ async def test_a_cancellation_the_model_took_for_a_move_cancels(gw, settings, te
     finish = await ActionFinishReschedule().run(CollectingDispatcher(), chat.tracker(), {})
     assert [e["name"] for e in finish if e["event"] == "followup"] == ["cancel_form"], finish
     assert {"event": "slot", "timestamp": None, "name": "outcome", "value": None} in finish
+
+
+@pytest.mark.parametrize("typed, time", [("hmm make that March 10", "March 10"),
+                                          ("make that Wednesday morning", "Wednesday morning")])
+async def test_a_new_day_typed_while_asked_which_visit_is_kept_without_a_complaint(gw, engine, settings, typed,
+                                                                                   time):
+    """Asked which of two visits to move, the patient corrects the new time instead ("make that
+    March 10", a date with a number in it): no "I can't find that appointment", the time is
+    kept for the move, and which visit is asked again."""
+    chat = Chat(metadata={"token": mint("patient", 1, settings=settings)})
+    chat.active_loop = "reschedule_form"
+    chat.say("can I move my visit to Thursday between 1 and 3", "reschedule_appointment",
+             {"time": "Thursday between 1 and 3"}, time="Thursday between 1 and 3")
+    turn = await chat.run(ValidateRescheduleForm())
+    assert turn.slots().get("appointment_id") is None and turn.responses == []
+    chat.slots["requested_slot"] = "appointment_id"
+    chat.say(typed, "inform", {"time": time}, time=time)
+    turn = await chat.run(ValidateRescheduleForm())
+    assert "utter_appointment_not_found" not in turn.responses, turn.events
+    slots = turn.slots()
+    assert slots.get("appointment_id") is None and slots.get("time", time) == time, turn.events
+    assert slots.get("requested_slot") == "appointment_id", turn.events
+
+
+async def test_a_visit_number_not_yours_typed_with_a_time_is_still_not_found(gw, engine, settings):
+    chat = Chat(metadata={"token": mint("patient", 1, settings=settings)})
+    chat.active_loop = "reschedule_form"
+    chat.slots["requested_slot"] = "appointment_id"
+    chat.say("#999999", "inform", {"time": "999999"}, time="999999")
+    turn = await chat.run(ValidateRescheduleForm())
+    assert turn.responses == ["utter_appointment_not_found"], turn.events
+
