@@ -224,3 +224,27 @@ async def test_a_visit_number_not_yours_typed_with_a_time_is_still_not_found(gw,
     turn = await chat.run(ValidateRescheduleForm())
     assert turn.responses == ["utter_appointment_not_found"], turn.events
 
+
+
+@pytest.mark.parametrize("typed, entities, form", [
+    ("Hey Hope you're having a good day Something came up could we move my extraction", {"service": "extraction"},
+     "reschedule_form"),
+    ("Hi there! I need to cancel my cleaning", {"service": "cleaning"}, "cancel_form"),
+    ("Hello! Could I get a cleaning next week?", {"service": "cleaning", "time": "next week"}, "booking_form"),
+    ("hi", {}, None),
+    ("hello, is this the booking line?", {}, None),
+    ("good morning, I moved here last month", {}, None),
+])
+async def test_a_greeting_that_asks_for_something_starts_it(gw, settings, typed, entities, form):
+    """The model read a greeting; the words ask for a task: its form follows at once, without the
+    welcome (rule greet: action_greet)."""
+    from actions.recall import ActionGreet
+
+    chat = Chat(metadata={"token": mint("patient", 1, settings=settings)})
+    chat.say(typed, "greet", entities)
+    turn = await chat.run(ActionGreet())
+    followups = [e["name"] for e in turn.events if e["event"] == "followup"]
+    if form is None:
+        assert turn.responses == ["utter_greet"] and followups == []
+    else:
+        assert turn.responses == [] and followups == [form], turn.events

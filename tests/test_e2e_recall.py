@@ -50,3 +50,17 @@ async def test_an_anonymous_hello_hears_nothing_of_recalls(chat_stack):
     hello = await stack.say(sender(), "hi")
     assert "booking assistant" in text(hello) and "due" not in text(hello), text(hello)
     assert not [b for reply in hello for b in reply.get("buttons") or []]
+
+
+async def test_a_greeting_that_asks_to_move_a_visit_goes_straight_to_it(chat_stack):
+    """Said in one breath, the way people write: the model reads a greeting, the words ask to move
+    a visit. The move starts at once (no welcome speech to answer first), for the visit named."""
+    stack = chat_stack
+    [(patient, service)] = rows(stack, "SELECT a.patient_id, min(s.name) FROM appointments a JOIN services s"
+                                       " ON s.id = a.service_id WHERE a.status <> 'cancelled' AND a.starts_at > now()"
+                                       " GROUP BY a.patient_id HAVING count(*) = 1 ORDER BY a.patient_id LIMIT 1")
+    signed = {"token": mint("patient", patient, settings=stack.settings)}
+    said = text(await stack.say(sender(), "Hey Hope you're having a good day Something came up could we move my "
+                                          f"{service.lower()}", signed))
+    assert "booking assistant" not in said, said
+    assert "When would suit you?" in said or "Which one suits you?" in said, said
