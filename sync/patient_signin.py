@@ -3,9 +3,10 @@
 ``POST /api/patient/sign-in/code`` ``{"phone": "..."}`` → 202 ``{"attempt": "<id>", "message"}``
 at once, before the number is looked up: the answer, and its time, are the same whether or not
 the number is on file, and the code's own limits (bot/otp.py) are never told to the caller;
-a code is sent, in the background, only to a patient's number. Requests and wrong codes are
-counted per client address (PATIENT_SIGN_IN_PER_CLIENT an hour, in this process's memory with
-the ``limits`` library's moving window: known numbers or not, so 429 tells nothing either).
+a code is sent, in the background, only to a patient's number. Code requests and typed codes
+(each before it is checked) are counted per client address (PATIENT_SIGN_IN_PER_CLIENT an hour,
+in this process's memory with the ``limits`` library's moving window: known numbers or not, so
+429 tells nothing either).
 ``POST /api/patient/sign-in/verify``
 ``{"attempt": "<id>", "code": "123456"}`` → 200 ``{"token", "name", "expires_in"}``: a patient
 token (PATIENT_SIGN_IN_MINUTES) the page sends as ``Authorization: Bearer``, as any client does.
