@@ -95,6 +95,9 @@ class AppointmentMixin:
             return {}  # the id named is checked by validate_appointment_id
         if visits is not None and len(visits) == 1:
             return {"appointment_id": str(visits[0].id)}
+        named = [a for a in visits or [] if not text.startswith("/") and a.service_name.lower() in text.lower()]
+        if len(named) == 1:  # "could we move my extraction": of two visits, the one that is an extraction
+            return {"appointment_id": str(named[0].id)}
         if not visits:  # nothing to act on (or no answer): end the form at once
             gw = get_gateway()
             if visits is None:

@@ -248,3 +248,20 @@ async def test_a_greeting_that_asks_for_something_starts_it(gw, settings, typed,
         assert turn.responses == ["utter_greet"] and followups == []
     else:
         assert turn.responses == [] and followups == [form], turn.events
+
+
+@pytest.mark.parametrize("form, typed", [(ValidateRescheduleForm, "Something came up, could we move my whitening"),
+                                         (ValidateCancelForm, "I need to cancel my whitening")])
+async def test_the_service_named_picks_the_visit_of_two(gw, engine, settings, form, typed):
+    """Of two visits, the message that starts the move or the cancellation names one by its service:
+    that one is taken, and which visit is not asked."""
+    own = visits_of(engine, 1)
+    whitening = [a for a in own if a.service.name == "Whitening"]
+    assert len(own) == 2 and len(whitening) == 1
+    chat = Chat(metadata={"token": mint("patient", 1, settings=settings)})
+    chat.active_loop = "reschedule_form" if form is ValidateRescheduleForm else "cancel_form"
+    chat.say(typed, "reschedule_appointment" if form is ValidateRescheduleForm else "cancel_appointment",
+             {"service": "whitening"}, service="whitening")
+    turn = await chat.run(form())
+    assert turn.slots().get("appointment_id") == str(whitening[0].id), turn.events
+    assert turn.slots().get("requested_slot") != "appointment_id"
