@@ -260,6 +260,10 @@ class SlotChoiceMixin:
             pick = Pick() if NEW_RANGE.search(value) else self.pick_from(gw, tracker, value)
             if pick.unique is not None:
                 picked = pick.unique.starts_at, pick.unique.dentist_id
+            elif len(pick.matches) > 1 and len(pick.matches) >= len(offered):
+                # "sorry, December 10 would be better" when every time offered is on December 10
+                dispatcher.utter_message(response="utter_all_offers_match")
+                return {"slot_choice": None}
             elif len(pick.matches) > 1:  # "10:00" offered on two days: ask among just those
                 dispatcher.utter_message(response="utter_several_match")
                 return {"slot_choice": None, "offered_slots": store_offer(list(pick.matches))}

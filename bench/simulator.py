@@ -286,6 +286,7 @@ RESPONSES: dict[str, Kind] = {
     "utter_ask_time": Kind.ASK_TIME,
     "utter_ask_full_name": Kind.ASK_NAME, "utter_ask_phone": Kind.ASK_PHONE,
     "utter_offer_slots": Kind.OFFER, "utter_offer_nearest": Kind.OFFER, "utter_pick_alternative": Kind.OFFER,
+    "utter_all_offers_match": Kind.INFO,
     "utter_time_taken": Kind.OFFER,
     "utter_ask_appointment_id": Kind.ASK_VISIT,
     "utter_code_sent": Kind.ASK_CODE, "utter_code_resent": Kind.ASK_CODE,

@@ -424,3 +424,17 @@ async def test_a_visit_named_by_a_weekday_two_visits_share_asks_among_them(gw, e
     assert turn.responses == ["utter_several_visits_match"] and turn.slots()["appointment_id"] is None
     listed = turn.messages[0]["visits"]
     assert "Mar 5" in listed and "Mar 12" in listed
+
+
+async def test_a_day_every_offer_is_on_is_no_confusion(gw):
+    """Offered times all on one Wednesday, the patient "corrects" to that very date: the bot says
+    they all fit it and asks again among the same offers, rather than "more than one fits that"."""
+    chat, starts = await at_the_offers(gw)
+    assert len(starts) > 1 and len({s.date() for s in starts}) == 1
+    offered = chat.slots["offered_slots"]
+    day = starts[0]
+    chat.say(f"sorry {day:%B} {day.day} would be better", "inform")
+    turn = await chat.run(ValidateBookingForm())
+    assert turn.responses == ["utter_all_offers_match"], turn.events
+    assert turn.slots().get("slot_choice") is None and "offered_slots" not in turn.slots()
+    assert chat.slots["offered_slots"] == offered
