@@ -63,7 +63,8 @@ def latest_text(tracker: Tracker) -> str | None:
     return text
 
 
-def _entities(tracker: Tracker) -> set[str]:
+def entity_names(tracker: Tracker) -> set[str]:
+    """The names of the entities the model found in the latest message."""
     return {e.get("entity") for e in tracker.latest_message.get("entities", [])}
 
 
@@ -218,7 +219,7 @@ class AnswersTheQuestion:
         if out and requested in ("slot_choice", "time"):
             return out  # a name or a number given early: taken, and the question is asked again
         if requested == "confirmed":
-            if form != "cancel_form" and (_entities(tracker) & set(ENTITY_SLOTS) or out):
+            if form != "cancel_form" and (entity_names(tracker) & set(ENTITY_SLOTS) or out):
                 return out | {"confirmed": None}  # "no, Thursday": a correction, not a no
             if changed_this_turn(tracker, "confirmed"):
                 return out
@@ -230,7 +231,7 @@ class AnswersTheQuestion:
             return out
         if requested is None or changed_this_turn(tracker, requested) or requested in out:
             return out | self.first_turn(tracker, text, requested)
-        something_else = bool(_entities(tracker) & {"time", "phone", "service", "dentist"}) or bool(out) or \
+        something_else = bool(entity_names(tracker) & {"time", "phone", "service", "dentist"}) or bool(out) or \
             changed_this_turn(tracker, "time", "phone")
         if requested == "service":
             found = service_in(text, vocabulary(gw.catalogue()))
@@ -251,7 +252,7 @@ class AnswersTheQuestion:
         elif requested == "full_name" and "phone" in out:
             pass  # only a number: the name question comes again
         elif requested == "full_name":
-            corrects = bool(_entities(tracker) & {"service", "dentist", "time"}) and (
+            corrects = bool(entity_names(tracker) & {"service", "dentist", "time"}) and (
                 CORRECTION.search(text) or not reads_as_name(strip_name(text)))
             if not corrects:
                 out["full_name"] = text
@@ -277,7 +278,7 @@ class AnswersTheQuestion:
         if other is None or other == form or float(intent.get("confidence") or 0) < SURE:
             return False
         text = tracker.latest_message.get("text") or ""
-        return names_a_task(text) and not (_entities(tracker) & {"time", "slot_choice", "phone"})
+        return names_a_task(text) and not (entity_names(tracker) & {"time", "slot_choice", "phone"})
 
     @staticmethod
     def reads_as_time(gw: Gateway, text: str) -> bool:
@@ -302,7 +303,7 @@ class AnswersTheQuestion:
                 out["phone"] = tracker.get_slot("phone")  # Rasa's mapping took it: the same number
         if requested in ("slot_choice", "time", "phone", "confirmed") and not tracker.get_slot("full_name"):
             alone = strip_name(text)
-            if 2 <= len(alone.split()) <= 4 and reads_as_name(alone) and not _entities(tracker):
+            if 2 <= len(alone.split()) <= 4 and reads_as_name(alone) and not entity_names(tracker):
                 return out | {"full_name": alone}  # the name, given before it was asked for
         if requested == "full_name" and "phone" in out:
             rest = strip_name(text.replace(out["phone"], " ").strip(" ,.;"))
@@ -416,7 +417,7 @@ class ActionAnswerWithoutQuestion(Action):
     @guarded
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list[dict]:
         text = latest_text(tracker) or ""
-        if tracker.active_loop_name is None and (tracker.get_slot("offered_slots") or _entities(tracker) & {"service", "dentist", "time", "slot_choice"}
+        if tracker.active_loop_name is None and (tracker.get_slot("offered_slots") or entity_names(tracker) & {"service", "dentist", "time", "slot_choice"}
                 or service_in(text, vocabulary(get_gateway().catalogue())) or asks_to_book(text)):
             return [FollowupAction("booking_form")]
         dispatcher.utter_message(response="utter_please_rephrase")

@@ -21,7 +21,7 @@ from rasa_sdk.executor import CollectingDispatcher
 from bot.availability import Slot
 from bot.booking import AppointmentView, Outcome, Result
 
-from .asking import AnswersTheQuestion, escalated_this_turn, not_understood
+from .asking import AnswersTheQuestion, entity_names, escalated_this_turn, not_understood
 from .booking import AskSlotChoice, SlotChoiceMixin, announce, previous_value
 from .caller import Caller
 from .common import RETRY_OUTCOMES, ReadsUnreadableAnswers, changed_this_turn, guarded, reset_request
@@ -62,7 +62,7 @@ class ActionListAppointments(Action):
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list[dict]:
         text = tracker.latest_message.get("text") or ""
         if (tracker.active_loop_name is None and not names_a_task(text) and asks_to_book(text)
-                and "service" in {e.get("entity") for e in tracker.latest_message.get("entities", [])}):
+                and "service" in entity_names(tracker)):
             return [FollowupAction("booking_form")]  # "could I get a filling with whoever is free?"
         gw = get_gateway()
         who = caller(tracker)
@@ -86,7 +86,7 @@ class AppointmentMixin:
             return {}  # only when the form starts
         text = tracker.latest_message.get("text") or ""
         if not text.startswith("/") and not names_a_task(text) and (
-                asks_to_book(text) or "service" in {e.get("entity") for e in tracker.latest_message.get("entities", [])}):
+                asks_to_book(text) or "service" in entity_names(tracker)):
             return {"outcome": "book"}  # "I just moved to the area. Could I get a cleaning?": a booking
         if self.name() == "validate_reschedule_form" and cancels_not_moves(text):
             return {"outcome": "cancel"}  # the model heard a move in "I just moved here. cancel my ...": cancel
@@ -95,7 +95,7 @@ class AppointmentMixin:
             return {}  # the id named is checked by validate_appointment_id
         if visits is not None and len(visits) == 1:
             return {"appointment_id": str(visits[0].id)}
-        named = [a for a in visits or [] if not text.startswith("/") and a.service_name.lower() in text.lower()]
+        named = [] if text.startswith("/") else of_service_named(text, visits or [])
         if len(named) == 1:  # "could we move my extraction": of two visits, the one that is an extraction
             return {"appointment_id": str(named[0].id)}
         if not visits:  # nothing to act on (or no answer): end the form at once
@@ -152,10 +152,15 @@ def visit_named(gw: Gateway, text: str, visits: list[AppointmentView]) -> int | 
     return fits[0].id if len(fits) == 1 else None
 
 
+def of_service_named(text: str, visits: list[AppointmentView]) -> list[AppointmentView]:
+    """The visits whose service ``text`` names ("my extraction")."""
+    lowered = text.lower()
+    return [a for a in visits if a.service_name.lower() in lowered]
+
+
 def visits_named(gw: Gateway, text: str, visits: list[AppointmentView]) -> list[AppointmentView]:
     """The caller's visits that ``text`` describes in words: by service, then by day, time and dentist."""
-    lowered = text.lower()
-    by_service = [a for a in visits if a.service_name.lower() in lowered]
+    by_service = of_service_named(text, visits)
     if len(by_service) == 1:
         return by_service
     pool = by_service or visits

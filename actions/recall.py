@@ -11,6 +11,7 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.events import FollowupAction
 from rasa_sdk.executor import CollectingDispatcher
 
+from .asking import entity_names
 from .common import guarded
 from .gateway import get_gateway
 from .session import caller
@@ -30,8 +31,7 @@ def asked_with_a_greeting(tracker: Tracker) -> str | None:
     change = changes_a_visit(text)
     if change in FORM_OF:
         return FORM_OF[change]
-    entities = {e.get("entity") for e in tracker.latest_message.get("entities", [])}
-    if "service" in entities and asks_to_book(text):
+    if "service" in entity_names(tracker) and asks_to_book(text):
         return "booking_form"
     return None
 
