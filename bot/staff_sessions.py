@@ -52,21 +52,12 @@ def _signed_in(user: StaffUser, row: StaffSessionRow) -> SignedIn:
                     row.expires_at)
 
 
-def create(engine: Engine, settings: Settings, user_id: int, *, user_agent: str | None = None,
-           client: str | None = None) -> tuple[str, SignedIn]:
-    """A new session for ``user_id``: (the id for the cookie, who it signs in)."""
-    with session_scope(engine) as s:
-        user = s.get(StaffUser, user_id)
-        if user is None or not user.active:
-            raise LookupError(f"no active staff account {user_id}")
-        return open_in(s, settings, user, user_agent=user_agent, client=client)
-
-
 def open_in(s: Session, settings: Settings, user: StaffUser, *, user_agent: str | None = None,
             client: str | None = None) -> tuple[str, SignedIn]:
-    """A new session for ``user``, in the caller's transaction: a sign-in opens it in the one that
-    checked the password with the account's row locked, so a ``user passwd`` either comes first
-    (the old password is refused) or after (and ends this session too)."""
+    """A new session for ``user`` (the id for the cookie, who it signs in), in the caller's
+    transaction: a sign-in (bot.accounts.authenticate) opens it in the one that checked the
+    password with the account's row locked, so a ``user passwd`` either comes first (the old
+    password is refused) or after (and ends this session too)."""
     session_id = secrets.token_urlsafe(32)
     now = datetime.now(timezone.utc)
     s.execute(delete(StaffSessionRow).where(StaffSessionRow.expires_at <= now))  # the expired ones

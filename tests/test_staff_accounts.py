@@ -161,12 +161,13 @@ def test_a_hash_of_weaker_parameters_is_upgraded_at_sign_in(db_url, engine, sett
 def test_passwd_and_disable_in_process_end_sessions(engine, settings):
     from bot import staff_sessions
 
-    user = account(engine, settings, "desk@clinic.example")
-    first, _ = staff_sessions.create(engine, settings, user)
+    account(engine, settings, "desk@clinic.example")
+    first, _ = authenticate(engine, settings, "desk@clinic.example", PASSWORD, None, open_session=True).session
     assert staff_sessions.lookup(engine, first) is not None
     assert set_password(engine, settings, "desk@clinic.example", "another long passphrase") == 1
     assert staff_sessions.lookup(engine, first) is None
-    second, _ = staff_sessions.create(engine, settings, user)
+    second, _ = authenticate(engine, settings, "desk@clinic.example", "another long passphrase", None,
+                             open_session=True).session
     assert disable_user(engine, "DESK@clinic.example") == 1
     assert staff_sessions.lookup(engine, second) is None
 
